@@ -1,0 +1,181 @@
+# One non-recursive Makefile for the whole stack.
+#
+#   make                 build every program into build/bin/
+#   make test            unit tests, unit tests under ASan+UBSan, fuzz
+#                        replay (and a short libFuzzer run with clang), e2e
+#   make unit | san | fuzz-smoke | e2e     the parts of make test
+#   make fuzz            longer libFuzzer runs (FUZZ_SECONDS each)
+#   make bench           benchmarks under tests/bench/
+#   make install PREFIX=/usr/local DESTDIR=
+#
+# The sanitizer build is the same Makefile with BUILD=build-san and
+# SANITIZE=1, so both builds share every rule.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR ?= /lib/systemd/system
+DOVECOT_CONFDIR ?= $(SYSCONFDIR)/dovecot
+
+BUILD ?= build
+CC ?= cc
+PYTHON ?= /usr/bin/python3
+FUZZ_SECONDS ?= 60
+
+# Warnings live apart from CFLAGS so that `make CFLAGS=...` cannot drop them.
+WARNINGS = -std=c17 -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
+	-Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+CFLAGS ?= -O2 -g
+ifeq ($(SANITIZE),1)
+SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+CFLAGS := -O1 -g
+endif
+CPPFLAGS += -D_GNU_SOURCE -Icommon -MMD -MP
+
+pc = $(shell pkg-config --cflags $(1))
+pl = $(shell pkg-config --libs $(1))
+
+COMMON_PKGS = sqlite3 libevent libevent_pthreads libmicrohttpd libcrypto
+COMMON_CFLAGS := $(call pc,$(COMMON_PKGS))
+COMMON_LIBS := $(call pl,$(COMMON_PKGS)) -lpthread -lm
+
+ALL_CFLAGS = $(WARNINGS) $(CFLAGS) $(SANFLAGS) $(COMMON_CFLAGS) $(CPPFLAGS)
+ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
+
+# ---- sources -------------------------------------------------------------
+
+COMMON_SRCS = common/log.c common/cli.c common/db.c common/tabesc.c \
+	common/metrics.c common/metrics_http.c common/evloop.c common/xmalloc.c \
+	common/err.c common/buf.c common/relay_db.c
+DICTD_LIB_SRCS = metadata-dictd/dict_proto.c metadata-dictd/dict_store.c \
+	metadata-dictd/dict_cmd.c metadata-dictd/dict_conn.c metadata-dictd/dict_key.c \
+	metadata-dictd/dict_server.c
+DICTD_SRCS = metadata-dictd/main.c $(DICTD_LIB_SRCS)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIBCOMMON = $(BUILD)/libcommon.a
+LIBDICTD = $(BUILD)/libdictd.a
+PROGRAMS = $(BUILD)/bin/metadata-dictd
+BENCH_PROGRAMS = $(BUILD)/bin/dict-load
+
+UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,\
+	$(wildcard tests/unit/common/test_*.c tests/unit/metadata-dictd/test_*.c))
+FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+
+.PHONY: all test unit unit-run san fuzz fuzz-smoke fuzz-replay e2e bench \
+	install clean deps
+all: $(PROGRAMS) $(BENCH_PROGRAMS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBCOMMON): $(call obj,$(COMMON_SRCS))
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(LIBDICTD): $(call obj,$(DICTD_LIB_SRCS))
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(BUILD)/bin/metadata-dictd: $(call obj,metadata-dictd/main.c) $(LIBDICTD) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(COMMON_LIBS)
+
+$(BUILD)/bin/dict-load: $(call obj,tests/bench/dict_load.c) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(COMMON_LIBS)
+
+# ---- unit tests (cmocka) -------------------------------------------------
+# tests/unit/<dir>/test_x.c links libcommon and the library of <dir>.
+
+CMOCKA_LIBS := $(call pl,cmocka)
+UNIT_LIB_common =
+UNIT_LIB_metadata-dictd = $(LIBDICTD)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBDICTD) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(UNIT_LIB_$(firstword $(subst /, ,$*))) \
+		$(LIBCOMMON) $(CMOCKA_LIBS) $(COMMON_LIBS)
+
+unit-run: $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; \
+		TESTDATA=$(CURDIR)/../shared/testdata $$t; done
+
+unit: unit-run
+
+san:
+	$(MAKE) BUILD=build-san SANITIZE=1 unit-run fuzz-replay \
+		build-san/bin/metadata-dictd
+
+# ---- fuzzing ---------------------------------------------------------------
+# fuzz-replay runs every corpus file through each target with gcc+ASan (a
+# tiny main in tests/fuzz/replay.c); fuzz-smoke adds a short libFuzzer run
+# when clang is there; fuzz runs libFuzzer for FUZZ_SECONDS per target.
+
+FUZZ_LIB_dict_proto = metadata-dictd/dict_proto.c common/tabesc.c common/xmalloc.c
+
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBDICTD) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< tests/fuzz/replay.c \
+		$(LIBDICTD) $(LIBCOMMON) $(COMMON_LIBS)
+
+fuzz-replay: $(patsubst %,$(BUILD)/fuzz/replay_%,$(FUZZ_TARGETS))
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== replay $$t"; \
+		$(BUILD)/fuzz/replay_$$t tests/fuzz/corpus/$$t; done
+
+build-fuzz/%: tests/fuzz/fuzz_%.c
+	@mkdir -p build-fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) \
+		$(COMMON_CFLAGS) -o $@ $< $(FUZZ_LIB_$*) $(COMMON_LIBS)
+
+fuzz-smoke:
+	@if command -v clang >/dev/null; then \
+		$(MAKE) FUZZ_SECONDS=10 fuzz; \
+	else echo "fuzz-smoke: clang not found, skipped"; fi
+
+fuzz: $(patsubst %,build-fuzz/%,$(FUZZ_TARGETS))
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p build-fuzz/corpus-$$t; \
+		echo "== libFuzzer $$t for $(FUZZ_SECONDS)s"; \
+		build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
+			-print_final_stats=0 build-fuzz/corpus-$$t \
+			tests/fuzz/corpus/$$t 2>build-fuzz/$$t.log || \
+			{ tail -50 build-fuzz/$$t.log; exit 1; }; \
+		grep -E '^#[0-9]+.*DONE' build-fuzz/$$t.log || true; done
+
+# ---- end to end and benchmarks --------------------------------------------
+
+e2e: all
+	$(PYTHON) -m pytest -q tests/e2e
+
+bench: all
+	tests/bench/run-dictd-bench.sh $(BUILD)/bin
+
+test: all unit san fuzz-smoke e2e
+
+deps:
+	scripts/install-deps.sh
+
+# ---- install ---------------------------------------------------------------
+
+install: $(PROGRAMS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(DOVECOT_CONFDIR)/conf.d
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
+	install -m 644 dovecot-conf/95-chatmail-push.conf \
+		$(DESTDIR)$(DOVECOT_CONFDIR)/conf.d/
+	install -m 644 dovecot-conf/push.lua $(DESTDIR)$(DOVECOT_CONFDIR)/
+	for u in systemd/*.service; do \
+		sed 's|@BINDIR@|$(BINDIR)|g' $$u \
+			>$(DESTDIR)$(UNITDIR)/$$(basename $$u); \
+		chmod 644 $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

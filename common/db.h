@@ -1,0 +1,49 @@
+/*
+ * Opening SQLite the way every daemon here needs it: WAL (readers never
+ * block the writer), a busy timeout (two processes write the relay
+ * database), and statements prepared once and reused. Write transactions
+ * start with BEGIN IMMEDIATE: a deferred one that reads first and writes
+ * later fails at once with SQLITE_BUSY when the other process wrote in
+ * between, without calling the busy handler.
+ */
+#ifndef DB_H
+#define DB_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define DB_BUSY_TIMEOUT_MS	5000
+
+enum db_sync {
+	DB_SYNC_NORMAL,		/* WAL: durable across process crashes */
+	DB_SYNC_FULL,		/* also across power loss: fsync per commit */
+};
+
+/* Opens (creating) path with WAL and the busy timeout; NULL and err on
+ * failure. Close with db_close(). */
+sqlite3	*db_open(const char *path, enum db_sync, char err[ERR_LEN]);
+void	 db_close(sqlite3 *);
+/* 0 and *sync_out for "normal"/"full"; -1 otherwise. */
+int	 db_sync_parse(const char *, enum db_sync *sync_out);
+
+/* Run one or more statements without results. */
+int	 db_exec(sqlite3 *, const char *sql, char err[ERR_LEN]);
+/* A prepared statement, or NULL and err. Finalize with sqlite3_finalize. */
+sqlite3_stmt *db_prepare(sqlite3 *, const char *sql, char err[ERR_LEN]);
+/* Brings the schema to `version` by running migrations[v] for every
+ * v >= PRAGMA user_version, in one transaction. */
+int	 db_migrate(sqlite3 *, const char *const *migrations, int version,
+	    char err[ERR_LEN]);
+
+int	 db_begin_immediate(sqlite3 *, char err[ERR_LEN]);
+int	 db_commit(sqlite3 *, char err[ERR_LEN]);
+/* Never fails from the caller's view: a failed rollback is logged by
+ * SQLite's own state and the next BEGIN reports it. */
+void	 db_rollback(sqlite3 *);
+
+/* Wall-clock time in unix milliseconds, the unit of every stored time. */
+int64_t	 db_now_ms(void);
+
+#endif

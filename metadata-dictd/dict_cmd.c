@@ -1,0 +1,260 @@
+/*
+ * One handler per command letter (Dovecot's dict-commands.c layout). A
+ * handler sees a parsed command and its connection; it answers L and I at
+ * once, keeps B/S/U/A/R in the connection's transactions, and hands C to
+ * the server's group commit. Only L, I and C are ever answered (protocol
+ * doc §8.1): a stray reply would be taken for the next command's.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dictd.h"
+#include "log.h"
+#include "metrics.h"
+#include "xmalloc.h"
+
+struct dict_txn *
+dict_txn_new(unsigned int id, const char *user)
+{
+	struct dict_txn *t = xcalloc(1, sizeof(*t));
+
+	t->id = id;
+	t->user = xstrdup(user);
+	return t;
+}
+
+void
+dict_txn_free(struct dict_txn *t)
+{
+	if (t == NULL)
+		return;
+	for (size_t i = 0; i < t->nchanges; i++) {
+		free(t->changes[i].key);
+		free(t->changes[i].value);
+	}
+	free(t->changes);
+	free(t->user);
+	free(t->failed);
+	free(t);
+}
+
+static void
+dict_txn_fail(struct dict_txn *t, const char *reason)
+{
+	if (t->failed == NULL)
+		t->failed = xstrdup(reason);
+}
+
+void
+dict_txn_add(struct dict_txn *t, enum dict_change_kind kind, const char *key,
+    const char *value, size_t value_len, int64_t diff)
+{
+	struct dict_change *ch;
+	size_t bytes = strlen(key) + value_len;
+
+	if (t->failed != NULL)
+		return;
+	if (t->nchanges >= DICT_TXN_MAX_CHANGES ||
+	    t->bytes + bytes > DICT_TXN_MAX_BYTES) {
+		dict_txn_fail(t, "transaction too large");
+		return;
+	}
+	if (t->nchanges == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 4;
+		t->changes = xrealloc(t->changes, t->cap * sizeof(*t->changes));
+	}
+	ch = &t->changes[t->nchanges++];
+	ch->kind = kind;
+	ch->key = xstrdup(key);
+	ch->value = value != NULL ? xmemdup0(value, value_len) : NULL;
+	ch->value_len = value_len;
+	ch->diff = diff;
+	t->bytes += bytes;
+}
+
+static int
+dict_cmd_hello(struct dict_conn *c, struct dict_cmd *cmd, char err[ERR_LEN])
+{
+	/* Dovecot's server closes on another major version; no reply
+	 * either way (protocol doc §2). */
+	if (cmd->major != 3) {
+		err_set(err, "unsupported protocol version %u.%u", cmd->major,
+		    cmd->minor);
+		return -1;
+	}
+	dict_conn_set_hello(c);
+	log_debug("dict conn=%llu hello version=%u.%u dict=%s",
+	    dict_conn_id(c), cmd->major, cmd->minor,
+	    cmd->dict_name[0] != '\0' ? "named" : "unnamed");
+	return 0;
+}
+
+static int
+dict_cmd_lookup(struct dict_conn *c, struct dict_cmd *cmd)
+{
+	struct dict_server *srv = dict_conn_server(c);
+	struct buf *out = dict_conn_reply_buf(c);
+	struct buf value;
+	char err[ERR_LEN];
+	int rc;
+
+	buf_init(&value);
+	rc = dict_store_lookup(dict_server_store(srv), cmd->user, cmd->key,
+	    db_now_ms(), &value, err);
+	if (rc > 0)
+		dict_proto_reply_value(out, value.data ? value.data : "",
+		    value.len);
+	else if (rc == 0)
+		dict_proto_reply_not_found(out);
+	else {
+		log_warnx("dict conn=%llu lookup failed: %s", dict_conn_id(c),
+		    err);
+		metric_inc(dict_server_stats(srv)->fail_store);
+		dict_proto_reply_fail(out, err);
+	}
+	buf_clear(&value);
+	dict_conn_send(c);
+	return 0;
+}
+
+static int
+dict_cmd_iterate(struct dict_conn *c, struct dict_cmd *cmd)
+{
+	struct dict_server *srv = dict_conn_server(c);
+	struct buf *out = dict_conn_reply_buf(c);
+	struct dict_rows rows;
+	char err[ERR_LEN];
+
+	if (dict_store_iterate(dict_server_store(srv), cmd->user, cmd->key,
+	    cmd->flags, cmd->max_rows, db_now_ms(), &rows, err) < 0) {
+		log_warnx("dict conn=%llu iterate failed: %s",
+		    dict_conn_id(c), err);
+		metric_inc(dict_server_stats(srv)->fail_store);
+		/* F ends the iteration (protocol doc §4). */
+		dict_proto_reply_fail(out, err);
+		dict_conn_send(c);
+		return 0;
+	}
+	for (size_t i = 0; i < rows.n; i++)
+		dict_proto_reply_row(out, rows.rows[i].key,
+		    (cmd->flags & DICT_ITER_NO_VALUE) ? NULL :
+		    rows.rows[i].value, rows.rows[i].value_len);
+	dict_proto_reply_iter_end(out);
+	dict_rows_clear(&rows);
+	dict_conn_send(c);
+	return 0;
+}
+
+static int
+dict_cmd_begin(struct dict_conn *c, struct dict_cmd *cmd, char err[ERR_LEN])
+{
+	struct dict_txn *t;
+
+	if (dict_conn_txn_find(c, cmd->id) != NULL) {
+		err_set(err, "transaction %u begun twice", cmd->id);
+		return -1;
+	}
+	t = dict_txn_new(cmd->id, cmd->user);
+	if (dict_conn_txn_add(c, t) < 0) {
+		dict_txn_free(t);
+		err_set(err, "too many open transactions");
+		return -1;
+	}
+	return 0;
+}
+
+/* S, U and A for an id that was never begun: Dovecot never does this,
+ * so it is logged and ignored; the commit of that id will fail. */
+static struct dict_txn *
+dict_cmd_txn(struct dict_conn *c, struct dict_cmd *cmd)
+{
+	struct dict_txn *t = dict_conn_txn_find(c, cmd->id);
+
+	if (t == NULL) {
+		log_warnx("dict conn=%llu command=%c unknown transaction=%u",
+		    dict_conn_id(c), (char)cmd->kind, cmd->id);
+		metric_inc(dict_server_stats(dict_conn_server(c))->
+		    err_protocol);
+	}
+	return t;
+}
+
+static void
+dict_cmd_commit(struct dict_conn *c, struct dict_cmd *cmd)
+{
+	struct dict_txn *t = dict_conn_txn_take(c, cmd->id);
+
+	if (t == NULL) {
+		log_warnx("dict conn=%llu commit of unknown transaction=%u",
+		    dict_conn_id(c), cmd->id);
+		metric_inc(dict_server_stats(dict_conn_server(c))->
+		    err_protocol);
+		dict_proto_reply_commit(dict_conn_reply_buf(c), cmd->id,
+		    cmd->kind == DICT_CMD_COMMIT_ASYNC, DICT_COMMIT_FAILED, "unknown transaction");
+		dict_conn_send(c);
+		return;
+	}
+	t->async = cmd->kind == DICT_CMD_COMMIT_ASYNC;
+	dict_conn_commit(c, t);
+}
+
+int
+dict_cmd_run(struct dict_conn *c, struct dict_cmd *cmd, char err[ERR_LEN])
+{
+	struct dict_stats *st = dict_server_stats(dict_conn_server(c));
+	struct dict_txn *t;
+
+	if (cmd->kind != DICT_CMD_HELLO && !dict_conn_has_hello(c)) {
+		err_set(err, "command before handshake");
+		return -1;
+	}
+	switch (cmd->kind) {
+	case DICT_CMD_HELLO:
+		metric_inc(st->cmd_other);
+		return dict_cmd_hello(c, cmd, err);
+	case DICT_CMD_LOOKUP:
+		metric_inc(st->cmd_lookup);
+		return dict_cmd_lookup(c, cmd);
+	case DICT_CMD_ITERATE:
+		metric_inc(st->cmd_iterate);
+		return dict_cmd_iterate(c, cmd);
+	case DICT_CMD_BEGIN:
+		metric_inc(st->cmd_begin);
+		return dict_cmd_begin(c, cmd, err);
+	case DICT_CMD_SET:
+		metric_inc(st->cmd_set);
+		if ((t = dict_cmd_txn(c, cmd)) != NULL)
+			dict_txn_add(t, DICT_CHANGE_SET, cmd->key, cmd->value,
+			    cmd->value_len, 0);
+		return 0;
+	case DICT_CMD_UNSET:
+		metric_inc(st->cmd_unset);
+		if ((t = dict_cmd_txn(c, cmd)) != NULL)
+			dict_txn_add(t, DICT_CHANGE_UNSET, cmd->key, NULL, 0,
+			    0);
+		return 0;
+	case DICT_CMD_ATOMIC_INC:
+		metric_inc(st->cmd_inc);
+		if ((t = dict_cmd_txn(c, cmd)) != NULL)
+			dict_txn_add(t, DICT_CHANGE_INC, cmd->key, NULL, 0,
+			    cmd->diff);
+		return 0;
+	case DICT_CMD_COMMIT:
+	case DICT_CMD_COMMIT_ASYNC:
+		/* 2.3.19 never sends D; Dovecot's server answers it like C
+		 * with an "A" before the reply (protocol doc §3). */
+		metric_inc(st->cmd_commit);
+		dict_cmd_commit(c, cmd);
+		return 0;
+	case DICT_CMD_ROLLBACK:
+		metric_inc(st->cmd_rollback);
+		dict_txn_free(dict_conn_txn_take(c, cmd->id));
+		return 0;
+	case DICT_CMD_TIMESTAMP:
+	case DICT_CMD_HIDE_LOG_VALUES:
+		metric_inc(st->cmd_other);
+		return 0;
+	}
+	err_set(err, "unknown command");
+	return -1;
+}

@@ -1,0 +1,78 @@
+/*
+ * What a dict key means. IMAP METADATA keys arrive as priv/<guid>/<entry>
+ * or shared/<guid>/<entry> (protocol doc §6); the key holds no user name,
+ * which comes with B, L and I. Two private entries are ours:
+ * devicetoken (a chatmail client's push token) and messagenew (set by
+ * push.lua on delivery). Both are matched on the entry name alone,
+ * whatever mailbox GUID precedes it, like chatmail relay's own server.
+ */
+#include <string.h>
+
+#include "dictd.h"
+
+#define DICT_KEY_PREFIX_PRIV	"priv/"
+#define DICT_KEY_PREFIX_SHARED	"shared/"
+
+void
+dict_key_parse(const char *key, struct dict_key *out)
+{
+	const char *guid, *slash;
+
+	memset(out, 0, sizeof(*out));
+	if (strncmp(key, DICT_KEY_PREFIX_SHARED,
+	    strlen(DICT_KEY_PREFIX_SHARED)) == 0) {
+		out->kind = DICT_KEY_SHARED;
+		return;
+	}
+	if (strncmp(key, DICT_KEY_PREFIX_PRIV,
+	    strlen(DICT_KEY_PREFIX_PRIV)) != 0) {
+		out->kind = DICT_KEY_INVALID;
+		return;
+	}
+	out->kind = DICT_KEY_PRIVATE;
+	guid = key + strlen(DICT_KEY_PREFIX_PRIV);
+	slash = strchr(guid, '/');
+	if (slash == NULL || slash == guid)
+		return;
+	if (strcmp(slash + 1, "devicetoken") == 0)
+		out->kind = DICT_KEY_DEVICETOKEN;
+	else if (strcmp(slash + 1, "messagenew") == 0)
+		out->kind = DICT_KEY_MESSAGENEW;
+	else
+		return;
+	out->guid = guid;
+	out->guid_len = (size_t)(slash - guid);
+}
+
+const char *
+dict_key_owner(const struct dict_key *k, const char *user)
+{
+	return k->kind == DICT_KEY_SHARED ? "" : user;
+}
+
+/* Tokens are joined by single spaces in lookups (what chatmail relay's
+ * service answers), so a token can hold no space; control bytes have no
+ * place in any provider's token either. */
+int
+dict_key_token_check(const char *token, size_t len, char err[ERR_LEN])
+{
+	if (len == 0) {
+		err_set(err, "empty device token");
+		return -1;
+	}
+	if (len > DICT_TOKEN_MAX_BYTES) {
+		err_set(err, "device token too long (%zu bytes, max %d)", len,
+		    DICT_TOKEN_MAX_BYTES);
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)token[i];
+
+		if (c <= 0x20 || c == 0x7f) {
+			err_set(err, "device token holds byte 0x%02x at %zu",
+			    c, i);
+			return -1;
+		}
+	}
+	return 0;
+}

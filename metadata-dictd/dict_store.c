@@ -1,0 +1,619 @@
+/*
+ * Storage of IMAP METADATA in the relay database: device tokens in
+ * `tokens`, new-mail events as rows of `queue`, every other attribute in
+ * `metadata` (schema in common/relay_db.c). Knows nothing of the wire
+ * protocol; every statement is prepared once at open.
+ *
+ * Writes only happen inside a group commit (dict_store_batch_begin ...
+ * dict_store_batch_commit), each dict transaction in its own savepoint so
+ * that one bad transaction fails alone.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dictd.h"
+#include "relay_db.h"
+#include "xmalloc.h"
+
+enum dict_stmt {
+	ST_META_GET,
+	ST_META_SET,
+	ST_META_UNSET,
+	ST_META_RANGE,
+	ST_TOKENS_GET,
+	ST_TOKEN_SET,
+	ST_TOKENS_UNSET,
+	ST_TOKEN_MAILBOXES,
+	ST_QUEUE_INSERT,
+	ST_SWEEP,
+	ST_COUNT,
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_SAVEPOINT,
+	ST_RELEASE,
+	ST_ROLLBACK_TO,
+	ST_COUNT_OF_STATEMENTS,
+};
+
+static const char *const dict_store_sql[ST_COUNT_OF_STATEMENTS] = {
+	[ST_META_GET] =
+	    "SELECT value FROM metadata WHERE user = ?1 AND key = ?2",
+	[ST_META_SET] =
+	    "INSERT INTO metadata(user, key, value) VALUES (?1, ?2, ?3) "
+	    "ON CONFLICT(user, key) DO UPDATE SET value = excluded.value",
+	[ST_META_UNSET] =
+	    "DELETE FROM metadata WHERE user = ?1 AND key = ?2",
+	[ST_META_RANGE] =
+	    "SELECT key, value FROM metadata "
+	    "WHERE user = ?1 AND key >= ?2 AND key < ?3 ORDER BY key",
+	/* '' = mailbox unknown (imported): answers on any mailbox */
+	[ST_TOKENS_GET] =
+	    "SELECT token FROM tokens WHERE user = ?1 "
+	    "AND (mailbox = ?2 OR mailbox = '') AND updated_at >= ?3 "
+	    "ORDER BY updated_at, token",
+	[ST_TOKEN_SET] =
+	    "INSERT INTO tokens(user, token, mailbox, updated_at) "
+	    "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(user, token) DO UPDATE "
+	    "SET mailbox = excluded.mailbox, updated_at = excluded.updated_at",
+	[ST_TOKENS_UNSET] =
+	    "DELETE FROM tokens WHERE user = ?1 "
+	    "AND (mailbox = ?2 OR mailbox = '')",
+	[ST_TOKEN_MAILBOXES] =
+	    "SELECT DISTINCT mailbox FROM tokens WHERE user = ?1 "
+	    "AND mailbox != '' AND updated_at >= ?2",
+	[ST_QUEUE_INSERT] =
+	    "INSERT INTO queue(user, token, created_at, attempts, next_at, "
+	    "state) SELECT user, token, ?3, 0, ?3, 0 FROM tokens "
+	    "WHERE user = ?1 AND updated_at >= ?2",
+	[ST_SWEEP] =
+	    "DELETE FROM tokens WHERE (user, token) IN (SELECT user, token "
+	    "FROM tokens WHERE updated_at < ?1 LIMIT ?2)",
+	[ST_COUNT] = "SELECT count(*) FROM tokens",
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_SAVEPOINT] = "SAVEPOINT dict_txn",
+	[ST_RELEASE] = "RELEASE dict_txn",
+	[ST_ROLLBACK_TO] = "ROLLBACK TO dict_txn",
+};
+
+struct dict_store {
+	sqlite3		*db;
+	sqlite3_stmt	*st[ST_COUNT_OF_STATEMENTS];
+	int64_t		 token_ttl_ms;
+};
+
+struct dict_store *
+dict_store_open(const char *path, enum db_sync sync, int64_t token_ttl_ms,
+    char err[ERR_LEN])
+{
+	struct dict_store *s = xcalloc(1, sizeof(*s));
+
+	s->token_ttl_ms = token_ttl_ms;
+	if ((s->db = relay_db_open(path, sync, err)) == NULL) {
+		free(s);
+		return NULL;
+	}
+	for (int i = 0; i < ST_COUNT_OF_STATEMENTS; i++) {
+		if ((s->st[i] = db_prepare(s->db, dict_store_sql[i],
+		    err)) == NULL) {
+			dict_store_close(s);
+			return NULL;
+		}
+	}
+	return s;
+}
+
+void
+dict_store_close(struct dict_store *s)
+{
+	if (s == NULL)
+		return;
+	for (int i = 0; i < ST_COUNT_OF_STATEMENTS; i++)
+		sqlite3_finalize(s->st[i]);
+	db_close(s->db);
+	free(s);
+}
+
+/* The statement, reset and unbound, ready for binding. */
+static sqlite3_stmt *
+dict_store_stmt(struct dict_store *s, enum dict_stmt which)
+{
+	sqlite3_stmt *st = s->st[which];
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return st;
+}
+
+static void
+dict_store_bind_text(sqlite3_stmt *st, int i, const char *s, size_t len)
+{
+	sqlite3_bind_text(st, i, s, (int)len, SQLITE_STATIC);
+}
+
+static int
+dict_store_fail(struct dict_store *s, sqlite3_stmt *st, char err[ERR_LEN])
+{
+	err_set(err, "sqlite: %s", sqlite3_errmsg(s->db));
+	sqlite3_reset(st);
+	return -1;
+}
+
+/* Run a statement that returns no rows. */
+static int
+dict_store_run(struct dict_store *s, sqlite3_stmt *st, char err[ERR_LEN])
+{
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return dict_store_fail(s, st, err);
+	sqlite3_reset(st);
+	return 0;
+}
+
+static int64_t
+dict_store_cutoff(const struct dict_store *s, int64_t now_ms)
+{
+	return now_ms - s->token_ttl_ms;
+}
+
+/* Append the valid tokens of (user, guid) joined by spaces to out;
+ * returns how many, or -1. */
+static int
+dict_store_tokens_get(struct dict_store *s, const char *user,
+    const char *guid, size_t guid_len, int64_t now_ms, struct buf *out,
+    char err[ERR_LEN])
+{
+	sqlite3_stmt *st = dict_store_stmt(s, ST_TOKENS_GET);
+	int n = 0, rc;
+
+	dict_store_bind_text(st, 1, user, strlen(user));
+	dict_store_bind_text(st, 2, guid, guid_len);
+	sqlite3_bind_int64(st, 3, dict_store_cutoff(s, now_ms));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n++ > 0)
+			buf_append_char(out, ' ');
+		buf_append(out, sqlite3_column_text(st, 0),
+		    (size_t)sqlite3_column_bytes(st, 0));
+	}
+	if (rc != SQLITE_DONE)
+		return dict_store_fail(s, st, err);
+	sqlite3_reset(st);
+	return n;
+}
+
+int
+dict_store_lookup(struct dict_store *s, const char *user, const char *key,
+    int64_t now_ms, struct buf *value_out, char err[ERR_LEN])
+{
+	struct dict_key k;
+	sqlite3_stmt *st;
+	int rc;
+
+	dict_key_parse(key, &k);
+	switch (k.kind) {
+	case DICT_KEY_INVALID:
+		err_set(err, "key is neither priv/ nor shared/");
+		return -1;
+	case DICT_KEY_DEVICETOKEN:
+		rc = dict_store_tokens_get(s, user, k.guid, k.guid_len,
+		    now_ms, value_out, err);
+		return rc < 0 ? -1 : rc > 0;
+	case DICT_KEY_MESSAGENEW:
+		return 0;		/* an event, never stored */
+	case DICT_KEY_PRIVATE:
+	case DICT_KEY_SHARED:
+		break;
+	}
+	st = dict_store_stmt(s, ST_META_GET);
+	user = dict_key_owner(&k, user);
+	dict_store_bind_text(st, 1, user, strlen(user));
+	dict_store_bind_text(st, 2, key, strlen(key));
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		buf_append(value_out, sqlite3_column_blob(st, 0),
+		    (size_t)sqlite3_column_bytes(st, 0));
+		sqlite3_reset(st);
+		return 1;
+	}
+	if (rc != SQLITE_DONE)
+		return dict_store_fail(s, st, err);
+	sqlite3_reset(st);
+	return 0;
+}
+
+static void
+dict_rows_add(struct dict_rows *r, const char *key, size_t key_len,
+    const void *value, size_t value_len)
+{
+	struct dict_row *row;
+
+	if (r->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 16;
+		r->rows = xrealloc(r->rows, r->cap * sizeof(*r->rows));
+	}
+	row = &r->rows[r->n++];
+	row->key = xmemdup0(key, key_len);
+	row->value = value != NULL ? xmemdup0(value, value_len) : NULL;
+	row->value_len = value_len;
+}
+
+void
+dict_rows_clear(struct dict_rows *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		free(r->rows[i].key);
+		free(r->rows[i].value);
+	}
+	free(r->rows);
+	memset(r, 0, sizeof(*r));
+}
+
+static int
+dict_row_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct dict_row *)a)->key,
+	    ((const struct dict_row *)b)->key);
+}
+
+/* Whether key belongs to an iteration of path with these flags. */
+static bool
+dict_store_iter_match(const char *path, size_t path_len, const char *key,
+    unsigned int flags)
+{
+	if (strncmp(key, path, path_len) != 0)
+		return false;
+	if (flags & DICT_ITER_EXACT_KEY)
+		return key[path_len] == '\0';
+	/* Without RECURSE only the direct children of path. */
+	return (flags & DICT_ITER_RECURSE) ||
+	    strchr(key + path_len, '/') == NULL;
+}
+
+/* The synthetic priv/<guid>/devicetoken rows of the user's tokens. */
+static int
+dict_store_iterate_tokens(struct dict_store *s, const char *user,
+    const char *path, size_t path_len, unsigned int flags, int64_t now_ms,
+    struct dict_rows *rows, char err[ERR_LEN])
+{
+	sqlite3_stmt *st = dict_store_stmt(s, ST_TOKEN_MAILBOXES);
+	struct buf key, value;
+	int rc, ret = 0;
+
+	buf_init(&key);
+	buf_init(&value);
+	dict_store_bind_text(st, 1, user, strlen(user));
+	sqlite3_bind_int64(st, 2, dict_store_cutoff(s, now_ms));
+	/* Collect the mailboxes first: the token lookup below reuses the
+	 * connection and must not run while this statement is open on a
+	 * row that it might change. */
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		buf_reset(&key);
+		buf_printf(&key, "priv/%s/devicetoken",
+		    (const char *)sqlite3_column_text(st, 0));
+		if (dict_store_iter_match(path, path_len, key.data, flags))
+			dict_rows_add(rows, key.data, key.len, NULL, 0);
+	}
+	if (rc != SQLITE_DONE)
+		ret = dict_store_fail(s, st, err);
+	sqlite3_reset(st);
+	if (ret == 0 && !(flags & DICT_ITER_NO_VALUE)) {
+		for (size_t i = 0; i < rows->n; i++) {
+			struct dict_key k;
+			struct dict_row *row = &rows->rows[i];
+
+			dict_key_parse(row->key, &k);
+			buf_reset(&value);
+			if (dict_store_tokens_get(s, user, k.guid, k.guid_len,
+			    now_ms, &value, err) < 0) {
+				ret = -1;
+				break;
+			}
+			row->value = xmemdup0(value.data ? value.data : "",
+			    value.len);
+			row->value_len = value.len;
+		}
+	}
+	buf_clear(&key);
+	buf_clear(&value);
+	return ret;
+}
+
+int
+dict_store_iterate(struct dict_store *s, const char *user, const char *path,
+    unsigned int flags, unsigned int max_rows, int64_t now_ms,
+    struct dict_rows *rows, char err[ERR_LEN])
+{
+	size_t path_len = strlen(path);
+	struct dict_key k;
+	sqlite3_stmt *st;
+	char *upper;
+	const char *owner;
+	int rc;
+
+	memset(rows, 0, sizeof(*rows));
+	/* The path's own kind decides the owner: priv/ paths are the
+	 * user's, shared/ paths global. An empty path lists the user's. */
+	dict_key_parse(path, &k);
+	owner = k.kind == DICT_KEY_SHARED ? "" : user;
+	if (strncmp(path, "priv/", path_len < 5 ? path_len : 5) == 0 &&
+	    dict_store_iterate_tokens(s, user, path, path_len, flags, now_ms,
+	    rows, err) < 0)
+		goto fail;
+
+	/* Every key with the prefix path sorts in [path, path + 0xff):
+	 * keys are UTF-8 and no UTF-8 byte is 0xff. */
+	upper = xmalloc(path_len + 2);
+	memcpy(upper, path, path_len);
+	upper[path_len] = (char)0xff;
+	upper[path_len + 1] = '\0';
+	st = dict_store_stmt(s, ST_META_RANGE);
+	dict_store_bind_text(st, 1, owner, strlen(owner));
+	dict_store_bind_text(st, 2, path, path_len);
+	dict_store_bind_text(st, 3, upper, path_len + 1);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *key = (const char *)sqlite3_column_text(st, 0);
+
+		if (!dict_store_iter_match(path, path_len, key, flags))
+			continue;
+		if (flags & DICT_ITER_NO_VALUE)
+			dict_rows_add(rows, key, strlen(key), NULL, 0);
+		else
+			dict_rows_add(rows, key, strlen(key),
+			    sqlite3_column_blob(st, 1),
+			    (size_t)sqlite3_column_bytes(st, 1));
+	}
+	free(upper);
+	if (rc != SQLITE_DONE) {
+		dict_store_fail(s, st, err);
+		goto fail;
+	}
+	sqlite3_reset(st);
+
+	qsort(rows->rows, rows->n, sizeof(*rows->rows), dict_row_cmp);
+	if (max_rows != 0) {
+		while (rows->n > max_rows) {
+			rows->n--;
+			free(rows->rows[rows->n].key);
+			free(rows->rows[rows->n].value);
+		}
+	}
+	return 0;
+fail:
+	dict_rows_clear(rows);
+	return -1;
+}
+
+int
+dict_store_batch_begin(struct dict_store *s, char err[ERR_LEN])
+{
+	return dict_store_run(s, dict_store_stmt(s, ST_BEGIN), err);
+}
+
+int
+dict_store_batch_commit(struct dict_store *s, char err[ERR_LEN])
+{
+	if (dict_store_run(s, dict_store_stmt(s, ST_COMMIT), err) < 0) {
+		dict_store_batch_rollback(s);
+		return -1;
+	}
+	return 0;
+}
+
+void
+dict_store_batch_rollback(struct dict_store *s)
+{
+	if (!sqlite3_get_autocommit(s->db))
+		dict_store_run(s, dict_store_stmt(s, ST_ROLLBACK), NULL);
+}
+
+static int
+dict_store_set_token(struct dict_store *s, const char *user,
+    const struct dict_key *k, const struct dict_change *ch, int64_t now_ms,
+    char err[ERR_LEN])
+{
+	sqlite3_stmt *st;
+
+	if (dict_key_token_check(ch->value, ch->value_len, err) < 0)
+		return -1;
+	st = dict_store_stmt(s, ST_TOKEN_SET);
+	dict_store_bind_text(st, 1, user, strlen(user));
+	dict_store_bind_text(st, 2, ch->value, ch->value_len);
+	dict_store_bind_text(st, 3, k->guid, k->guid_len);
+	sqlite3_bind_int64(st, 4, now_ms);
+	return dict_store_run(s, st, err);
+}
+
+/* One queue row per valid token of the user; *rows_out counts them. */
+static int
+dict_store_queue_event(struct dict_store *s, const char *user,
+    int64_t now_ms, uint64_t *rows_out, char err[ERR_LEN])
+{
+	sqlite3_stmt *st = dict_store_stmt(s, ST_QUEUE_INSERT);
+
+	dict_store_bind_text(st, 1, user, strlen(user));
+	sqlite3_bind_int64(st, 2, dict_store_cutoff(s, now_ms));
+	sqlite3_bind_int64(st, 3, now_ms);
+	if (dict_store_run(s, st, err) < 0)
+		return -1;
+	*rows_out += (uint64_t)sqlite3_changes(s->db);
+	return 0;
+}
+
+/* 1 done, 0 key not found, -1 error. */
+static int
+dict_store_inc(struct dict_store *s, const char *owner, const char *key,
+    int64_t diff, char err[ERR_LEN])
+{
+	sqlite3_stmt *st = dict_store_stmt(s, ST_META_GET);
+	char num[32], *end;
+	long long v;
+	int rc, len;
+
+	dict_store_bind_text(st, 1, owner, strlen(owner));
+	dict_store_bind_text(st, 2, key, strlen(key));
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(st);
+		return 0;
+	}
+	if (rc != SQLITE_ROW)
+		return dict_store_fail(s, st, err);
+	len = sqlite3_column_bytes(st, 0);
+	if (len <= 0 || len >= (int)sizeof(num)) {
+		sqlite3_reset(st);
+		err_set(err, "atomic-inc on a non-numeric value");
+		return -1;
+	}
+	memcpy(num, sqlite3_column_blob(st, 0), (size_t)len);
+	num[len] = '\0';
+	sqlite3_reset(st);
+	errno = 0;
+	v = strtoll(num, &end, 10);
+	if (errno != 0 || *end != '\0' ||
+	    (diff > 0 && v > INT64_MAX - diff) ||
+	    (diff < 0 && v < INT64_MIN - diff)) {
+		err_set(err, "atomic-inc on a non-numeric value");
+		return -1;
+	}
+	len = snprintf(num, sizeof(num), "%lld", v + (long long)diff);
+	st = dict_store_stmt(s, ST_META_SET);
+	dict_store_bind_text(st, 1, owner, strlen(owner));
+	dict_store_bind_text(st, 2, key, strlen(key));
+	sqlite3_bind_blob(st, 3, num, len, SQLITE_STATIC);
+	return dict_store_run(s, st, err) < 0 ? -1 : 1;
+}
+
+/* Apply one change; 1 done, 0 not found (atomic-inc), -1 error. */
+static int
+dict_store_change(struct dict_store *s, const char *user,
+    const struct dict_change *ch, int64_t now_ms, uint64_t *queued_out,
+    uint64_t *tokens_set_out, char err[ERR_LEN])
+{
+	struct dict_key k;
+	const char *owner;
+	sqlite3_stmt *st;
+
+	dict_key_parse(ch->key, &k);
+	if (k.kind == DICT_KEY_INVALID) {
+		err_set(err, "key is neither priv/ nor shared/");
+		return -1;
+	}
+	owner = dict_key_owner(&k, user);
+	switch (ch->kind) {
+	case DICT_CHANGE_SET:
+		if (k.kind == DICT_KEY_DEVICETOKEN) {
+			if (dict_store_set_token(s, user, &k, ch, now_ms,
+			    err) < 0)
+				return -1;
+			(*tokens_set_out)++;
+			return 1;
+		}
+		if (k.kind == DICT_KEY_MESSAGENEW)
+			return dict_store_queue_event(s, user, now_ms,
+			    queued_out, err) < 0 ? -1 : 1;
+		st = dict_store_stmt(s, ST_META_SET);
+		dict_store_bind_text(st, 1, owner, strlen(owner));
+		dict_store_bind_text(st, 2, ch->key, strlen(ch->key));
+		sqlite3_bind_blob(st, 3, ch->value, (int)ch->value_len,
+		    SQLITE_STATIC);
+		return dict_store_run(s, st, err) < 0 ? -1 : 1;
+	case DICT_CHANGE_UNSET:
+		if (k.kind == DICT_KEY_MESSAGENEW)
+			return 1;
+		if (k.kind == DICT_KEY_DEVICETOKEN) {
+			st = dict_store_stmt(s, ST_TOKENS_UNSET);
+			dict_store_bind_text(st, 1, user, strlen(user));
+			dict_store_bind_text(st, 2, k.guid, k.guid_len);
+		} else {
+			st = dict_store_stmt(s, ST_META_UNSET);
+			dict_store_bind_text(st, 1, owner, strlen(owner));
+			dict_store_bind_text(st, 2, ch->key, strlen(ch->key));
+		}
+		return dict_store_run(s, st, err) < 0 ? -1 : 1;
+	case DICT_CHANGE_INC:
+		if (k.kind == DICT_KEY_DEVICETOKEN ||
+		    k.kind == DICT_KEY_MESSAGENEW) {
+			err_set(err, "atomic-inc on a device token or event");
+			return -1;
+		}
+		return dict_store_inc(s, owner, ch->key, ch->diff, err);
+	}
+	return -1;
+}
+
+enum dict_commit_result
+dict_store_apply(struct dict_store *s, const struct dict_txn *txn,
+    int64_t now_ms, uint64_t *queued_out, uint64_t *tokens_set_out,
+    char err[ERR_LEN])
+{
+	enum dict_commit_result result = DICT_COMMIT_OK;
+	uint64_t queued = 0, tokens_set = 0;
+	char ignored[ERR_LEN];
+
+	if (txn->failed != NULL) {
+		err_set(err, "%s", txn->failed);
+		return DICT_COMMIT_FAILED;
+	}
+	if (dict_store_run(s, dict_store_stmt(s, ST_SAVEPOINT), err) < 0)
+		return DICT_COMMIT_FAILED;
+	for (size_t i = 0; i < txn->nchanges; i++) {
+		int rc = dict_store_change(s, txn->user, &txn->changes[i],
+		    now_ms, &queued, &tokens_set, err);
+
+		if (rc < 0) {
+			result = DICT_COMMIT_FAILED;
+			break;
+		}
+		if (rc == 0)
+			result = DICT_COMMIT_NOT_FOUND;
+	}
+	if (result == DICT_COMMIT_FAILED)
+		dict_store_run(s, dict_store_stmt(s, ST_ROLLBACK_TO), ignored);
+	if (dict_store_run(s, dict_store_stmt(s, ST_RELEASE),
+	    result == DICT_COMMIT_FAILED ? ignored : err) < 0)
+		return DICT_COMMIT_FAILED;
+	if (result != DICT_COMMIT_FAILED) {
+		*queued_out += queued;
+		*tokens_set_out += tokens_set;
+	}
+	return result;
+}
+
+int
+dict_store_sweep(struct dict_store *s, int64_t now_ms, int limit,
+    char err[ERR_LEN])
+{
+	sqlite3_stmt *st;
+	int n;
+
+	if (dict_store_batch_begin(s, err) < 0)
+		return -1;
+	st = dict_store_stmt(s, ST_SWEEP);
+	sqlite3_bind_int64(st, 1, dict_store_cutoff(s, now_ms));
+	sqlite3_bind_int(st, 2, limit);
+	if (dict_store_run(s, st, err) < 0) {
+		dict_store_batch_rollback(s);
+		return -1;
+	}
+	n = sqlite3_changes(s->db);
+	if (dict_store_batch_commit(s, err) < 0)
+		return -1;
+	return n;
+}
+
+int64_t
+dict_store_count_tokens(struct dict_store *s, char err[ERR_LEN])
+{
+	sqlite3_stmt *st = dict_store_stmt(s, ST_COUNT);
+	int64_t n;
+
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return dict_store_fail(s, st, err);
+	n = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return n;
+}

@@ -1,0 +1,41 @@
+#!/bin/sh
+# Install the Debian packages that building, testing and running the stack
+# need. Idempotent: it does nothing when everything is already there, so the
+# test command can call it every time.
+set -eu
+
+PACKAGES="build-essential pkg-config clang
+libsqlite3-dev sqlite3 libevent-dev libmicrohttpd-dev libcurl4-openssl-dev
+libssl-dev libnghttp2-dev libjansson-dev libcmocka-dev
+dovecot-core dovecot-imapd dovecot-lmtpd
+python3-pytest python3-h2 python3-cryptography
+iproute2 valgrind"
+
+missing=""
+for p in $PACKAGES; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+	    grep -q "ok installed"; then
+		missing="$missing $p"
+	fi
+done
+
+if [ -z "$missing" ]; then
+	exit 0
+fi
+
+echo "install-deps: installing:$missing" >&2
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: need root to install packages" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# Dovecot's packages start a system service on install; we never use it and
+# it must not grab ports 143/993 that a machine may need.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing
