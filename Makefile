@@ -48,7 +48,7 @@ ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 
 COMMON_SRCS = common/log.c common/cli.c common/db.c common/tabesc.c \
 	common/metrics.c common/metrics_http.c common/evloop.c common/xmalloc.c \
-	common/err.c common/buf.c common/relay_db.c
+	common/err.c common/buf.c common/relay_db.c common/db_checkpoint.c
 DICTD_LIB_SRCS = metadata-dictd/dict_proto.c metadata-dictd/dict_store.c \
 	metadata-dictd/dict_cmd.c metadata-dictd/dict_conn.c metadata-dictd/dict_key.c \
 	metadata-dictd/dict_server.c
@@ -68,6 +68,11 @@ FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 .PHONY: all test unit unit-run san fuzz fuzz-smoke fuzz-replay e2e bench \
 	install clean deps
 all: $(PROGRAMS) $(BENCH_PROGRAMS)
+
+# Tests and fuzz drivers see the headers of the daemon they test.
+$(BUILD)/obj/tests/unit/metadata-dictd/%.o: CPPFLAGS += -Imetadata-dictd
+$(BUILD)/fuzz/replay_dict_%: CPPFLAGS += -Imetadata-dictd
+build-fuzz/dict_%: CPPFLAGS += -Imetadata-dictd
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -116,7 +121,8 @@ san:
 # tiny main in tests/fuzz/replay.c); fuzz-smoke adds a short libFuzzer run
 # when clang is there; fuzz runs libFuzzer for FUZZ_SECONDS per target.
 
-FUZZ_LIB_dict_proto = metadata-dictd/dict_proto.c common/tabesc.c common/xmalloc.c
+FUZZ_LIB_dict_proto = metadata-dictd/dict_proto.c common/tabesc.c common/xmalloc.c \
+	common/buf.c common/err.c
 
 $(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBDICTD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
@@ -156,7 +162,13 @@ e2e: all
 bench: all
 	tests/bench/run-dictd-bench.sh $(BUILD)/bin
 
-test: all unit san fuzz-smoke e2e
+# Build in parallel (make -j2 test), run one suite after the other.
+test:
+	$(MAKE) all
+	$(MAKE) unit-run
+	$(MAKE) san
+	$(MAKE) fuzz-smoke
+	$(MAKE) e2e
 
 deps:
 	scripts/install-deps.sh

@@ -1,5 +1,8 @@
 /* Relay database schema and its migrations; see relay_db.h. */
 #include <stddef.h>
+#include <stdlib.h>
+
+#include <openssl/evp.h>
 
 #include "relay_db.h"
 
@@ -7,31 +10,53 @@
  * shipped one: add the next. Times are unix milliseconds. */
 static const char *const relay_db_migrations[RELAY_DB_SCHEMA_VERSION] = {
 	/* 0 -> 1 */
+	/* Tokens are ~700 bytes (openpgp:...): rows live in a rowid table
+	 * and the per-user uniqueness is on a 63-bit digest of the token,
+	 * so no index repeats the token itself. */
 	"CREATE TABLE tokens("
+	"  id INTEGER PRIMARY KEY,"
 	"  user TEXT NOT NULL,"
 	"  token TEXT NOT NULL,"
+	"  token_hash INTEGER NOT NULL,"	/* relay_db_token_hash() */
 	/* mailbox GUID the token was set on; '' when unknown (imported) */
 	"  mailbox TEXT NOT NULL,"
-	"  updated_at INTEGER NOT NULL,"
-	"  PRIMARY KEY (user, token)) WITHOUT ROWID;"
+	"  updated_at INTEGER NOT NULL);"
+	"CREATE UNIQUE INDEX tokens_by_user ON tokens(user, token_hash);"
 	"CREATE INDEX tokens_by_updated ON tokens(updated_at);"
-	"CREATE INDEX tokens_by_token ON tokens(token);"
 	"CREATE TABLE metadata("
 	"  user TEXT NOT NULL,"		/* '' for shared/ keys */
 	"  key TEXT NOT NULL,"
 	"  value BLOB NOT NULL,"
 	"  PRIMARY KEY (user, key)) WITHOUT ROWID;"
+	/* One row per (new-mail event, token). A job refers to its token:
+	 * an opt-out, an expiry or a 410 that deletes the token deletes
+	 * its jobs with it. */
 	"CREATE TABLE queue("
 	"  id INTEGER PRIMARY KEY,"
+	"  token_id INTEGER NOT NULL"
+	"    REFERENCES tokens(id) ON DELETE CASCADE,"
 	"  user TEXT NOT NULL,"
-	"  token TEXT NOT NULL,"
 	"  created_at INTEGER NOT NULL,"
 	"  attempts INTEGER NOT NULL DEFAULT 0,"
 	"  next_at INTEGER NOT NULL,"
 	"  state INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX queue_by_due ON queue(state, next_at);"
-	"CREATE INDEX queue_by_token ON queue(token);",
+	"CREATE INDEX queue_by_token ON queue(token_id);",
 };
+
+int64_t
+relay_db_token_hash(const void *token, size_t len)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	uint64_t h = 0;
+
+	if (EVP_Digest(token, len, md, &mdlen, EVP_sha256(), NULL) != 1)
+		abort();	/* SHA-256 cannot fail but on OOM */
+	for (int i = 0; i < 8; i++)
+		h = h << 8 | md[i];
+	return (int64_t)(h >> 1);	/* SQLite integers are signed */
+}
 
 sqlite3 *
 relay_db_open(const char *path, enum db_sync sync, char err[ERR_LEN])

@@ -11,6 +11,9 @@ tabesc_escape(struct buf *out, const char *src, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		char code;
 
+		/* Every byte to escape is <= CR: one compare for the rest. */
+		if ((unsigned char)src[i] > '\r')
+			continue;
 		switch (src[i]) {
 		case '\001': code = '1'; break;
 		case '\t': code = 't'; break;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db_checkpoint.h"
 #include "dictd.h"
 #include "relay_db.h"
 #include "xmalloc.h"
@@ -53,12 +54,13 @@ static const char *const dict_store_sql[ST_COUNT_OF_STATEMENTS] = {
 	/* '' = mailbox unknown (imported): answers on any mailbox */
 	[ST_TOKENS_GET] =
 	    "SELECT token FROM tokens WHERE user = ?1 "
-	    "AND (mailbox = ?2 OR mailbox = '') AND updated_at >= ?3 "
-	    "ORDER BY updated_at, token",
+	    "AND (mailbox = ?2 OR mailbox = '') AND updated_at >= ?3",
 	[ST_TOKEN_SET] =
-	    "INSERT INTO tokens(user, token, mailbox, updated_at) "
-	    "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(user, token) DO UPDATE "
-	    "SET mailbox = excluded.mailbox, updated_at = excluded.updated_at",
+	    "INSERT INTO tokens(user, token, mailbox, updated_at, "
+	    "token_hash) VALUES (?1, ?2, ?3, ?4, ?5) "
+	    "ON CONFLICT(user, token_hash) DO UPDATE SET "
+	    "token = excluded.token, mailbox = excluded.mailbox, "
+	    "updated_at = excluded.updated_at",
 	[ST_TOKENS_UNSET] =
 	    "DELETE FROM tokens WHERE user = ?1 "
 	    "AND (mailbox = ?2 OR mailbox = '')",
@@ -66,12 +68,12 @@ static const char *const dict_store_sql[ST_COUNT_OF_STATEMENTS] = {
 	    "SELECT DISTINCT mailbox FROM tokens WHERE user = ?1 "
 	    "AND mailbox != '' AND updated_at >= ?2",
 	[ST_QUEUE_INSERT] =
-	    "INSERT INTO queue(user, token, created_at, attempts, next_at, "
-	    "state) SELECT user, token, ?3, 0, ?3, 0 FROM tokens "
+	    "INSERT INTO queue(token_id, user, created_at, attempts, "
+	    "next_at, state) SELECT id, user, ?3, 0, ?3, 0 FROM tokens "
 	    "WHERE user = ?1 AND updated_at >= ?2",
 	[ST_SWEEP] =
-	    "DELETE FROM tokens WHERE (user, token) IN (SELECT user, token "
-	    "FROM tokens WHERE updated_at < ?1 LIMIT ?2)",
+	    "DELETE FROM tokens WHERE id IN (SELECT id FROM tokens "
+	    "WHERE updated_at < ?1 LIMIT ?2)",
 	[ST_COUNT] = "SELECT count(*) FROM tokens",
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
@@ -83,6 +85,7 @@ static const char *const dict_store_sql[ST_COUNT_OF_STATEMENTS] = {
 
 struct dict_store {
 	sqlite3		*db;
+	struct db_checkpointer *checkpointer;
 	sqlite3_stmt	*st[ST_COUNT_OF_STATEMENTS];
 	int64_t		 token_ttl_ms;
 };
@@ -105,6 +108,11 @@ dict_store_open(const char *path, enum db_sync sync, int64_t token_ttl_ms,
 			return NULL;
 		}
 	}
+	if ((s->checkpointer = db_checkpointer_start(s->db, path,
+	    err)) == NULL) {
+		dict_store_close(s);
+		return NULL;
+	}
 	return s;
 }
 
@@ -113,6 +121,7 @@ dict_store_close(struct dict_store *s)
 {
 	if (s == NULL)
 		return;
+	db_checkpointer_stop(s->checkpointer);
 	for (int i = 0; i < ST_COUNT_OF_STATEMENTS; i++)
 		sqlite3_finalize(s->st[i]);
 	db_close(s->db);
@@ -373,7 +382,8 @@ dict_store_iterate(struct dict_store *s, const char *user, const char *path,
 	}
 	sqlite3_reset(st);
 
-	qsort(rows->rows, rows->n, sizeof(*rows->rows), dict_row_cmp);
+	if (rows->n > 1)
+		qsort(rows->rows, rows->n, sizeof(*rows->rows), dict_row_cmp);
 	if (max_rows != 0) {
 		while (rows->n > max_rows) {
 			rows->n--;
@@ -424,6 +434,8 @@ dict_store_set_token(struct dict_store *s, const char *user,
 	dict_store_bind_text(st, 2, ch->value, ch->value_len);
 	dict_store_bind_text(st, 3, k->guid, k->guid_len);
 	sqlite3_bind_int64(st, 4, now_ms);
+	sqlite3_bind_int64(st, 5, relay_db_token_hash(ch->value,
+	    ch->value_len));
 	return dict_store_run(s, st, err);
 }
 

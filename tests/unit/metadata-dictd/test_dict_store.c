@@ -1,0 +1,467 @@
+/* Unit tests of metadata-dictd/dict_store.c and dict_key.c on a real
+ * SQLite file: several tokens per user, refresh, expiry, opt-out,
+ * new-mail events, generic attributes, iteration depth, atomic-inc, and
+ * one failing transaction inside a group commit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "dictd.h"
+
+#define G	"455d042d2ed60a6b1c36000083ecc375"
+#define G2	"60555b3034d60a6b1c36000083ecc375"
+#define TTL_MS	(90LL * 86400 * 1000)
+#define NOW	1700000000000LL
+
+struct fixture {
+	char			 dir[64];
+	char			 path[96];
+	struct dict_store	*store;
+};
+
+static int
+setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char err[ERR_LEN];
+
+	strcpy(f->dir, "/tmp/test_dict_store.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/relay.db", f->dir);
+	f->store = dict_store_open(f->path, DB_SYNC_NORMAL, TTL_MS, err);
+	assert_non_null(f->store);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+	char p[128];
+
+	dict_store_close(f->store);
+	unlink(f->path);
+	snprintf(p, sizeof(p), "%s-wal", f->path);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", f->path);
+	unlink(p);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+/* Commit one transaction of (kind, key, value) triples alone. */
+static enum dict_commit_result
+commit1(struct fixture *f, const char *user, int64_t now, uint64_t *queued,
+    const char *const *changes, size_t n)
+{
+	struct dict_txn *t = dict_txn_new(1, user);
+	uint64_t q = 0, sets = 0;
+	enum dict_commit_result r;
+	char err[ERR_LEN];
+
+	for (size_t i = 0; i < n; i += 3) {
+		char kind = changes[i][0];
+		const char *value = changes[i + 2];
+
+		dict_txn_add(t, kind == 'S' ? DICT_CHANGE_SET : kind == 'U' ?
+		    DICT_CHANGE_UNSET : DICT_CHANGE_INC, changes[i + 1], value,
+		    value ? strlen(value) : 0, kind == 'A' ?
+		    strtoll(value, NULL, 10) : 0);
+	}
+	assert_int_equal(dict_store_batch_begin(f->store, err), 0);
+	r = dict_store_apply(f->store, t, now, &q, &sets, err);
+	assert_int_equal(dict_store_batch_commit(f->store, err), 0);
+	if (queued != NULL)
+		*queued = q;
+	dict_txn_free(t);
+	return r;
+}
+
+#define COMMIT(f, user, now, queued, ...) do {				\
+	const char *const ch_[] = { __VA_ARGS__ };			\
+	assert_int_equal(commit1(f, user, now, queued, ch_,		\
+	    sizeof(ch_) / sizeof(*ch_)), DICT_COMMIT_OK);		\
+} while (0)
+
+/* The lookup's value, or NULL when not found (caller frees). */
+static char *
+lookup(struct fixture *f, const char *user, const char *key, int64_t now)
+{
+	struct buf b;
+	char err[ERR_LEN];
+	int rc;
+
+	buf_init(&b);
+	rc = dict_store_lookup(f->store, user, key, now, &b, err);
+	assert_true(rc >= 0);
+	if (rc == 0) {
+		buf_clear(&b);
+		return NULL;
+	}
+	return buf_steal(&b, NULL);
+}
+
+static void
+assert_lookup(struct fixture *f, const char *user, const char *key,
+    int64_t now, const char *expected)
+{
+	char *v = lookup(f, user, key, now);
+
+	if (expected == NULL && v != NULL)
+		fail_msg("lookup %s: expected not found, got \"%s\"", key, v);
+	if (expected != NULL && (v == NULL || strcmp(v, expected) != 0))
+		fail_msg("lookup %s: expected \"%s\", got \"%s\"", key,
+		    expected, v ? v : "(not found)");
+	free(v);
+}
+
+static int64_t
+count(struct fixture *f, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t n;
+
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+static void
+test_key_parse(void **state)
+{
+	struct dict_key k;
+	char err[ERR_LEN];
+
+	(void)state;
+	dict_key_parse("priv/" G "/devicetoken", &k);
+	assert_int_equal(k.kind, DICT_KEY_DEVICETOKEN);
+	assert_int_equal(k.guid_len, 32);
+	assert_memory_equal(k.guid, G, 32);
+	dict_key_parse("priv/" G "/messagenew", &k);
+	assert_int_equal(k.kind, DICT_KEY_MESSAGENEW);
+	dict_key_parse("priv/" G "/vendor/vendor.dovecot/pvt/server/"
+	    "devicetoken", &k);
+	assert_int_equal(k.kind, DICT_KEY_PRIVATE);
+	dict_key_parse("priv//devicetoken", &k);
+	assert_int_equal(k.kind, DICT_KEY_PRIVATE);
+	dict_key_parse("shared/" G "/devicetoken", &k);
+	assert_int_equal(k.kind, DICT_KEY_SHARED);
+	assert_string_equal(dict_key_owner(&k, "alice"), "");
+	dict_key_parse("other/x", &k);
+	assert_int_equal(k.kind, DICT_KEY_INVALID);
+
+	assert_int_equal(dict_key_token_check("openpgp:abc=", 12, err), 0);
+	assert_int_equal(dict_key_token_check("", 0, err), -1);
+	assert_int_equal(dict_key_token_check("a b", 3, err), -1);
+	assert_int_equal(dict_key_token_check("a\nb", 3, err), -1);
+}
+
+static void
+test_tokens_several_per_user(void **state)
+{
+	struct fixture *f = *state;
+
+	COMMIT(f, "alice", NOW, NULL, "S", "priv/" G "/devicetoken", "tok1");
+	COMMIT(f, "alice", NOW + 1, NULL, "S", "priv/" G "/devicetoken",
+	    "tok2");
+	COMMIT(f, "bob", NOW, NULL, "S", "priv/" G2 "/devicetoken", "tokb");
+	assert_lookup(f, "alice", "priv/" G "/devicetoken", NOW + 2,
+	    "tok1 tok2");
+	assert_lookup(f, "bob", "priv/" G2 "/devicetoken", NOW + 2, "tokb");
+	assert_lookup(f, "carol", "priv/" G "/devicetoken", NOW + 2, NULL);
+	/* A token set on another mailbox does not answer for this one. */
+	assert_lookup(f, "bob", "priv/" G "/devicetoken", NOW + 2, NULL);
+
+	/* Re-setting refreshes, never duplicates. */
+	COMMIT(f, "alice", NOW + 5000, NULL, "S", "priv/" G "/devicetoken",
+	    "tok1");
+	assert_int_equal(count(f, "SELECT count(*) FROM tokens WHERE "
+	    "user = 'alice'"), 2);
+	assert_int_equal(count(f, "SELECT updated_at FROM tokens WHERE "
+	    "token = 'tok1'"), NOW + 5000);
+	assert_lookup(f, "alice", "priv/" G "/devicetoken", NOW + 6000,
+	    "tok2 tok1");
+}
+
+static void
+test_tokens_expire(void **state)
+{
+	struct fixture *f = *state;
+	char err[ERR_LEN];
+
+	COMMIT(f, "alice", NOW, NULL, "S", "priv/" G "/devicetoken", "old");
+	COMMIT(f, "alice", NOW + TTL_MS / 2, NULL, "S",
+	    "priv/" G "/devicetoken", "new");
+	assert_lookup(f, "alice", "priv/" G "/devicetoken", NOW + TTL_MS,
+	    "old new");
+	assert_lookup(f, "alice", "priv/" G "/devicetoken", NOW + TTL_MS + 1,
+	    "new");
+	/* Expired tokens get no new-mail jobs either. */
+	uint64_t queued = 0;
+	COMMIT(f, "alice", NOW + TTL_MS + 1, &queued, "S",
+	    "priv/" G "/messagenew", "");
+	assert_int_equal(queued, 1);
+	assert_int_equal(dict_store_sweep(f->store, NOW + TTL_MS + 1, 100,
+	    err), 1);
+	assert_int_equal(dict_store_count_tokens(f->store, err), 1);
+	assert_int_equal(dict_store_sweep(f->store, NOW + TTL_MS + 1, 100,
+	    err), 0);
+}
+
+static void
+test_token_limits(void **state)
+{
+	struct fixture *f = *state;
+	char *tok = malloc(DICT_TOKEN_MAX_BYTES + 2);
+	const char *ch[3] = { "S", "priv/" G "/devicetoken", tok };
+
+	memset(tok, 'a', DICT_TOKEN_MAX_BYTES + 1);
+	tok[DICT_TOKEN_MAX_BYTES + 1] = '\0';
+	assert_int_equal(commit1(f, "alice", NOW, NULL, ch, 3),
+	    DICT_COMMIT_FAILED);
+	assert_int_equal(count(f, "SELECT count(*) FROM tokens"), 0);
+	tok[DICT_TOKEN_MAX_BYTES] = '\0';
+	assert_int_equal(commit1(f, "alice", NOW, NULL, ch, 3),
+	    DICT_COMMIT_OK);
+	assert_int_equal(count(f, "SELECT length(token) FROM tokens"),
+	    DICT_TOKEN_MAX_BYTES);
+	free(tok);
+}
+
+static void
+test_opt_out(void **state)
+{
+	struct fixture *f = *state;
+
+	COMMIT(f, "alice", NOW, NULL, "S", "priv/" G "/devicetoken", "tok1",
+	    "S", "priv/" G "/devicetoken", "tok2");
+	COMMIT(f, "bob", NOW, NULL, "S", "priv/" G2 "/devicetoken", "tokb");
+	COMMIT(f, "alice", NOW, NULL, "U", "priv/" G "/devicetoken", NULL);
+	assert_lookup(f, "alice", "priv/" G "/devicetoken", NOW, NULL);
+	assert_lookup(f, "bob", "priv/" G2 "/devicetoken", NOW, "tokb");
+}
+
+static void
+test_messagenew_queues_one_row_per_token(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t queued = 99;
+
+	COMMIT(f, "alice", NOW, NULL, "S", "priv/" G "/devicetoken", "tok1",
+	    "S", "priv/" G "/devicetoken", "tok2");
+	COMMIT(f, "alice", NOW + 10, &queued, "S", "priv/" G "/messagenew",
+	    "");
+	assert_int_equal(queued, 2);
+	assert_int_equal(count(f, "SELECT count(*) FROM queue WHERE "
+	    "user = 'alice' AND state = 0 AND attempts = 0 AND "
+	    "created_at = next_at"), 2);
+	/* Not stored as an attribute. */
+	assert_lookup(f, "alice", "priv/" G "/messagenew", NOW, NULL);
+	COMMIT(f, "nobody", NOW, &queued, "S", "priv/" G "/messagenew", "");
+	assert_int_equal(queued, 0);
+	assert_int_equal(count(f, "SELECT count(*) FROM metadata"), 0);
+}
+
+static void
+test_generic_attributes(void **state)
+{
+	struct fixture *f = *state;
+	struct dict_txn *t = dict_txn_new(1, "alice");
+	uint64_t q = 0, s = 0;
+	char err[ERR_LEN], *v;
+
+	COMMIT(f, "alice", NOW, NULL, "S", "priv/" G "/foo", "bar",
+	    "S", "shared/" G "/s", "shared value",
+	    "S", "priv/" G "/vendor/vendor.dovecot/pvt/server/foo", "x");
+	assert_lookup(f, "alice", "priv/" G "/foo", NOW, "bar");
+	assert_lookup(f, "bob", "priv/" G "/foo", NOW, NULL);
+	/* shared/ keys are global, as in Dovecot's dict API. */
+	assert_lookup(f, "bob", "shared/" G "/s", NOW, "shared value");
+	COMMIT(f, "alice", NOW, NULL, "S", "priv/" G "/foo", "");
+	assert_lookup(f, "alice", "priv/" G "/foo", NOW, "");
+	COMMIT(f, "alice", NOW, NULL, "U", "priv/" G "/foo", NULL);
+	assert_lookup(f, "alice", "priv/" G "/foo", NOW, NULL);
+
+	/* Binary-safe values. */
+	dict_txn_add(t, DICT_CHANGE_SET, "priv/" G "/bin", "a\0b\tc", 5, 0);
+	assert_int_equal(dict_store_batch_begin(f->store, err), 0);
+	assert_int_equal(dict_store_apply(f->store, t, NOW, &q, &s, err),
+	    DICT_COMMIT_OK);
+	assert_int_equal(dict_store_batch_commit(f->store, err), 0);
+	dict_txn_free(t);
+	v = lookup(f, "alice", "priv/" G "/bin", NOW);
+	assert_memory_equal(v, "a\0b\tc", 5);
+	free(v);
+}
+
+static void
+test_iterate_depth(void **state)
+{
+	struct fixture *f = *state;
+	struct dict_rows rows;
+	char err[ERR_LEN];
+
+	COMMIT(f, "alice", NOW, NULL, "S", "priv/" G "/devicetoken", "tok1",
+	    "S", "priv/" G "/a", "1", "S", "priv/" G "/a/b", "2",
+	    "S", "priv/" G2 "/other", "3", "S", "shared/" G "/s", "4");
+	/* DEPTH infinity: RECURSE | NO_VALUE, as Dovecot sends (9). */
+	assert_int_equal(dict_store_iterate(f->store, "alice", "priv/" G "/",
+	    DICT_ITER_RECURSE | DICT_ITER_NO_VALUE, 0, NOW, &rows, err), 0);
+	assert_int_equal(rows.n, 3);
+	assert_string_equal(rows.rows[0].key, "priv/" G "/a");
+	assert_string_equal(rows.rows[1].key, "priv/" G "/a/b");
+	assert_string_equal(rows.rows[2].key, "priv/" G "/devicetoken");
+	dict_rows_clear(&rows);
+	/* Without RECURSE: direct children only, with values. */
+	assert_int_equal(dict_store_iterate(f->store, "alice", "priv/" G "/",
+	    0, 0, NOW, &rows, err), 0);
+	assert_int_equal(rows.n, 2);
+	assert_string_equal(rows.rows[0].key, "priv/" G "/a");
+	assert_string_equal(rows.rows[0].value, "1");
+	assert_string_equal(rows.rows[1].value, "tok1");
+	dict_rows_clear(&rows);
+	/* Another user sees nothing private; shared keys are global. */
+	assert_int_equal(dict_store_iterate(f->store, "bob", "priv/" G "/",
+	    DICT_ITER_RECURSE, 0, NOW, &rows, err), 0);
+	assert_int_equal(rows.n, 0);
+	dict_rows_clear(&rows);
+	assert_int_equal(dict_store_iterate(f->store, "bob", "shared/" G "/",
+	    DICT_ITER_RECURSE, 0, NOW, &rows, err), 0);
+	assert_int_equal(rows.n, 1);
+	dict_rows_clear(&rows);
+	/* max_rows and EXACT_KEY. */
+	assert_int_equal(dict_store_iterate(f->store, "alice", "priv/" G "/",
+	    DICT_ITER_RECURSE, 1, NOW, &rows, err), 0);
+	assert_int_equal(rows.n, 1);
+	dict_rows_clear(&rows);
+	assert_int_equal(dict_store_iterate(f->store, "alice",
+	    "priv/" G "/a", DICT_ITER_EXACT_KEY, 0, NOW, &rows, err), 0);
+	assert_int_equal(rows.n, 1);
+	dict_rows_clear(&rows);
+	/* Dovecot's server-level listing uses a path ending in "//" that
+	 * matches nothing (protocol doc §6). */
+	assert_int_equal(dict_store_iterate(f->store, "alice",
+	    "priv/" G "/vendor/vendor.dovecot/pvt/server//",
+	    DICT_ITER_RECURSE | DICT_ITER_NO_VALUE, 0, NOW, &rows, err), 0);
+	assert_int_equal(rows.n, 0);
+	dict_rows_clear(&rows);
+}
+
+static void
+test_atomic_inc(void **state)
+{
+	struct fixture *f = *state;
+	const char *missing[] = { "A", "priv/" G "/n", "5" };
+	const char *bad[] = { "S", "priv/" G "/t", "text", "A",
+	    "priv/" G "/t", "1" };
+
+	assert_int_equal(commit1(f, "alice", NOW, NULL, missing, 3),
+	    DICT_COMMIT_NOT_FOUND);
+	assert_lookup(f, "alice", "priv/" G "/n", NOW, NULL);
+	COMMIT(f, "alice", NOW, NULL, "S", "priv/" G "/n", "10");
+	COMMIT(f, "alice", NOW, NULL, "A", "priv/" G "/n", "-3",
+	    "A", "priv/" G "/n", "5");
+	assert_lookup(f, "alice", "priv/" G "/n", NOW, "12");
+	/* A failing change rolls back its whole transaction. */
+	assert_int_equal(commit1(f, "alice", NOW, NULL, bad, 6),
+	    DICT_COMMIT_FAILED);
+	assert_lookup(f, "alice", "priv/" G "/t", NOW, NULL);
+}
+
+/* One bad transaction in a group commit fails alone. */
+static void
+test_group_commit_isolation(void **state)
+{
+	struct fixture *f = *state;
+	struct dict_txn *good = dict_txn_new(1, "alice");
+	struct dict_txn *bad = dict_txn_new(1, "bob");
+	struct dict_txn *big = dict_txn_new(2, "carol");
+	uint64_t q = 0, sets = 0;
+	char err[ERR_LEN];
+
+	dict_txn_add(good, DICT_CHANGE_SET, "priv/" G "/devicetoken", "t1", 2,
+	    0);
+	dict_txn_add(bad, DICT_CHANGE_SET, "priv/" G "/x", "1", 1, 0);
+	dict_txn_add(bad, DICT_CHANGE_SET, "priv/" G "/devicetoken", "a b", 3,
+	    0);
+	for (int i = 0; i <= DICT_TXN_MAX_CHANGES; i++)
+		dict_txn_add(big, DICT_CHANGE_SET, "priv/" G "/k", "v", 1, 0);
+	assert_non_null(big->failed);
+
+	assert_int_equal(dict_store_batch_begin(f->store, err), 0);
+	assert_int_equal(dict_store_apply(f->store, good, NOW, &q, &sets,
+	    err), DICT_COMMIT_OK);
+	assert_int_equal(dict_store_apply(f->store, bad, NOW, &q, &sets, err),
+	    DICT_COMMIT_FAILED);
+	assert_non_null(strstr(err, "0x20"));
+	assert_int_equal(dict_store_apply(f->store, big, NOW, &q, &sets, err),
+	    DICT_COMMIT_FAILED);
+	assert_int_equal(dict_store_batch_commit(f->store, err), 0);
+	assert_int_equal(sets, 1);
+	assert_lookup(f, "alice", "priv/" G "/devicetoken", NOW, "t1");
+	assert_lookup(f, "bob", "priv/" G "/x", NOW, NULL);
+	assert_lookup(f, "carol", "priv/" G "/k", NOW, NULL);
+	dict_txn_free(good);
+	dict_txn_free(bad);
+	dict_txn_free(big);
+}
+
+static void
+test_reopen_keeps_data(void **state)
+{
+	struct fixture *f = *state;
+	char err[ERR_LEN];
+
+	COMMIT(f, "alice", NOW, NULL, "S", "priv/" G "/devicetoken", "tok1",
+	    "S", "priv/" G "/foo", "bar");
+	dict_store_close(f->store);
+	f->store = dict_store_open(f->path, DB_SYNC_FULL, TTL_MS, err);
+	assert_non_null(f->store);
+	assert_lookup(f, "alice", "priv/" G "/devicetoken", NOW, "tok1");
+	assert_lookup(f, "alice", "priv/" G "/foo", NOW, "bar");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_key_parse),
+		cmocka_unit_test_setup_teardown(test_tokens_several_per_user,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tokens_expire, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_token_limits, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_opt_out, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_messagenew_queues_one_row_per_token, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_generic_attributes, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_iterate_depth, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_atomic_inc, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit_isolation,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup,
+		    teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
