@@ -140,7 +140,11 @@ cli_parse_hostport(const char *s, char **host_out, uint16_t *port_out,
 		return -1;
 	}
 	hostlen = (size_t)(colon - s);
-	if (hostlen >= 2 && s[0] == '[' && s[hostlen - 1] == ']') {
+	if (hostlen == 2 && s[0] == '[') {
+		err_set(err, "invalid address \"%s\" (empty host)", s);
+		return -1;
+	}
+	if (hostlen > 2 && s[0] == '[' && s[hostlen - 1] == ']') {
 		host = s + 1;
 		hostlen -= 2;
 	} else if (memchr(s, ':', hostlen) != NULL) {
@@ -163,12 +167,14 @@ cli_parse_mode(const char *s, mode_t *mode_out, char err[ERR_LEN])
 	char *end;
 
 	errno = 0;
+	if (!isdigit((unsigned char)*s))
+		goto bad;
 	v = strtoul(s, &end, 8);
-	if (*s == '\0' || *end != '\0' || errno != 0 || v > 07777) {
-		err_set(err, "invalid mode \"%s\" (expected octal, e.g. 0660)",
-		    s);
-		return -1;
-	}
+	if (*end != '\0' || errno != 0 || v > 07777)
+		goto bad;
 	*mode_out = (mode_t)v;
 	return 0;
+bad:
+	err_set(err, "invalid mode \"%s\" (expected octal, e.g. 0660)", s);
+	return -1;
 }

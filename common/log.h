@@ -32,7 +32,8 @@ typedef void log_sink_fn(enum log_level, const char *line, void *arg);
 
 void	log_init(const char *progname, enum log_level);
 void	log_set_level(enum log_level);
-/* 0 and *level_out for "error", "warn", "info", "debug"; -1 otherwise. */
+/* 0 and *level_out for "error", "warn" (or "warning"), "info", "debug",
+ * in any case; -1 otherwise. */
 int	log_level_parse(const char *, enum log_level *level_out);
 bool	log_enabled(enum log_level);
 /* Replace stderr by sink (NULL restores stderr). */

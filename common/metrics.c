@@ -102,7 +102,8 @@ metrics_histogram(struct metrics *m, const char *name, const char *help,
 
 	x->nbounds = nbounds;
 	x->bounds_s = xcalloc(nbounds ? nbounds : 1, sizeof(double));
-	memcpy(x->bounds_s, bounds_s, nbounds * sizeof(double));
+	if (nbounds > 0)
+		memcpy(x->bounds_s, bounds_s, nbounds * sizeof(double));
 	x->buckets = xcalloc(nbounds + 1, sizeof(*x->buckets));
 	for (size_t i = 0; i <= nbounds; i++)
 		atomic_init(&x->buckets[i], 0);
@@ -212,6 +213,21 @@ metrics_render_one(struct buf *b, const struct metric *x)
 	}
 }
 
+/* OpenMetrics escapes HELP text: backslash, newline (and quotes in
+ * label values, which we write as constants). */
+static void
+metrics_escape_help(struct buf *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\\')
+			buf_append_str(b, "\\\\");
+		else if (*s == '\n')
+			buf_append_str(b, "\\n");
+		else
+			buf_append_char(b, *s);
+	}
+}
+
 char *
 metrics_render(struct metrics *m, size_t *len_out)
 {
@@ -229,8 +245,10 @@ metrics_render(struct metrics *m, size_t *len_out)
 				break;
 		if (y != x)
 			continue;	/* family already written */
-		buf_printf(&b, "# TYPE %s %s\n# HELP %s %s\n", x->name,
-		    metrics_kind_name(x->kind), x->name, x->help);
+		buf_printf(&b, "# TYPE %s %s\n# HELP %s ", x->name,
+		    metrics_kind_name(x->kind), x->name);
+		metrics_escape_help(&b, x->help);
+		buf_append_char(&b, '\n');
 		for (y = x; y != NULL; y = y->next)
 			if (strcmp(y->name, x->name) == 0)
 				metrics_render_one(&b, y);

@@ -114,6 +114,7 @@ dict_cmd_lookup(struct dict_conn *c, struct dict_cmd *cmd)
 	}
 	buf_clear(&value);
 	dict_conn_send(c);
+	dict_server_read_done_later(srv);
 	return 0;
 }
 
@@ -142,6 +143,7 @@ dict_cmd_iterate(struct dict_conn *c, struct dict_cmd *cmd)
 	dict_proto_reply_iter_end(out);
 	dict_rows_clear(&rows);
 	dict_conn_send(c);
+	dict_server_read_done_later(srv);
 	return 0;
 }
 

@@ -87,6 +87,12 @@ dict_server_wake_later(struct dict_server *srv)
 }
 
 void
+dict_server_read_done_later(struct dict_server *srv)
+{
+	dict_server_wake_later(srv);
+}
+
+void
 dict_server_commit_enqueue(struct dict_server *srv, struct dict_conn *c,
     struct dict_txn *t)
 {
@@ -217,6 +223,7 @@ dict_server_on_after_io(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	dict_store_read_end(srv->store);
 	dict_server_flush(srv);
 	dict_server_reap(srv);
 	if (srv->npending > 0 || srv->nclosing > 0)

@@ -197,6 +197,9 @@ int	dict_store_iterate(struct dict_store *, const char *user,
 	    const char *path, unsigned int flags, unsigned int max_rows,
 	    int64_t now_ms, struct dict_rows *rows_out, char err[ERR_LEN]);
 void	dict_rows_clear(struct dict_rows *);
+/* Lookups and iterations open a read transaction that lasts until this
+ * is called (once per loop pass, see dict_store.c). True if one was open. */
+bool	dict_store_read_end(struct dict_store *);
 /* Group commit: begin, then apply each dict transaction (each inside its
  * own savepoint), then commit. apply returns the transaction's result and
  * fills err for a failure; *queued_out counts the queue rows it inserted.
@@ -292,6 +295,8 @@ struct dict_store *dict_server_store(struct dict_server *);
 struct dict_stats *dict_server_stats(struct dict_server *);
 struct event_base *dict_server_base(struct dict_server *);
 void	dict_server_conn_closed(struct dict_server *, struct dict_conn *);
+/* End the pass's read transaction once this loop pass's I/O is done. */
+void	dict_server_read_done_later(struct dict_server *);
 /* Queue a transaction for the next group commit. */
 void	dict_server_commit_enqueue(struct dict_server *, struct dict_conn *,
 	    struct dict_txn *);
