@@ -29,6 +29,8 @@ db_open(const char *path, enum db_sync sync, char err[ERR_LEN])
 	     * 64 MiB cache: lookups are the hot path. */
 	    db_exec(db, "PRAGMA mmap_size=1073741824", err) < 0 ||
 	    db_exec(db, "PRAGMA cache_size=-65536", err) < 0 ||
+	    /* Give back the WAL's disk space after a burst. */
+	    db_exec(db, "PRAGMA journal_size_limit=67108864", err) < 0 ||
 	    db_exec(db, "PRAGMA foreign_keys=ON", err) < 0) {
 		sqlite3_close(db);
 		return NULL;

@@ -9,6 +9,10 @@
 #include "xmalloc.h"
 
 #define DB_CHECKPOINT_IDLE_MS	1000
+/* ~256 MiB of WAL: only a long burst of writes gets there, and the
+ * RESTART that rewinds it holds writers for its final copy and fsync
+ * (measured: up to a few hundred ms here), so it must stay rare. */
+#define DB_CHECKPOINT_RESTART_PAGES	(64 * DB_CHECKPOINT_WAL_PAGES)
 
 struct db_checkpointer {
 	sqlite3		*db;		/* the writer's, borrowed */
@@ -39,6 +43,24 @@ db_checkpoint_on_commit(void *arg, sqlite3 *db, const char *name, int pages)
 	return SQLITE_OK;
 }
 
+/* PASSIVE first: copy what no reader still needs, never wait for the
+ * writer. Under a steady stream of commits that never catches up (the WAL
+ * is only rewound once a checkpoint has copied every frame), so once the
+ * WAL is very long, a RESTART copies the frames left and makes the next
+ * commit rewind it; the writer waits for it in its busy handler. A
+ * failure is retried next round. */
+static void
+db_checkpoint_run(struct db_checkpointer *cp)
+{
+	int log_frames = 0, copied = 0;
+
+	sqlite3_wal_checkpoint_v2(cp->own, NULL, SQLITE_CHECKPOINT_PASSIVE,
+	    &log_frames, &copied);
+	if (log_frames >= DB_CHECKPOINT_RESTART_PAGES)
+		sqlite3_wal_checkpoint_v2(cp->own, NULL,
+		    SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+}
+
 static void *
 db_checkpoint_main(void *arg)
 {
@@ -58,10 +80,7 @@ db_checkpoint_main(void *arg)
 			continue;
 		cp->due = cp->dirty = false;
 		pthread_mutex_unlock(&cp->lock);
-		/* PASSIVE: copy what no reader still needs, never wait for
-		 * the writer. A failure (busy) is retried next round. */
-		sqlite3_wal_checkpoint_v2(cp->own, NULL,
-		    SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		db_checkpoint_run(cp);
 		pthread_mutex_lock(&cp->lock);
 	}
 	pthread_mutex_unlock(&cp->lock);
@@ -83,6 +102,14 @@ db_checkpointer_start(sqlite3 *db, const char *path, char err[ERR_LEN])
 		return NULL;
 	}
 	sqlite3_busy_timeout(cp->own, DB_BUSY_TIMEOUT_MS);
+	/* A connection reads the file only at its first statement; until
+	 * then a checkpoint on it reports "not in WAL mode" and does
+	 * nothing. */
+	if (db_exec(cp->own, "PRAGMA journal_mode=WAL", err) < 0) {
+		sqlite3_close(cp->own);
+		free(cp);
+		return NULL;
+	}
 	pthread_mutex_init(&cp->lock, NULL);
 	pthread_cond_init(&cp->cond, NULL);
 	/* Replaces SQLite's auto-checkpoint, which is itself a WAL hook. */
