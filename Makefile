@@ -65,7 +65,7 @@ UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,\
 	$(wildcard tests/unit/common/test_*.c tests/unit/metadata-dictd/test_*.c))
 FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all test unit unit-run san fuzz fuzz-smoke fuzz-replay e2e bench \
+.PHONY: all test unit unit-run san fuzz fuzz-smoke fuzz-replay e2e e2e-san bench \
 	install clean deps
 all: $(PROGRAMS) $(BENCH_PROGRAMS)
 
@@ -159,6 +159,12 @@ fuzz: $(patsubst %,build-fuzz/%,$(FUZZ_TARGETS))
 e2e: all
 	$(PYTHON) -m pytest -q tests/e2e
 
+# The same suite against the ASan+UBSan daemons (built by `make san`): a
+# sanitizer report makes a daemon exit non-zero, which fails its test.
+e2e-san:
+	$(MAKE) BUILD=build-san SANITIZE=1 build-san/bin/metadata-dictd
+	PUSHSTACK_BIN=$(CURDIR)/build-san/bin $(PYTHON) -m pytest -q tests/e2e
+
 bench: all
 	tests/bench/run-dictd-bench.sh $(BUILD)/bin
 
@@ -168,6 +174,7 @@ test:
 	$(MAKE) unit-run
 	$(MAKE) san
 	$(MAKE) fuzz-smoke
+	$(MAKE) e2e-san
 	$(MAKE) e2e
 
 deps:

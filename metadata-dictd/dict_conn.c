@@ -287,7 +287,7 @@ dict_conn_process(struct dict_conn *c)
 {
 	struct dict_stats *st = dict_server_stats(c->srv);
 	struct dict_cmd cmd;
-	char err[ERR_LEN], shown[64 * 4 + 4];
+	char err[ERR_LEN];
 	const char *line, *nl;
 	size_t len;
 
@@ -303,10 +303,13 @@ dict_conn_process(struct dict_conn *c)
 			return;
 		}
 		if (dict_proto_parse(line, len, &cmd, err) < 0) {
-			log_escape(line, len, 64, shown);
+			/* Only the first byte and the length: the rest may
+			 * hold a device token. */
 			dict_conn_protocol_error(c, st->err_parse,
 			    "protocol-error", err);
-			log_debug("dict conn=%llu bad line: %s", c->id, shown);
+			log_debug("dict conn=%llu bad line: first=0x%02x "
+			    "length=%zu", c->id, len ? (unsigned char)line[0] :
+			    0, len);
 			return;
 		}
 		if (dict_cmd_run(c, &cmd, err) < 0)
