@@ -1,4 +1,5 @@
 /* Relay database schema and its migrations; see relay_db.h. */
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 
@@ -44,6 +45,18 @@ static const char *const relay_db_migrations[RELAY_DB_SCHEMA_VERSION] = {
 	"CREATE INDEX queue_by_token ON queue(token_id);",
 };
 
+static EVP_MD *relay_db_sha256;
+static pthread_once_t relay_db_sha256_once = PTHREAD_ONCE_INIT;
+
+/* Fetched once: EVP_sha256() makes OpenSSL 3 look the algorithm up again
+ * at every digest, a visible share of a token set. Never freed (one per
+ * process, like OpenSSL's own tables). */
+static void
+relay_db_sha256_fetch(void)
+{
+	relay_db_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 int64_t
 relay_db_token_hash(const void *token, size_t len)
 {
@@ -51,7 +64,9 @@ relay_db_token_hash(const void *token, size_t len)
 	unsigned int mdlen = 0;
 	uint64_t h = 0;
 
-	if (EVP_Digest(token, len, md, &mdlen, EVP_sha256(), NULL) != 1)
+	pthread_once(&relay_db_sha256_once, relay_db_sha256_fetch);
+	if (relay_db_sha256 == NULL ||
+	    EVP_Digest(token, len, md, &mdlen, relay_db_sha256, NULL) != 1)
 		abort();	/* SHA-256 cannot fail but on OOM */
 	for (int i = 0; i < 8; i++)
 		h = h << 8 | md[i];
