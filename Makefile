@@ -48,21 +48,26 @@ ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 
 COMMON_SRCS = common/log.c common/cli.c common/db.c common/tabesc.c \
 	common/metrics.c common/metrics_http.c common/evloop.c common/xmalloc.c \
-	common/err.c common/buf.c common/relay_db.c common/db_checkpoint.c
+	common/err.c common/buf.c common/relay_db.c common/db_checkpoint.c \
+	common/backoff.c common/unixsock.c
 DICTD_LIB_SRCS = metadata-dictd/dict_proto.c metadata-dictd/dict_store.c \
 	metadata-dictd/dict_cmd.c metadata-dictd/dict_conn.c metadata-dictd/dict_key.c \
 	metadata-dictd/dict_server.c
 DICTD_SRCS = metadata-dictd/main.c $(DICTD_LIB_SRCS)
+NOTIFIERD_LIB_SRCS = notifierd/queue.c notifierd/sender.c \
+	notifierd/breaker.c notifierd/notifier.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 LIBCOMMON = $(BUILD)/libcommon.a
 LIBDICTD = $(BUILD)/libdictd.a
-PROGRAMS = $(BUILD)/bin/metadata-dictd
+LIBNOTIFIERD = $(BUILD)/libnotifierd.a
+PROGRAMS = $(BUILD)/bin/metadata-dictd $(BUILD)/bin/notifierd
 BENCH_PROGRAMS = $(BUILD)/bin/dict-load
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,\
-	$(wildcard tests/unit/common/test_*.c tests/unit/metadata-dictd/test_*.c))
+	$(wildcard tests/unit/common/test_*.c tests/unit/metadata-dictd/test_*.c \
+	tests/unit/notifierd/test_*.c))
 FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
 .PHONY: all test unit unit-run san fuzz fuzz-smoke fuzz-replay e2e e2e-san bench \
@@ -71,6 +76,7 @@ all: $(PROGRAMS) $(BENCH_PROGRAMS)
 
 # Tests and fuzz drivers see the headers of the daemon they test.
 $(BUILD)/obj/tests/unit/metadata-dictd/%.o: CPPFLAGS += -Imetadata-dictd
+$(BUILD)/obj/tests/unit/notifierd/%.o: CPPFLAGS += -Inotifierd
 $(BUILD)/fuzz/replay_dict_%: CPPFLAGS += -Imetadata-dictd
 build-fuzz/dict_%: CPPFLAGS += -Imetadata-dictd
 
@@ -90,6 +96,16 @@ $(BUILD)/bin/metadata-dictd: $(call obj,metadata-dictd/main.c) $(LIBDICTD) $(LIB
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(COMMON_LIBS)
 
+$(LIBNOTIFIERD): $(call obj,$(NOTIFIERD_LIB_SRCS))
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+
+CURL_LIBS := $(call pl,libcurl)
+$(BUILD)/obj/notifierd/%.o: CPPFLAGS += $(call pc,libcurl)
+$(BUILD)/bin/notifierd: $(call obj,notifierd/main.c) $(LIBNOTIFIERD) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CURL_LIBS) $(COMMON_LIBS)
+
 $(BUILD)/bin/dict-load: $(call obj,tests/bench/dict_load.c) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(COMMON_LIBS)
@@ -100,11 +116,12 @@ $(BUILD)/bin/dict-load: $(call obj,tests/bench/dict_load.c) $(LIBCOMMON)
 CMOCKA_LIBS := $(call pl,cmocka)
 UNIT_LIB_common =
 UNIT_LIB_metadata-dictd = $(LIBDICTD)
+UNIT_LIB_notifierd = $(LIBNOTIFIERD)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBDICTD) $(LIBCOMMON)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBDICTD) $(LIBNOTIFIERD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(UNIT_LIB_$(firstword $(subst /, ,$*))) \
-		$(LIBCOMMON) $(CMOCKA_LIBS) $(COMMON_LIBS)
+		$(LIBCOMMON) $(CMOCKA_LIBS) $(CURL_LIBS) $(COMMON_LIBS)
 
 unit-run: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; \
@@ -114,7 +131,7 @@ unit: unit-run
 
 san:
 	$(MAKE) BUILD=build-san SANITIZE=1 unit-run fuzz-replay \
-		build-san/bin/metadata-dictd
+		build-san/bin/metadata-dictd build-san/bin/notifierd
 
 # ---- fuzzing ---------------------------------------------------------------
 # fuzz-replay runs every corpus file through each target with gcc+ASan (a
@@ -162,7 +179,8 @@ e2e: all
 # The same suite against the ASan+UBSan daemons (built by `make san`): a
 # sanitizer report makes a daemon exit non-zero, which fails its test.
 e2e-san:
-	$(MAKE) BUILD=build-san SANITIZE=1 build-san/bin/metadata-dictd
+	$(MAKE) BUILD=build-san SANITIZE=1 build-san/bin/metadata-dictd \
+		build-san/bin/notifierd
 	PUSHSTACK_BIN=$(CURDIR)/build-san/bin $(PYTHON) -m pytest -q tests/e2e
 
 bench: all

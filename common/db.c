@@ -86,6 +86,31 @@ db_prepare(sqlite3 *db, const char *sql, char err[ERR_LEN])
 	return st;
 }
 
+sqlite3_stmt *
+db_stmt_ready(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return st;
+}
+
+int
+db_stmt_fail(sqlite3_stmt *st, char err[ERR_LEN])
+{
+	err_set(err, "sqlite: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
+	sqlite3_reset(st);
+	return -1;
+}
+
+int
+db_stmt_run(sqlite3_stmt *st, char err[ERR_LEN])
+{
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return db_stmt_fail(st, err);
+	sqlite3_reset(st);
+	return 0;
+}
+
 int
 db_migrate(sqlite3 *db, const char *const *migrations, int version,
     char err[ERR_LEN])

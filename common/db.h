@@ -32,6 +32,13 @@ int	 db_sync_parse(const char *, enum db_sync *sync_out);
 int	 db_exec(sqlite3 *, const char *sql, char err[ERR_LEN]);
 /* A prepared statement, or NULL and err. Finalize with sqlite3_finalize. */
 sqlite3_stmt *db_prepare(sqlite3 *, const char *sql, char err[ERR_LEN]);
+/* The statement reset and unbound, ready for new values. */
+sqlite3_stmt *db_stmt_ready(sqlite3_stmt *);
+/* Steps a statement that returns no rows to its end: 0, or -1 and err.
+ * The statement is reset either way. */
+int	 db_stmt_run(sqlite3_stmt *, char err[ERR_LEN]);
+/* Fills err from the statement's connection, resets it, returns -1. */
+int	 db_stmt_fail(sqlite3_stmt *, char err[ERR_LEN]);
 /* Brings the schema to `version` by running migrations[v] for every
  * v >= PRAGMA user_version, in one transaction. */
 int	 db_migrate(sqlite3 *, const char *const *migrations, int version,

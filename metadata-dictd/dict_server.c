@@ -27,6 +27,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "metrics_http.h"
+#include "unixsock.h"
 #include "xmalloc.h"
 
 /* Sweep expired tokens in slices so the loop never stalls on it. */
@@ -46,8 +47,8 @@ struct dict_server {
 	struct dict_store	*store;
 	struct evconnlistener	*listener;
 	char			*socket_path;
-	char			*notify_path;
 	int			 notify_fd;
+	struct sockaddr_un	 notify_addr;
 	struct event		*after_io;
 	struct event		*sweep;
 	int64_t			 sweep_period_ms;
@@ -124,15 +125,10 @@ dict_server_conn_closed(struct dict_server *srv, struct dict_conn *c)
 static void
 dict_server_notify(struct dict_server *srv)
 {
-	struct sockaddr_un sun;
-
 	if (srv->notify_fd < 0)
 		return;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	strncpy(sun.sun_path, srv->notify_path, sizeof(sun.sun_path) - 1);
 	(void)sendto(srv->notify_fd, "w", 1, MSG_DONTWAIT,
-	    (struct sockaddr *)&sun, sizeof(sun));
+	    (struct sockaddr *)&srv->notify_addr, sizeof(srv->notify_addr));
 }
 
 /* Apply every pending commit in one SQLite transaction, then answer. */
@@ -350,13 +346,8 @@ dict_server_listen(struct dict_server *srv,
 	struct sockaddr_un sun;
 	struct group *gr;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(cfg->socket_path) >= sizeof(sun.sun_path)) {
-		err_set(err, "socket path too long: %s", cfg->socket_path);
+	if (unixsock_addr(cfg->socket_path, &sun, err) < 0)
 		return -1;
-	}
-	strcpy(sun.sun_path, cfg->socket_path);
 	/* A stale socket from a previous run would make bind fail. */
 	if (unlink(cfg->socket_path) < 0 && errno != ENOENT) {
 		err_set(err, "unlink %s: %s", cfg->socket_path,
@@ -415,7 +406,9 @@ dict_server_new(struct event_base *base, const struct dict_server_config *cfg,
 	evtimer_add(srv->sweep, &now);
 
 	if (cfg->notify_socket != NULL) {
-		srv->notify_path = xstrdup(cfg->notify_socket);
+		if (unixsock_addr(cfg->notify_socket, &srv->notify_addr,
+		    err) < 0)
+			goto fail;
 		srv->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC |
 		    SOCK_NONBLOCK, 0);
 		if (srv->notify_fd < 0) {
@@ -467,7 +460,6 @@ dict_server_free(struct dict_server *srv)
 		event_free(srv->sweep);
 	if (srv->notify_fd >= 0)
 		close(srv->notify_fd);
-	free(srv->notify_path);
 	free(srv->socket_path);
 	metrics_free(srv->metrics);
 	dict_store_close(srv->store);

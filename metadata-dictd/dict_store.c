@@ -69,10 +69,16 @@ static const char *const dict_store_sql[ST_COUNT_OF_STATEMENTS] = {
 	[ST_TOKEN_MAILBOXES] =
 	    "SELECT DISTINCT mailbox FROM tokens WHERE user = ?1 "
 	    "AND mailbox != '' AND updated_at >= ?2",
+	/* Relay-side coalescing: a token whose job is still waiting and was
+	 * never sent gets no second job; that one push will tell the device
+	 * about both mails. A job in flight or waiting for a retry does not
+	 * absorb new mail (its request may predate it). */
 	[ST_QUEUE_INSERT] =
 	    "INSERT INTO queue(token_id, user, created_at, attempts, "
-	    "next_at, state) SELECT id, user, ?3, 0, ?3, 0 FROM tokens "
-	    "WHERE user = ?1 AND updated_at >= ?2",
+	    "next_at, state) SELECT t.id, t.user, ?3, 0, ?3, 0 FROM tokens t "
+	    "WHERE t.user = ?1 AND t.updated_at >= ?2 AND NOT EXISTS ("
+	    "SELECT 1 FROM queue q WHERE q.token_id = t.id AND q.state = 0 "
+	    "AND q.attempts = 0)",
 	[ST_SWEEP] =
 	    "DELETE FROM tokens WHERE id IN (SELECT id FROM tokens "
 	    "WHERE updated_at < ?1 LIMIT ?2)",
@@ -133,16 +139,6 @@ dict_store_close(struct dict_store *s)
 	free(s);
 }
 
-/* The statement, reset and unbound, ready for binding. */
-static sqlite3_stmt *
-dict_store_stmt(struct dict_store *s, enum dict_stmt which)
-{
-	sqlite3_stmt *st = s->st[which];
-
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return st;
-}
 
 static void
 dict_store_bind_text(sqlite3_stmt *st, int i, const char *s, size_t len)
@@ -150,23 +146,7 @@ dict_store_bind_text(sqlite3_stmt *st, int i, const char *s, size_t len)
 	sqlite3_bind_text(st, i, s, (int)len, SQLITE_STATIC);
 }
 
-static int
-dict_store_fail(struct dict_store *s, sqlite3_stmt *st, char err[ERR_LEN])
-{
-	err_set(err, "sqlite: %s", sqlite3_errmsg(s->db));
-	sqlite3_reset(st);
-	return -1;
-}
 
-/* Run a statement that returns no rows. */
-static int
-dict_store_run(struct dict_store *s, sqlite3_stmt *st, char err[ERR_LEN])
-{
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return dict_store_fail(s, st, err);
-	sqlite3_reset(st);
-	return 0;
-}
 
 /* Lookups of one loop pass share one read transaction: an autocommit
  * read takes and drops SQLite's file locks (fcntl) every time, a fifth of
@@ -177,7 +157,7 @@ dict_store_read_begin(struct dict_store *s, char err[ERR_LEN])
 {
 	if (s->reading)
 		return 0;
-	if (dict_store_run(s, dict_store_stmt(s, ST_BEGIN_READ), err) < 0)
+	if (db_stmt_run(db_stmt_ready(s->st[ST_BEGIN_READ]), err) < 0)
 		return -1;
 	s->reading = true;
 	return 0;
@@ -189,7 +169,7 @@ dict_store_read_end(struct dict_store *s)
 	if (!s->reading)
 		return false;
 	s->reading = false;
-	dict_store_run(s, dict_store_stmt(s, ST_COMMIT), NULL);
+	db_stmt_run(db_stmt_ready(s->st[ST_COMMIT]), NULL);
 	return true;
 }
 
@@ -206,7 +186,7 @@ dict_store_tokens_get(struct dict_store *s, const char *user,
     const char *guid, size_t guid_len, int64_t now_ms, struct buf *out,
     char err[ERR_LEN])
 {
-	sqlite3_stmt *st = dict_store_stmt(s, ST_TOKENS_GET);
+	sqlite3_stmt *st = db_stmt_ready(s->st[ST_TOKENS_GET]);
 	int n = 0, rc;
 
 	dict_store_bind_text(st, 1, user, strlen(user));
@@ -219,7 +199,7 @@ dict_store_tokens_get(struct dict_store *s, const char *user,
 		    (size_t)sqlite3_column_bytes(st, 0));
 	}
 	if (rc != SQLITE_DONE)
-		return dict_store_fail(s, st, err);
+		return db_stmt_fail(st, err);
 	sqlite3_reset(st);
 	return n;
 }
@@ -249,7 +229,7 @@ dict_store_lookup(struct dict_store *s, const char *user, const char *key,
 	case DICT_KEY_SHARED:
 		break;
 	}
-	st = dict_store_stmt(s, ST_META_GET);
+	st = db_stmt_ready(s->st[ST_META_GET]);
 	user = dict_key_owner(&k, user);
 	dict_store_bind_text(st, 1, user, strlen(user));
 	dict_store_bind_text(st, 2, key, strlen(key));
@@ -261,7 +241,7 @@ dict_store_lookup(struct dict_store *s, const char *user, const char *key,
 		return 1;
 	}
 	if (rc != SQLITE_DONE)
-		return dict_store_fail(s, st, err);
+		return db_stmt_fail(st, err);
 	sqlite3_reset(st);
 	return 0;
 }
@@ -320,7 +300,7 @@ dict_store_iterate_tokens(struct dict_store *s, const char *user,
     const char *path, size_t path_len, unsigned int flags, int64_t now_ms,
     struct dict_rows *rows, char err[ERR_LEN])
 {
-	sqlite3_stmt *st = dict_store_stmt(s, ST_TOKEN_MAILBOXES);
+	sqlite3_stmt *st = db_stmt_ready(s->st[ST_TOKEN_MAILBOXES]);
 	struct buf key, value;
 	int rc, ret = 0;
 
@@ -339,7 +319,7 @@ dict_store_iterate_tokens(struct dict_store *s, const char *user,
 			dict_rows_add(rows, key.data, key.len, NULL, 0);
 	}
 	if (rc != SQLITE_DONE)
-		ret = dict_store_fail(s, st, err);
+		ret = db_stmt_fail(st, err);
 	sqlite3_reset(st);
 	if (ret == 0 && !(flags & DICT_ITER_NO_VALUE)) {
 		for (size_t i = 0; i < rows->n; i++) {
@@ -393,7 +373,7 @@ dict_store_iterate(struct dict_store *s, const char *user, const char *path,
 	memcpy(upper, path, path_len);
 	upper[path_len] = (char)0xff;
 	upper[path_len + 1] = '\0';
-	st = dict_store_stmt(s, ST_META_RANGE);
+	st = db_stmt_ready(s->st[ST_META_RANGE]);
 	dict_store_bind_text(st, 1, owner, strlen(owner));
 	dict_store_bind_text(st, 2, path, path_len);
 	dict_store_bind_text(st, 3, upper, path_len + 1);
@@ -411,7 +391,7 @@ dict_store_iterate(struct dict_store *s, const char *user, const char *path,
 	}
 	free(upper);
 	if (rc != SQLITE_DONE) {
-		dict_store_fail(s, st, err);
+		db_stmt_fail(st, err);
 		goto fail;
 	}
 	sqlite3_reset(st);
@@ -435,13 +415,13 @@ int
 dict_store_batch_begin(struct dict_store *s, char err[ERR_LEN])
 {
 	dict_store_read_end(s);
-	return dict_store_run(s, dict_store_stmt(s, ST_BEGIN), err);
+	return db_stmt_run(db_stmt_ready(s->st[ST_BEGIN]), err);
 }
 
 int
 dict_store_batch_commit(struct dict_store *s, char err[ERR_LEN])
 {
-	if (dict_store_run(s, dict_store_stmt(s, ST_COMMIT), err) < 0) {
+	if (db_stmt_run(db_stmt_ready(s->st[ST_COMMIT]), err) < 0) {
 		dict_store_batch_rollback(s);
 		return -1;
 	}
@@ -452,7 +432,7 @@ void
 dict_store_batch_rollback(struct dict_store *s)
 {
 	if (!sqlite3_get_autocommit(s->db))
-		dict_store_run(s, dict_store_stmt(s, ST_ROLLBACK), NULL);
+		db_stmt_run(db_stmt_ready(s->st[ST_ROLLBACK]), NULL);
 }
 
 static int
@@ -464,14 +444,14 @@ dict_store_set_token(struct dict_store *s, const char *user,
 
 	if (dict_key_token_check(ch->value, ch->value_len, err) < 0)
 		return -1;
-	st = dict_store_stmt(s, ST_TOKEN_SET);
+	st = db_stmt_ready(s->st[ST_TOKEN_SET]);
 	dict_store_bind_text(st, 1, user, strlen(user));
 	dict_store_bind_text(st, 2, ch->value, ch->value_len);
 	dict_store_bind_text(st, 3, k->guid, k->guid_len);
 	sqlite3_bind_int64(st, 4, now_ms);
 	sqlite3_bind_int64(st, 5, relay_db_token_hash(ch->value,
 	    ch->value_len));
-	return dict_store_run(s, st, err);
+	return db_stmt_run(st, err);
 }
 
 /* One queue row per valid token of the user; *rows_out counts them. */
@@ -479,12 +459,12 @@ static int
 dict_store_queue_event(struct dict_store *s, const char *user,
     int64_t now_ms, uint64_t *rows_out, char err[ERR_LEN])
 {
-	sqlite3_stmt *st = dict_store_stmt(s, ST_QUEUE_INSERT);
+	sqlite3_stmt *st = db_stmt_ready(s->st[ST_QUEUE_INSERT]);
 
 	dict_store_bind_text(st, 1, user, strlen(user));
 	sqlite3_bind_int64(st, 2, dict_store_cutoff(s, now_ms));
 	sqlite3_bind_int64(st, 3, now_ms);
-	if (dict_store_run(s, st, err) < 0)
+	if (db_stmt_run(st, err) < 0)
 		return -1;
 	*rows_out += (uint64_t)sqlite3_changes(s->db);
 	return 0;
@@ -495,7 +475,7 @@ static int
 dict_store_inc(struct dict_store *s, const char *owner, const char *key,
     int64_t diff, char err[ERR_LEN])
 {
-	sqlite3_stmt *st = dict_store_stmt(s, ST_META_GET);
+	sqlite3_stmt *st = db_stmt_ready(s->st[ST_META_GET]);
 	char num[32], *end;
 	long long v;
 	int rc, len;
@@ -508,7 +488,7 @@ dict_store_inc(struct dict_store *s, const char *owner, const char *key,
 		return 0;
 	}
 	if (rc != SQLITE_ROW)
-		return dict_store_fail(s, st, err);
+		return db_stmt_fail(st, err);
 	len = sqlite3_column_bytes(st, 0);
 	if (len <= 0 || len >= (int)sizeof(num)) {
 		sqlite3_reset(st);
@@ -527,11 +507,11 @@ dict_store_inc(struct dict_store *s, const char *owner, const char *key,
 		return -1;
 	}
 	len = snprintf(num, sizeof(num), "%lld", v + (long long)diff);
-	st = dict_store_stmt(s, ST_META_SET);
+	st = db_stmt_ready(s->st[ST_META_SET]);
 	dict_store_bind_text(st, 1, owner, strlen(owner));
 	dict_store_bind_text(st, 2, key, strlen(key));
 	sqlite3_bind_blob(st, 3, num, len, SQLITE_STATIC);
-	return dict_store_run(s, st, err) < 0 ? -1 : 1;
+	return db_stmt_run(st, err) < 0 ? -1 : 1;
 }
 
 /* Apply one change; 1 done, 0 not found (atomic-inc), -1 error. */
@@ -562,25 +542,25 @@ dict_store_change(struct dict_store *s, const char *user,
 		if (k.kind == DICT_KEY_MESSAGENEW)
 			return dict_store_queue_event(s, user, now_ms,
 			    queued_out, err) < 0 ? -1 : 1;
-		st = dict_store_stmt(s, ST_META_SET);
+		st = db_stmt_ready(s->st[ST_META_SET]);
 		dict_store_bind_text(st, 1, owner, strlen(owner));
 		dict_store_bind_text(st, 2, ch->key, strlen(ch->key));
 		sqlite3_bind_blob(st, 3, ch->value, (int)ch->value_len,
 		    SQLITE_STATIC);
-		return dict_store_run(s, st, err) < 0 ? -1 : 1;
+		return db_stmt_run(st, err) < 0 ? -1 : 1;
 	case DICT_CHANGE_UNSET:
 		if (k.kind == DICT_KEY_MESSAGENEW)
 			return 1;
 		if (k.kind == DICT_KEY_DEVICETOKEN) {
-			st = dict_store_stmt(s, ST_TOKENS_UNSET);
+			st = db_stmt_ready(s->st[ST_TOKENS_UNSET]);
 			dict_store_bind_text(st, 1, user, strlen(user));
 			dict_store_bind_text(st, 2, k.guid, k.guid_len);
 		} else {
-			st = dict_store_stmt(s, ST_META_UNSET);
+			st = db_stmt_ready(s->st[ST_META_UNSET]);
 			dict_store_bind_text(st, 1, owner, strlen(owner));
 			dict_store_bind_text(st, 2, ch->key, strlen(ch->key));
 		}
-		return dict_store_run(s, st, err) < 0 ? -1 : 1;
+		return db_stmt_run(st, err) < 0 ? -1 : 1;
 	case DICT_CHANGE_INC:
 		if (k.kind == DICT_KEY_DEVICETOKEN ||
 		    k.kind == DICT_KEY_MESSAGENEW) {
@@ -605,7 +585,7 @@ dict_store_apply(struct dict_store *s, const struct dict_txn *txn,
 		err_set(err, "%s", txn->failed);
 		return DICT_COMMIT_FAILED;
 	}
-	if (dict_store_run(s, dict_store_stmt(s, ST_SAVEPOINT), err) < 0)
+	if (db_stmt_run(db_stmt_ready(s->st[ST_SAVEPOINT]), err) < 0)
 		return DICT_COMMIT_FAILED;
 	for (size_t i = 0; i < txn->nchanges; i++) {
 		int rc = dict_store_change(s, txn->user, &txn->changes[i],
@@ -619,8 +599,8 @@ dict_store_apply(struct dict_store *s, const struct dict_txn *txn,
 			result = DICT_COMMIT_NOT_FOUND;
 	}
 	if (result == DICT_COMMIT_FAILED)
-		dict_store_run(s, dict_store_stmt(s, ST_ROLLBACK_TO), ignored);
-	if (dict_store_run(s, dict_store_stmt(s, ST_RELEASE),
+		db_stmt_run(db_stmt_ready(s->st[ST_ROLLBACK_TO]), ignored);
+	if (db_stmt_run(db_stmt_ready(s->st[ST_RELEASE]),
 	    result == DICT_COMMIT_FAILED ? ignored : err) < 0)
 		return DICT_COMMIT_FAILED;
 	if (result != DICT_COMMIT_FAILED) {
@@ -639,10 +619,10 @@ dict_store_sweep(struct dict_store *s, int64_t now_ms, int limit,
 
 	if (dict_store_batch_begin(s, err) < 0)
 		return -1;
-	st = dict_store_stmt(s, ST_SWEEP);
+	st = db_stmt_ready(s->st[ST_SWEEP]);
 	sqlite3_bind_int64(st, 1, dict_store_cutoff(s, now_ms));
 	sqlite3_bind_int(st, 2, limit);
-	if (dict_store_run(s, st, err) < 0) {
+	if (db_stmt_run(st, err) < 0) {
 		dict_store_batch_rollback(s);
 		return -1;
 	}
@@ -655,12 +635,12 @@ dict_store_sweep(struct dict_store *s, int64_t now_ms, int limit,
 int64_t
 dict_store_count_tokens(struct dict_store *s, char err[ERR_LEN])
 {
-	sqlite3_stmt *st = dict_store_stmt(s, ST_COUNT);
+	sqlite3_stmt *st = db_stmt_ready(s->st[ST_COUNT]);
 	int64_t n;
 
 	dict_store_read_end(s);	/* count what is committed now */
 	if (sqlite3_step(st) != SQLITE_ROW)
-		return dict_store_fail(s, st, err);
+		return db_stmt_fail(st, err);
 	n = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
 	return n;

@@ -271,6 +271,25 @@ test_messagenew_queues_one_row_per_token(void **state)
 	assert_int_equal(count(f, "SELECT count(*) FROM queue WHERE "
 	    "user = 'alice' AND state = 0 AND attempts = 0 AND "
 	    "created_at = next_at"), 2);
+	/* A second event while those jobs wait unsent adds nothing... */
+	COMMIT(f, "alice", NOW + 20, &queued, "S", "priv/" G "/messagenew",
+	    "");
+	assert_int_equal(queued, 0);
+	assert_int_equal(count(f, "SELECT count(*) FROM queue"), 2);
+	/* ...but a job in flight or retrying does not absorb new mail. */
+	{
+		sqlite3 *db;
+
+		assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(db, "UPDATE queue SET state = 1 "
+		    "WHERE id = (SELECT min(id) FROM queue); UPDATE queue SET "
+		    "attempts = 1 WHERE id = (SELECT max(id) FROM queue)",
+		    NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(db);
+	}
+	COMMIT(f, "alice", NOW + 30, &queued, "S", "priv/" G "/messagenew",
+	    "");
+	assert_int_equal(queued, 2);
 	/* Not stored as an attribute. */
 	assert_lookup(f, "alice", "priv/" G "/messagenew", NOW, NULL);
 	COMMIT(f, "nobody", NOW, &queued, "S", "priv/" G "/messagenew", "");

@@ -1,0 +1,198 @@
+/*
+ * notifierd: delivers the relay's queued new-mail notifications to the
+ * push proxy. Parses the options, runs the loop until SIGTERM/SIGINT,
+ * tears down. The logic is in notifier.c (see notifierd.h).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "cli.h"
+#include "evloop.h"
+#include "log.h"
+#include "notifierd.h"
+
+#define NOTIFIERD_DEFAULT_URL	"https://notifications.delta.chat/notify"
+
+static const char notifierd_usage[] =
+"usage: notifierd --db PATH [options]\n"
+"\n"
+"Sends the new-mail notifications that metadata-dictd queued to the push\n"
+"proxy, retrying with back-off; a token the proxy reports gone (410) is\n"
+"deleted.\n"
+"\n"
+"  -d, --db PATH             relay SQLite database (required)\n"
+"  -u, --proxy-url URL       where to POST tokens\n"
+"                            (default " NOTIFIERD_DEFAULT_URL ")\n"
+"  -w, --wake-socket PATH    Unix datagram socket metadata-dictd wakes us on\n"
+"  -c, --concurrency N       requests in flight at most (default 256)\n"
+"  -r, --retry-base DURATION first retry delay; retry n waits base^n\n"
+"                            seconds (default 8s)\n"
+"  -D, --deadline DURATION   give a job up this long after its mail\n"
+"                            (default 5h)\n"
+"  -T, --timeout DURATION    one request's time limit (default 60s)\n"
+"  -p, --poll DURATION       look for due jobs at least this often\n"
+"                            (default 1s)\n"
+"  -g, --grace DURATION      on SIGTERM, wait this long for requests in\n"
+"                            flight (default 5s)\n"
+"  -C, --ca-file PATH        CA certificates to verify the proxy with\n"
+"  -S, --sync normal|full    SQLite durability (default normal)\n"
+"  -M, --metrics HOST:PORT   serve OpenMetrics at http://HOST:PORT/metrics\n"
+"  -l, --log-level LEVEL     error, warn, info, debug (default info)\n"
+"  -h, --help                show this help\n"
+"\n"
+"Durations: 250ms, 10s, 20m, 5h, 90d.\n";
+
+static _Noreturn void
+notifierd_usage_exit(int status)
+{
+	fputs(notifierd_usage, status == 0 ? stdout : stderr);
+	exit(status);
+}
+
+static int64_t
+notifierd_duration(const char *flag, const char *arg)
+{
+	char err[ERR_LEN];
+	int64_t ms;
+
+	if (cli_parse_duration_ms(arg, &ms, err) < 0 || ms <= 0)
+		fatalx("--%s: %s", flag, ms <= 0 ? "must be positive" : err);
+	return ms;
+}
+
+static void
+notifierd_parse_options(int argc, char **argv, struct notifier_config *c,
+    enum log_level *level)
+{
+	static const struct option longopts[] = {
+		{ "db", required_argument, NULL, 'd' },
+		{ "proxy-url", required_argument, NULL, 'u' },
+		{ "wake-socket", required_argument, NULL, 'w' },
+		{ "concurrency", required_argument, NULL, 'c' },
+		{ "retry-base", required_argument, NULL, 'r' },
+		{ "deadline", required_argument, NULL, 'D' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "poll", required_argument, NULL, 'p' },
+		{ "grace", required_argument, NULL, 'g' },
+		{ "ca-file", required_argument, NULL, 'C' },
+		{ "sync", required_argument, NULL, 'S' },
+		{ "metrics", required_argument, NULL, 'M' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char err[ERR_LEN];
+	uint64_t v;
+	int ch;
+
+	memset(c, 0, sizeof(*c));
+	c->sync = DB_SYNC_NORMAL;
+	c->concurrency = 256;
+	c->retry_base_ms = 8000;
+	c->deadline_ms = 5 * 3600 * 1000;
+	c->poll_ms = 1000;
+	c->grace_ms = 5000;
+	c->http.url = NOTIFIERD_DEFAULT_URL;
+	c->http.timeout_ms = 60000;
+	*level = LOG_LEVEL_INFO;
+	while ((ch = getopt_long(argc, argv, "d:u:w:c:r:D:T:p:g:C:S:M:l:h",
+	    longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'd': c->db_path = optarg; break;
+		case 'u': c->http.url = optarg; break;
+		case 'w': c->wake_socket = optarg; break;
+		case 'C': c->http.ca_file = optarg; break;
+		case 'M': c->metrics_addr = optarg; break;
+		case 'c':
+			if (cli_parse_uint(optarg, 1, 10000, &v, err) < 0)
+				fatalx("--concurrency: %s", err);
+			c->concurrency = (unsigned int)v;
+			break;
+		case 'r':
+			c->retry_base_ms = notifierd_duration("retry-base",
+			    optarg);
+			break;
+		case 'D':
+			c->deadline_ms = notifierd_duration("deadline", optarg);
+			break;
+		case 'T':
+			c->http.timeout_ms = (long)notifierd_duration("timeout",
+			    optarg);
+			break;
+		case 'p':
+			c->poll_ms = notifierd_duration("poll", optarg);
+			break;
+		case 'g':
+			c->grace_ms = notifierd_duration("grace", optarg);
+			break;
+		case 'S':
+			if (db_sync_parse(optarg, &c->sync) < 0)
+				fatalx("--sync: expected normal or full");
+			break;
+		case 'l':
+			if (log_level_parse(optarg, level) < 0)
+				fatalx("--log-level: expected error, warn, "
+				    "info or debug");
+			break;
+		case 'h':
+			notifierd_usage_exit(0);
+		default:
+			notifierd_usage_exit(2);
+		}
+	}
+	if (optind != argc || c->db_path == NULL) {
+		fprintf(stderr, "notifierd: --db is required\n");
+		notifierd_usage_exit(2);
+	}
+	if (strncmp(c->http.url, "https://", 8) != 0 &&
+	    strncmp(c->http.url, "http://", 7) != 0)
+		fatalx("--proxy-url: expected an http:// or https:// URL");
+	/* Enough connections for the concurrency over HTTP/1.1; with
+	 * HTTP/2 curl multiplexes and uses fewer. */
+	c->http.max_connections = c->concurrency;
+}
+
+static void
+notifierd_on_stop(int signo, void *arg)
+{
+	log_info("notify stopping signal=%d", signo);
+	notifier_stop(arg);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct notifier_config cfg;
+	struct event_base *base;
+	struct evloop_signals *sigs;
+	struct notifier *n;
+	enum log_level level;
+	char err[ERR_LEN];
+
+	log_init("notifierd", LOG_LEVEL_INFO);
+	notifierd_parse_options(argc, argv, &cfg, &level);
+	log_set_level(level);
+	evloop_raise_nofile(cfg.concurrency + 1024);
+
+	if ((base = evloop_new(err)) == NULL)
+		fatalx("%s", err);
+	if ((n = notifier_new(base, &cfg, err)) == NULL)
+		fatalx("%s", err);
+	sigs = evloop_signals_add(base, notifierd_on_stop, n);
+	/* The URL is configuration, not a secret; tokens never are logged. */
+	log_info("notify started db=%s proxy=%s concurrency=%u",
+	    cfg.db_path, cfg.http.url, cfg.concurrency);
+
+	if (event_base_dispatch(base) < 0)
+		log_err("event loop failed");
+
+	notifier_free(n);
+	evloop_signals_free(sigs);
+	event_base_free(base);
+	log_info("notify stopped");
+	return 0;
+}
