@@ -64,3 +64,11 @@ breaker_record(struct breaker *b, bool proxy_ok, int64_t now_ms)
 	}
 	return false;
 }
+
+void
+breaker_probe_unused(struct breaker *b)
+{
+	/* breaker_allow() granted a probe but nothing was due: let the
+	 * next call grant it again rather than stay half-open forever. */
+	b->probing = false;
+}

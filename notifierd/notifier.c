@@ -278,8 +278,11 @@ notifier_pump(struct notifier *n)
 		if (allowed == 0)
 			break;
 		got = queue_claim(n->queue, db_now_ms(), allowed, jobs, err);
-		if (got < 0) {
+		if (got < 0)
 			log_warnx("notify cannot claim jobs: %s", err);
+		if (got <= 0) {
+			if (n->breaker.probing)
+				breaker_probe_unused(&n->breaker);
 			break;
 		}
 		for (int i = 0; i < got; i++) {

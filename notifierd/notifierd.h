@@ -112,6 +112,8 @@ size_t	breaker_allow(struct breaker *, int64_t now_ms, size_t wanted);
  * call opened the breaker. */
 bool	breaker_record(struct breaker *, bool proxy_ok, int64_t now_ms);
 bool	breaker_is_open(const struct breaker *, int64_t now_ms);
+/* The probe breaker_allow() granted was not sent (nothing was due). */
+void	breaker_probe_unused(struct breaker *);
 
 /* notifier.c */
 struct notifier;

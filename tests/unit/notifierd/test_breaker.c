@@ -81,6 +81,19 @@ test_answer_closes(void **state)
 	assert_int_equal(b.cooldown_ms, 1000);
 }
 
+static void
+test_unused_probe_is_granted_again(void **state)
+{
+	struct breaker b;
+
+	(void)state;
+	breaker_init(&b, 1, 1000, 8000);
+	breaker_record(&b, false, 0);
+	assert_int_equal(breaker_allow(&b, 1000, 10), 1);
+	breaker_probe_unused(&b);	/* nothing was due */
+	assert_int_equal(breaker_allow(&b, 1500, 10), 1);
+}
+
 int
 main(void)
 {
@@ -89,6 +102,7 @@ main(void)
 		cmocka_unit_test(test_opens_after_threshold),
 		cmocka_unit_test(test_probe_failure_doubles_cooldown),
 		cmocka_unit_test(test_answer_closes),
+		cmocka_unit_test(test_unused_probe_is_granted_again),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
