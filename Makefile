@@ -63,7 +63,8 @@ LIBCOMMON = $(BUILD)/libcommon.a
 LIBDICTD = $(BUILD)/libdictd.a
 LIBNOTIFIERD = $(BUILD)/libnotifierd.a
 PROGRAMS = $(BUILD)/bin/metadata-dictd $(BUILD)/bin/notifierd
-BENCH_PROGRAMS = $(BUILD)/bin/dict-load
+BENCH_PROGRAMS = $(BUILD)/bin/dict-load $(BUILD)/bin/notify-sink \
+	$(BUILD)/bin/http-flood
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,\
 	$(wildcard tests/unit/common/test_*.c tests/unit/metadata-dictd/test_*.c \
@@ -109,6 +110,18 @@ $(BUILD)/bin/notifierd: $(call obj,notifierd/main.c) $(LIBNOTIFIERD) $(LIBCOMMON
 $(BUILD)/bin/dict-load: $(call obj,tests/bench/dict_load.c) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(COMMON_LIBS)
+
+# The notifierd bench's sink and baseline client share no code with the
+# daemon: libc and zlib, libc and libcurl.
+$(BUILD)/obj/tests/bench/notify_sink.o: CPPFLAGS += $(call pc,zlib)
+$(BUILD)/bin/notify-sink: $(call obj,tests/bench/notify_sink.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pl,zlib)
+
+$(BUILD)/obj/tests/bench/http_flood.o: CPPFLAGS += $(call pc,libcurl)
+$(BUILD)/bin/http-flood: $(call obj,tests/bench/http_flood.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pl,libcurl)
 
 # ---- unit tests (cmocka) -------------------------------------------------
 # tests/unit/<dir>/test_x.c links libcommon and the library of <dir>.
@@ -185,6 +198,7 @@ e2e-san:
 
 bench: all
 	tests/bench/run-dictd-bench.sh $(BUILD)/bin
+	tests/bench/run-notifierd-bench.sh $(BUILD)/bin
 
 # Build in parallel (make -j2 test), run one suite after the other.
 test:

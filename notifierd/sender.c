@@ -168,10 +168,15 @@ sender_socket_cb(CURL *easy, curl_socket_t fd, int what, void *arg,
 			s->socks->prev = ss;
 		s->socks = ss;
 		curl_multi_assign(s->multi, fd, ss);
-	} else
-		event_free(ss->ev);
-	ss->ev = event_new(s->base, fd, events | EV_PERSIST,
-	    sender_on_socket_event, s);
+		ss->ev = event_new(s->base, fd, events | EV_PERSIST,
+		    sender_on_socket_event, s);
+	} else {
+		/* Re-arm in place: curl changes its interest on every
+		 * request, and a new event each time costs a malloc. */
+		event_del(ss->ev);
+		event_assign(ss->ev, s->base, fd, events | EV_PERSIST,
+		    sender_on_socket_event, s);
+	}
 	event_add(ss->ev, NULL);
 	return 0;
 }

@@ -13,8 +13,10 @@
 # Environment: DURATION (seconds per run, default 3), WARMUP (default 1),
 # USERS (default 10000), CONNS_LIST (default "1 8 64").  The default run
 # takes about 45 s.  Exit status 0 only if no run counted an error, the
-# database holds one queue row per acknowledged notify and one token per
-# acknowledged set or prepared user, and the daemon exited 0 on SIGTERM.
+# queue holds exactly one waiting row per notified user (metadata-dictd
+# coalesces new-mail events for a token whose job was never sent), the
+# tokens table one row per acknowledged set or prepared user, and the
+# daemon exited 0 on SIGTERM.
 
 set -u
 
@@ -87,12 +89,16 @@ ratio() {
 	    'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'
 }
 
-# count_rows TABLE: rows in TABLE of the daemon's database, 0 without
-# the sqlite3 CLI.  Read-only, and willing to wait out a write lock.
+# query SQL: its result rows (columns joined by |) in the daemon's
+# database.  Read-only, and willing to wait out a write lock.
+query() {
+	sqlite3 -readonly -cmd '.timeout 5000' "$db" "$1"
+}
+
+# count_rows TABLE: rows in TABLE, 0 without the sqlite3 CLI.
 count_rows() {
 	[ "$have_sqlite" = 1 ] || { echo 0; return; }
-	sqlite3 -readonly -cmd '.timeout 5000' "$db" \
-	    "SELECT count(*) FROM $1"
+	query "SELECT count(*) FROM $1"
 }
 
 summary=()
@@ -199,14 +205,16 @@ for c in $CONNS_LIST; do
 	set_acked=$((set_acked + ${n:-0}))
 done
 
-# ---- notify: users of their own, with exactly one token each, so each
-# ---- acknowledged event must have written exactly one queue row --------
+# ---- notify: users of their own, with exactly one token each.  No
+# ---- notifierd runs, so every job stays waiting and never sent, and
+# ---- metadata-dictd coalesces: a user's first event writes the row, every
+# ---- later one finds it and writes nothing.  So the queue must end with
+# ---- exactly one row per notified user, however many events were acked.
 
 echo "== prepare: one device token for each of $USERS notify users"
 run_load --socket "$sock" --mode set --prepare --duration 0 \
     --connections "$RATIO_CONNS" --users "$USERS" --user-prefix notify
-echo "== notify (messagenew, one queue row per event)"
-rows_total=0
+echo "== notify (messagenew; coalesced into one waiting row per user)"
 acked_total=0
 for c in $CONNS_LIST; do
 	before=$(count_rows queue)
@@ -214,17 +222,34 @@ for c in $CONNS_LIST; do
 	    "${load_common[@]}"
 	note "$last_line"
 	after=$(count_rows queue)
-	rows=$((after - before))
 	acked=$(field "$last_line" all_ops)
 	acked=${acked:-0}
-	echo "  queue rows written: $rows for $acked acknowledged events" \
-	    "(warmup and drain included)"
-	rows_total=$((rows_total + rows))
+	echo "  queue rows: $after (+$((after - before))) after $acked" \
+	    "acknowledged events (warmup and drain included)"
 	acked_total=$((acked_total + acked))
 done
-if [ "$have_sqlite" = 1 ] && [ "$rows_total" -ne "$acked_total" ]; then
-	problem "queue rows $rows_total != acknowledged notify events" \
-	    "$acked_total"
+# Users are drawn at random, so a user may have drawn no event: the row
+# count is that of the users notified, normally all USERS of them.
+if [ "$have_sqlite" = 1 ]; then
+	IFS='|' read -r q_rows q_tokens q_users q_waiting q_notify <<<"$(query \
+	    "SELECT count(*), count(DISTINCT token_id), count(DISTINCT user),
+	    count(*) FILTER (WHERE state = 0 AND attempts = 0),
+	    count(*) FILTER (WHERE user LIKE 'notify%')
+	    FROM queue")"
+	[ "$q_rows" -eq "$q_tokens" ] && [ "$q_rows" -eq "$q_users" ] ||
+	    problem "queue: $q_rows rows for $q_tokens tokens of $q_users" \
+	    "users, want one row per token and user (coalescing)"
+	[ "$q_waiting" -eq "$q_rows" ] ||
+	    problem "queue: $((q_rows - q_waiting)) rows not waiting" \
+	    "(state 0, attempts 0), with no notifierd running"
+	[ "$q_notify" -eq "$q_rows" ] ||
+	    problem "queue: $((q_rows - q_notify)) rows for users outside" \
+	    "the notify users"
+	[ "$q_rows" -le "$USERS" ] && [ "$q_rows" -le "$acked_total" ] ||
+	    problem "queue: $q_rows rows, more than the $USERS notify users" \
+	    "or the $acked_total acknowledged events"
+	[ "$acked_total" -eq 0 ] || [ "$q_rows" -gt 0 ] ||
+	    problem "queue: empty after $acked_total acknowledged events"
 fi
 # Every acknowledged set added a distinct token, and each prepare one per
 # user: a commit answered O but not stored shows up here.
@@ -264,8 +289,8 @@ printf '%-9s %5s %9s %8s %8s %8s %7s %6s\n' mode conns ops/s p50_us \
     p99_us max_us errors ratio
 printf '%s\n' "${summary[@]}"
 if [ "$have_sqlite" = 1 ]; then
-	echo "queue rows: $rows_total written for $acked_total acknowledged" \
-	    "notify events"
+	echo "queue rows: $q_rows, one per notified user ($q_users of" \
+	    "$USERS notify users), for $acked_total acknowledged notify events"
 	echo "token rows: $tokens_have (want $tokens_want)"
 fi
 echo "metadata-dictd: exit status $dictd_status after SIGTERM," \
