@@ -268,7 +268,7 @@ notifier_pump(struct notifier *n)
 	struct job *jobs[NOTIFIER_CLAIM_BATCH];
 	char err[ERR_LEN];
 	size_t room, allowed;
-	int got;
+	int got, sent;
 
 	while (!n->stopping) {
 		room = n->cfg.concurrency - sender_in_flight(n->sender);
@@ -285,6 +285,7 @@ notifier_pump(struct notifier *n)
 				breaker_probe_unused(&n->breaker);
 			break;
 		}
+		sent = 0;
 		for (int i = 0; i < got; i++) {
 			struct job *j = jobs[i];
 
@@ -302,7 +303,10 @@ notifier_pump(struct notifier *n)
 			}
 			metric_inc(n->st.sent);
 			metric_gauge_add(n->st.in_flight, 1);
+			sent++;
 		}
+		if (sent == 0 && n->breaker.probing)
+			breaker_probe_unused(&n->breaker);
 		if ((size_t)got < allowed)
 			break;		/* nothing more due */
 	}
@@ -477,6 +481,13 @@ notifier_stop(struct notifier *n)
 	evtimer_add(n->grace_ev, &tv);
 }
 
+static void
+notifier_on_cancel(void *ctx, void *arg)
+{
+	(void)arg;
+	job_free(ctx);		/* its row is still marked in flight */
+}
+
 void
 notifier_free(struct notifier *n)
 {
@@ -484,9 +495,9 @@ notifier_free(struct notifier *n)
 
 	if (n == NULL)
 		return;
-	/* Requests still running are abandoned; their jobs stay marked in
-	 * flight and are retried at the next start. Write what finished. */
-	sender_free(n->sender);
+	/* Requests still running are abandoned; their jobs are marked
+	 * waiting again below. Write what finished. */
+	sender_free(n->sender, notifier_on_cancel);
 	if (n->queue != NULL && notifier_flush(n) < 0)
 		log_warnx("notify %zu outcomes not recorded; those jobs will "
 		    "be retried", n->noutcomes);

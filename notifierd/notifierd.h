@@ -90,8 +90,11 @@ struct sender *sender_new(struct event_base *, const struct sender_config *,
 int	sender_post(struct sender *, const char *body, size_t len, void *ctx,
 	    char err[ERR_LEN]);
 size_t	sender_in_flight(const struct sender *);
-/* Aborts what is still running without calling back; NULL is a no-op. */
-void	sender_free(struct sender *);
+/* Aborts what is still running, handing each request's ctx to cancel
+ * (not to the done callback; cancel may be NULL when nothing was posted);
+ * a NULL sender is a no-op. */
+typedef void sender_cancel_fn(void *ctx, void *arg);
+void	sender_free(struct sender *, sender_cancel_fn *cancel);
 
 /* breaker.c */
 struct breaker {

@@ -218,7 +218,7 @@ sender_new(struct event_base *base, const struct sender_config *cfg,
 	s->timer = evtimer_new(base, sender_on_timer, s);
 	if (s->multi == NULL || s->timer == NULL) {
 		err_set(err, "cannot set up the HTTP client");
-		sender_free(s);
+		sender_free(s, NULL);	/* nothing in flight yet */
 		return NULL;
 	}
 	curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, sender_socket_cb);
@@ -266,7 +266,12 @@ sender_req_get(struct sender *s)
 	curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(r->easy, CURLOPT_HTTP_VERSION,
 	    (long)CURL_HTTP_VERSION_2TLS);
-	curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT, 1L);
+	/* Wait for a connection that may multiplex rather than open more:
+	 * only where HTTP/2 can be negotiated. Over http:// curl learns that
+	 * a connection cannot multiplex only from its first answer, and a
+	 * burst would go out one request at a time. */
+	if (strncmp(s->cfg.url, "https://", 8) == 0)
+		curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "chatmail-notifierd");
 	if (s->cfg.ca_file != NULL)
@@ -316,7 +321,7 @@ sender_req_free(struct sender_req *r)
 }
 
 void
-sender_free(struct sender *s)
+sender_free(struct sender *s, sender_cancel_fn *cancel)
 {
 	struct sender_req *r, *next;
 
@@ -325,6 +330,8 @@ sender_free(struct sender *s)
 	for (r = s->in_flight; r != NULL; r = next) {
 		next = r->next;
 		curl_multi_remove_handle(s->multi, r->easy);
+		if (cancel != NULL)
+			cancel(r->ctx, s->arg);
 		sender_req_free(r);
 	}
 	for (r = s->free_reqs; r != NULL; r = next) {

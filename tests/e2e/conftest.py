@@ -18,6 +18,17 @@ metadata-dictd with an empty database):
                   <tmp>/run/lmtp, dict socket <tmp>/dict.sock
   dovecot         dovecot_server for one test; makes `dictd` listen on
                   Dovecot's dict socket and checks dovecot.log afterwards
+                  (@pytest.mark.dictd_bind_notify(False): `dictd` leaves its
+                  notify socket path to a real notifierd)
+  fake_proxy      fake_proxy.FakeProxy answering 200, started; stopped in
+                  teardown
+  relay_db        harness.RelayDb on tmpdir/relay.db (the path `dictd` uses)
+  notifierd_factory
+                  notifierd_factory(proxy_url=None, db_path=None,
+                  **options) starts a harness.Notifierd on tmpdir/relay.db
+                  (or db_path), POSTing to
+                  fake_proxy unless told otherwise; options as in
+                  Notifierd (retry_base, poll, deadline, wake_socket, ...)
 
 Every daemon is stopped in teardown and must exit 0 (else the test errors),
 and its log must not contain any device token that a test sent;
@@ -31,14 +42,18 @@ import shutil
 
 import pytest
 
-from harness import (Dictd, Dovecot, DaemonError, leaked_secrets,
-                     make_world_tmpdir, tail)
+from fake_proxy import FakeProxy
+from harness import (Dictd, Dovecot, DaemonError, Notifierd, RelayDb,
+                     SECRETS, leaked_secrets, make_world_tmpdir, tail)
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "dictd_args(*args): extra metadata-dictd arguments for "
         "the dictd fixture")
+    config.addinivalue_line(
+        "markers", "dictd_bind_notify(bind): False leaves the dictd "
+        "fixture's notify socket path free for a real notifierd")
 
 
 def _register_log(request, title, path):
@@ -70,11 +85,13 @@ def tmpdir():
 def dictd_factory(tmpdir, request):
     made = []
 
-    def make(name=None, extra_args=(), socket_path=None, start=True):
+    def make(name=None, extra_args=(), socket_path=None, start=True,
+             bind_notify=True):
         workdir = tmpdir if name is None else os.path.join(tmpdir, name)
         os.makedirs(workdir, exist_ok=True)
         os.chmod(workdir, 0o755)
-        d = Dictd(workdir, socket_path=socket_path, extra_args=extra_args)
+        d = Dictd(workdir, socket_path=socket_path, extra_args=extra_args,
+                  bind_notify=bind_notify)
         made.append(d)
         _register_log(request, "metadata-dictd log", d.log_path)
         if start:
@@ -106,8 +123,10 @@ def dictd(dictd_factory, request):
     if "dovecot" in request.fixturenames:
         # Dovecot's config names the socket: listen where it connects.
         socket_path = request.getfixturevalue("dovecot_server").dict_socket
+    bind = request.node.get_closest_marker("dictd_bind_notify")
     return dictd_factory(extra_args=marker.args if marker else (),
-                         socket_path=socket_path)
+                         socket_path=socket_path,
+                         bind_notify=bind.args[0] if bind else True)
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +163,57 @@ def dovecot(dovecot_server, dictd, request):
     if bad:
         pytest.fail("dovecot.log has Panic/Fatal lines:\n" + "\n".join(bad),
                     pytrace=False)
+
+
+@pytest.fixture
+def fake_proxy():
+    """The push proxy's stand-in (fake_proxy.py), answering 200."""
+    proxy = FakeProxy(default=200).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def relay_db(tmpdir):
+    """The relay database at tmpdir/relay.db (where `dictd` keeps it),
+    schema created if missing, for inserting tokens and jobs directly."""
+    return RelayDb(os.path.join(tmpdir, "relay.db"))
+
+
+@pytest.fixture
+def notifierd_factory(tmpdir, request):
+    """notifierd_factory(proxy_url=None, start=True, db_path=None,
+    **options): a Notifierd on tmpdir/relay.db (or db_path). Without
+    proxy_url it POSTs to the
+    test's fake_proxy. Teardown stops each (exit 0 required after SIGTERM)
+    and fails the test if its log holds a token in clear (SECRETS plus the
+    instance's own .secrets)."""
+    made = []
+
+    def make(proxy_url=None, start=True, db_path=None, **options):
+        if proxy_url is None:
+            proxy_url = request.getfixturevalue("fake_proxy").url
+        n = Notifierd(tmpdir, db_path or os.path.join(tmpdir, "relay.db"),
+                      proxy_url,
+                      log_name="notifierd%s.log" % (len(made) or ""),
+                      **options)
+        made.append(n)
+        _register_log(request, "notifierd log", n.log_path)
+        if start:
+            n.start()
+        return n
+
+    yield make
+    errors = []
+    for n in made:
+        try:
+            n.stop()
+        except DaemonError as e:
+            errors.append(str(e))
+        if os.path.exists(n.log_path):
+            leaked = leaked_secrets(n.log_text(), SECRETS | n.secrets)
+            if leaked:
+                errors.append("device tokens in clear in %s: %s"
+                              % (n.log_path, ", ".join(leaked[:10])))
+    if errors:
+        pytest.fail("\n\n".join(errors), pytrace=False)

@@ -386,23 +386,29 @@ class Dictd(Daemon):
     """metadata-dictd in `workdir`: socket mode 0666, db, notify socket.
 
     The notify socket is a Unix datagram socket bound by this helper (it
-    plays notifierd); read it with notify_drain().
+    plays notifierd); read it with notify_drain(). With bind_notify=False
+    the helper leaves the path alone, so that a real notifierd can bind it
+    (Notifierd(..., wake_socket=dictd.notify_path)); notify_drain() then
+    returns [].
     """
 
     name = "metadata-dictd"
 
     def __init__(self, workdir, socket_path=None, extra_args=(),
-                 log_level="debug", binary=None):
+                 log_level="debug", binary=None, bind_notify=True):
         self.workdir = workdir
         self.socket_path = socket_path or os.path.join(workdir, "dict.sock")
         self.db_path = os.path.join(workdir, "relay.db")
         self.notify_path = os.path.join(workdir, "notify.sock")
-        self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        if os.path.exists(self.notify_path):
-            os.unlink(self.notify_path)
-        self.notify_sock.bind(self.notify_path)
-        os.chmod(self.notify_path, 0o666)
-        self.notify_sock.setblocking(False)
+        self.notify_sock = None
+        if bind_notify:
+            self.notify_sock = socket.socket(socket.AF_UNIX,
+                                             socket.SOCK_DGRAM)
+            if os.path.exists(self.notify_path):
+                os.unlink(self.notify_path)
+            self.notify_sock.bind(self.notify_path)
+            os.chmod(self.notify_path, 0o666)
+            self.notify_sock.setblocking(False)
         self.notify_received = []
         self.extra_args = list(extra_args)
         binary = binary or os.path.join(PUSHSTACK_BIN, "metadata-dictd")
@@ -431,7 +437,8 @@ class Dictd(Daemon):
         return True
 
     def close(self):
-        self.notify_sock.close()
+        if self.notify_sock is not None:
+            self.notify_sock.close()
 
     def client(self, **kw):
         return DictClient(self.socket_path, **kw)
@@ -448,6 +455,8 @@ class Dictd(Daemon):
     def notify_drain(self):
         """Read every datagram waiting on the notify socket; return the
         total list received so far."""
+        if self.notify_sock is None or self.notify_sock.fileno() < 0:
+            return self.notify_received
         while True:
             try:
                 self.notify_received.append(self.notify_sock.recv(65536))
@@ -645,9 +654,12 @@ service lmtp {{
             c.login(user, password if password is not None else USERS[user])
         return c
 
-    def lmtp_deliver(self, sender, rcpts, subject="hello", body="hi\r\n"):
+    def lmtp_deliver(self, sender, rcpts, subject="hello", body="hi\r\n",
+                     timing=None):
         """Deliver one message over LMTP; returns sendmail's refused dict
-        (empty when every recipient got 250)."""
+        (empty when every recipient got 250). With a dict as `timing`, it
+        gets "start" (time.monotonic() before MAIL FROM, on an open
+        connection) and "done" (after the last reply to the data)."""
         if isinstance(rcpts, str):
             rcpts = [rcpts]
         msg = ("From: <%s>\r\nTo: %s\r\nSubject: %s\r\n"
@@ -657,7 +669,13 @@ service lmtp {{
                   uuid.uuid4().hex, body))
         lmtp = smtplib.LMTP(self.lmtp_path, timeout=30)
         try:
-            return lmtp.sendmail(sender, rcpts, msg.encode())
+            if timing is not None:
+                lmtp.ehlo_or_helo_if_needed()
+                timing["start"] = time.monotonic()
+            refused = lmtp.sendmail(sender, rcpts, msg.encode())
+            if timing is not None:
+                timing["done"] = time.monotonic()
+            return refused
         finally:
             lmtp.quit()
 
@@ -907,3 +925,263 @@ class Imap:
             mailbox, name, r.status, r.text)
         assert name in md, "no %s in %r" % (name, r.untagged)
         return md[name]
+
+
+# ---------------------------------------------------------------------------
+# notifierd and direct access to the relay database
+
+
+# Version 1 of the relay schema, exactly as common/relay_db.c creates it.
+# A database made here is at user_version 1, so a daemon whose schema has
+# moved on migrates it like any old database: this stays valid as long as
+# migration 0 -> 1 is never edited (relay_db.c forbids that).
+RELAY_SCHEMA_V1 = """
+CREATE TABLE tokens(
+  id INTEGER PRIMARY KEY,
+  user TEXT NOT NULL,
+  token TEXT NOT NULL,
+  token_hash INTEGER NOT NULL,
+  mailbox TEXT NOT NULL,
+  updated_at INTEGER NOT NULL);
+CREATE UNIQUE INDEX tokens_by_user ON tokens(user, token_hash);
+CREATE INDEX tokens_by_updated ON tokens(updated_at);
+CREATE TABLE metadata(
+  user TEXT NOT NULL,
+  key TEXT NOT NULL,
+  value BLOB NOT NULL,
+  PRIMARY KEY (user, key)) WITHOUT ROWID;
+CREATE TABLE queue(
+  id INTEGER PRIMARY KEY,
+  token_id INTEGER NOT NULL
+    REFERENCES tokens(id) ON DELETE CASCADE,
+  user TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_at INTEGER NOT NULL,
+  state INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX queue_by_due ON queue(state, next_at);
+CREATE INDEX queue_by_token ON queue(token_id);
+"""
+
+
+def unix_ms():
+    return int(time.time() * 1000)
+
+
+class RelayDb:
+    """The relay database (tokens, queue) driven directly with sqlite3,
+    for notifierd tests that need no Dovecot. Creates the schema (version
+    1) when the file has none. Every call opens its own connection, so no
+    lock is held between calls while the daemons run.
+
+    token_hash is random: notifierd never recomputes it, it only has to
+    keep (user, token_hash) unique."""
+
+    def __init__(self, path):
+        self.path = path
+        con = self._connect()
+        try:
+            if con.execute("PRAGMA user_version").fetchone()[0] == 0:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.executescript("BEGIN IMMEDIATE;" + RELAY_SCHEMA_V1 +
+                                  "PRAGMA user_version=1; COMMIT;")
+        finally:
+            con.close()
+
+    def _connect(self):
+        con = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+        con.execute("PRAGMA foreign_keys=ON")
+        return con
+
+    def _write(self, fn):
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(con)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+            return result
+        finally:
+            con.close()
+
+    def add_tokens(self, pairs, mailbox="", updated_at=None):
+        """Insert (user, token) pairs; returns their ids in order."""
+        now = unix_ms() if updated_at is None else updated_at
+
+        def run(con):
+            ids = []
+            for user, token in pairs:
+                cur = con.execute(
+                    "INSERT INTO tokens(user, token, token_hash, mailbox, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?)",
+                    (user, token, int.from_bytes(os.urandom(8), "big") >> 1,
+                     mailbox, now))
+                ids.append(cur.lastrowid)
+            return ids
+        return self._write(run)
+
+    def add_token(self, user, token, **kw):
+        return self.add_tokens([(user, token)], **kw)[0]
+
+    def add_jobs(self, token_ids, created_at=None, next_at=None, attempts=0,
+                 state=0):
+        """One queue row per token id (the user is the token's); created_at
+        and next_at default to now (unix ms). Returns the row ids."""
+        now = unix_ms()
+        created = now if created_at is None else created_at
+        due = created if next_at is None else next_at
+
+        def run(con):
+            ids = []
+            for tid in token_ids:
+                cur = con.execute(
+                    "INSERT INTO queue(token_id, user, created_at, attempts, "
+                    "next_at, state) SELECT id, user, ?, ?, ?, ? FROM tokens "
+                    "WHERE id = ?", (created, attempts, due, state, tid))
+                assert cur.rowcount == 1, "no token with id %d" % tid
+                ids.append(cur.lastrowid)
+            return ids
+        return self._write(run)
+
+    def add_job(self, token_id, **kw):
+        return self.add_jobs([token_id], **kw)[0]
+
+    def query(self, sql, params=()):
+        con = sqlite3.connect("file:%s?mode=ro" % self.path, uri=True,
+                              timeout=10.0)
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+
+    def count(self, table, where="1", params=()):
+        return self.query("SELECT count(*) FROM %s WHERE %s" % (table, where),
+                          params)[0][0]
+
+    def jobs(self):
+        """[(id, token, state, attempts, created_at, next_at)] by id."""
+        return self.query(
+            "SELECT q.id, t.token, q.state, q.attempts, q.created_at, "
+            "q.next_at FROM queue q LEFT JOIN tokens t ON t.id = q.token_id "
+            "ORDER BY q.id")
+
+    def tokens(self):
+        return sorted(r[0] for r in self.query("SELECT token FROM tokens"))
+
+
+def http_get(url, timeout=5.0):
+    """(status, headers, body text) of a GET on loopback, bypassing any
+    proxy from the environment."""
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=timeout) as r:
+        return r.status, r.headers, r.read().decode()
+
+
+_LABEL_RE = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"'
+                       r'\s*,?')
+
+
+def parse_openmetrics(text):
+    """{series: value} for every sample line. A series is the metric name,
+    with its labels sorted as name{k="v",...} when it has any, e.g.
+    'notifierd_failures_total{reason="transport"}'."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if "{" in line:
+            name, rest = line.split("{", 1)
+            labels_text, rest = rest.rsplit("}", 1)
+            labels = sorted(_LABEL_RE.findall(labels_text))
+            series = name + "{" + ",".join('%s="%s"' % kv
+                                           for kv in labels) + "}"
+        else:
+            series, rest = line.split(None, 1)
+        out[series] = float(rest.split()[0])
+    return out
+
+
+class Notifierd(Daemon):
+    """notifierd on `db_path` (the same file as a Dictd's db_path when the
+    two run together), POSTing to `proxy_url`, with test-sized timings.
+
+    wake_socket: a path (default <workdir>/wake.sock), or None for none;
+    pass dictd.notify_path (with Dictd(..., bind_notify=False)) to be woken
+    by metadata-dictd. Metrics always listen on an OS-chosen loopback port:
+    readiness is the metrics endpoint answering (the wake socket is bound
+    before it). Keyword options map to the flags (retry_base="200ms" ->
+    --retry-base 200ms); None leaves a flag out.
+    """
+
+    name = "notifierd"
+
+    def __init__(self, workdir, db_path, proxy_url, wake_socket="",
+                 retry_base="200ms", poll="200ms", deadline=None,
+                 timeout="5s", grace=None, concurrency=None,
+                 log_level="debug", extra_args=(), binary=None,
+                 log_name="notifierd.log"):
+        self.workdir = workdir
+        self.db_path = db_path
+        self.proxy_url = proxy_url
+        self.wake_socket = (os.path.join(workdir, "wake.sock")
+                            if wake_socket == "" else wake_socket)
+        self.metrics_port = free_tcp_port()
+        binary = binary or os.path.join(PUSHSTACK_BIN, "notifierd")
+        argv = [binary, "--db", db_path, "--proxy-url", proxy_url,
+                "--metrics", "127.0.0.1:%d" % self.metrics_port,
+                "--log-level", log_level]
+        if self.wake_socket:
+            argv += ["--wake-socket", self.wake_socket]
+        for flag, value in (("--retry-base", retry_base), ("--poll", poll),
+                            ("--deadline", deadline), ("--timeout", timeout),
+                            ("--grace", grace),
+                            ("--concurrency", concurrency)):
+            if value is not None:
+                argv += [flag, str(value)]
+        argv += list(extra_args)
+        # Tokens this instance handles that are not in SECRETS (a bulk
+        # test keeps its 10,000 out of the global set); checked in
+        # teardown like SECRETS.
+        self.secrets = set()
+        super().__init__(argv, os.path.join(workdir, log_name))
+
+    def ready(self):
+        if self.wake_socket and not os.path.exists(self.wake_socket):
+            return False
+        status, _, _ = http_get(self.metrics_url, timeout=1.0)
+        return status == 200
+
+    @property
+    def metrics_url(self):
+        return "http://127.0.0.1:%d/metrics" % self.metrics_port
+
+    def metrics_text(self):
+        status, headers, text = http_get(self.metrics_url)
+        assert status == 200, status
+        return text
+
+    def metrics(self):
+        """The current samples, parsed (parse_openmetrics)."""
+        return parse_openmetrics(self.metrics_text())
+
+    def metric(self, name, default=0.0):
+        """One series' value, `default` when it is absent."""
+        return self.metrics().get(name, default)
+
+    def wake(self, path=None):
+        """Send one wake-up datagram, as metadata-dictd does."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(b"w", path or self.wake_socket)
+
+    def kill9(self):
+        """SIGKILL: a crash. The process is reaped; start() runs it
+        again."""
+        proc, self.proc = self.proc, None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        self.exit_codes.append(proc.returncode)
+        return proc.returncode
