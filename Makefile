@@ -56,19 +56,24 @@ DICTD_LIB_SRCS = metadata-dictd/dict_proto.c metadata-dictd/dict_store.c \
 DICTD_SRCS = metadata-dictd/main.c $(DICTD_LIB_SRCS)
 NOTIFIERD_LIB_SRCS = notifierd/queue.c notifierd/sender.c \
 	notifierd/breaker.c notifierd/notifier.c
+# proxyd is being built module by module; its library is every file but
+# main.c.
+PROXYD_LIB_SRCS = $(filter-out proxyd/main.c,$(wildcard proxyd/*.c \
+	proxyd/providers/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 LIBCOMMON = $(BUILD)/libcommon.a
 LIBDICTD = $(BUILD)/libdictd.a
 LIBNOTIFIERD = $(BUILD)/libnotifierd.a
+LIBPROXYD = $(BUILD)/libproxyd.a
 PROGRAMS = $(BUILD)/bin/metadata-dictd $(BUILD)/bin/notifierd
 BENCH_PROGRAMS = $(BUILD)/bin/dict-load $(BUILD)/bin/notify-sink \
 	$(BUILD)/bin/http-flood
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,\
 	$(wildcard tests/unit/common/test_*.c tests/unit/metadata-dictd/test_*.c \
-	tests/unit/notifierd/test_*.c))
+	tests/unit/notifierd/test_*.c tests/unit/proxyd/test_*.c))
 FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
 .PHONY: all test unit unit-run san fuzz fuzz-smoke fuzz-replay e2e e2e-san bench \
@@ -78,6 +83,10 @@ all: $(PROGRAMS) $(BENCH_PROGRAMS)
 # Tests and fuzz drivers see the headers of the daemon they test.
 $(BUILD)/obj/tests/unit/metadata-dictd/%.o: CPPFLAGS += -Imetadata-dictd
 $(BUILD)/obj/tests/unit/notifierd/%.o: CPPFLAGS += -Inotifierd
+$(BUILD)/obj/tests/unit/proxyd/%.o: CPPFLAGS += -Iproxyd
+$(BUILD)/fuzz/replay_openpgp: CPPFLAGS += -Iproxyd
+$(BUILD)/fuzz/replay_token: CPPFLAGS += -Iproxyd
+build-fuzz/openpgp build-fuzz/token: CPPFLAGS += -Iproxyd
 $(BUILD)/fuzz/replay_dict_%: CPPFLAGS += -Imetadata-dictd
 build-fuzz/dict_%: CPPFLAGS += -Imetadata-dictd
 
@@ -101,6 +110,11 @@ $(LIBNOTIFIERD): $(call obj,$(NOTIFIERD_LIB_SRCS))
 	@mkdir -p $(dir $@)
 	rm -f $@ && $(AR) rcs $@ $^
 
+$(LIBPROXYD): $(call obj,$(PROXYD_LIB_SRCS))
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+
+ZLIB_LIBS := $(call pl,zlib)
 CURL_LIBS := $(call pl,libcurl)
 $(BUILD)/obj/notifierd/%.o: CPPFLAGS += $(call pc,libcurl)
 $(BUILD)/bin/notifierd: $(call obj,notifierd/main.c) $(LIBNOTIFIERD) $(LIBCOMMON)
@@ -130,11 +144,14 @@ CMOCKA_LIBS := $(call pl,cmocka)
 UNIT_LIB_common =
 UNIT_LIB_metadata-dictd = $(LIBDICTD)
 UNIT_LIB_notifierd = $(LIBNOTIFIERD)
+UNIT_LIB_proxyd = $(LIBPROXYD)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBDICTD) $(LIBNOTIFIERD) $(LIBCOMMON)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBDICTD) $(LIBNOTIFIERD) \
+    $(LIBPROXYD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(UNIT_LIB_$(firstword $(subst /, ,$*))) \
-		$(LIBCOMMON) $(CMOCKA_LIBS) $(CURL_LIBS) $(COMMON_LIBS)
+		$(LIBCOMMON) $(CMOCKA_LIBS) $(CURL_LIBS) $(ZLIB_LIBS) \
+		$(COMMON_LIBS)
 
 unit-run: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; \
@@ -153,11 +170,15 @@ san:
 
 FUZZ_LIB_dict_proto = metadata-dictd/dict_proto.c common/tabesc.c common/xmalloc.c \
 	common/buf.c common/err.c
+FUZZ_LIB_openpgp = $(PROXYD_LIB_SRCS) $(COMMON_SRCS)
+FUZZ_LIB_token = $(PROXYD_LIB_SRCS) $(COMMON_SRCS)
 
-$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBDICTD) $(LIBCOMMON)
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBDICTD) \
+    $(LIBPROXYD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< tests/fuzz/replay.c \
-		$(LIBDICTD) $(LIBCOMMON) $(COMMON_LIBS)
+		$(LIBDICTD) $(LIBPROXYD) $(LIBCOMMON) $(ZLIB_LIBS) \
+		$(COMMON_LIBS)
 
 fuzz-replay: $(patsubst %,$(BUILD)/fuzz/replay_%,$(FUZZ_TARGETS))
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -167,7 +188,8 @@ fuzz-replay: $(patsubst %,$(BUILD)/fuzz/replay_%,$(FUZZ_TARGETS))
 build-fuzz/%: tests/fuzz/fuzz_%.c
 	@mkdir -p build-fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) \
-		$(COMMON_CFLAGS) -o $@ $< $(FUZZ_LIB_$*) $(COMMON_LIBS)
+		$(COMMON_CFLAGS) -o $@ $< $(FUZZ_LIB_$*) $(ZLIB_LIBS) \
+		$(COMMON_LIBS)
 
 fuzz-smoke:
 	@if command -v clang >/dev/null; then \
