@@ -1,0 +1,28 @@
+/*
+ * Signed JSON Web Tokens (RFC 7515/7519, compact form) as push providers
+ * want them: ES256 for APNs token auth and VAPID (signature = raw r || s,
+ * 64 bytes, not DER), RS256 for Google's service-account assertion.
+ * The caller builds the header and claims JSON; this encodes and signs.
+ */
+#ifndef JWT_H
+#define JWT_H
+
+#include <openssl/evp.h>
+
+#include "err.h"
+
+enum jwt_alg {
+	JWT_ES256,	/* key: EC P-256 */
+	JWT_RS256,	/* key: RSA */
+};
+
+/* "<b64url(header)>.<b64url(claims)>.<b64url(signature)>" (caller frees),
+ * or NULL and err. The key is borrowed. A JWT is a secret: never log it. */
+char	*jwt_sign(enum jwt_alg, EVP_PKEY *key, const char *header_json,
+	    const char *claims_json, char err[ERR_LEN]);
+
+/* Load a PEM private key (PKCS#8 .p8 or a service account's private_key
+ * string); NULL and err on failure. Caller frees with EVP_PKEY_free. */
+EVP_PKEY *jwt_load_key_pem(const char *pem, size_t len, char err[ERR_LEN]);
+
+#endif
