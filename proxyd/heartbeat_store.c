@@ -1,0 +1,167 @@
+/*
+ * SQLite storage of the heartbeat schedule (see heartbeat.h): one table,
+ * `heartbeat(token PRIMARY KEY, next_at)`, indexed by next_at.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "heartbeat.h"
+#include "xmalloc.h"
+
+enum hb_stmt {
+	HB_PUT,
+	HB_REMOVE,
+	HB_DUE,
+	HB_NEXT,
+	HB_COUNT,
+	HB_NSTMTS,
+};
+
+static const char *const hb_sql[HB_NSTMTS] = {
+	[HB_PUT] = "INSERT INTO heartbeat(token, next_at) VALUES (?1, ?2) "
+	    "ON CONFLICT(token) DO UPDATE SET next_at = excluded.next_at",
+	[HB_REMOVE] = "DELETE FROM heartbeat WHERE token = ?1",
+	[HB_DUE] = "SELECT token, next_at FROM heartbeat WHERE next_at <= ?1 "
+	    "ORDER BY next_at LIMIT ?2",
+	[HB_NEXT] = "SELECT min(next_at) FROM heartbeat",
+	[HB_COUNT] = "SELECT count(*) FROM heartbeat",
+};
+
+static const char *const hb_migrations[] = {
+	/* 0 -> 1 */
+	"CREATE TABLE heartbeat("
+	"  token TEXT PRIMARY KEY,"
+	"  next_at INTEGER NOT NULL);"	/* unix ms */
+	"CREATE INDEX heartbeat_by_due ON heartbeat(next_at);",
+};
+
+struct heartbeat_store {
+	sqlite3		*db;
+	sqlite3_stmt	*st[HB_NSTMTS];
+};
+
+struct heartbeat_store *
+heartbeat_store_open(const char *path, enum db_sync sync, char err[ERR_LEN])
+{
+	struct heartbeat_store *h = xcalloc(1, sizeof(*h));
+
+	if ((h->db = db_open(path, sync, err)) == NULL) {
+		free(h);
+		return NULL;
+	}
+	if (db_migrate(h->db, hb_migrations, 1, err) < 0)
+		goto fail;
+	for (int i = 0; i < HB_NSTMTS; i++)
+		if ((h->st[i] = db_prepare(h->db, hb_sql[i], err)) == NULL)
+			goto fail;
+	return h;
+fail:
+	heartbeat_store_close(h);
+	return NULL;
+}
+
+void
+heartbeat_store_close(struct heartbeat_store *h)
+{
+	if (h == NULL)
+		return;
+	for (int i = 0; i < HB_NSTMTS; i++)
+		sqlite3_finalize(h->st[i]);
+	db_close(h->db);
+	free(h);
+}
+
+int
+heartbeat_store_put(struct heartbeat_store *h, const char *token,
+    int64_t next_at_ms, char err[ERR_LEN])
+{
+	sqlite3_stmt *st = db_stmt_ready(h->st[HB_PUT]);
+
+	sqlite3_bind_text(st, 1, token, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, next_at_ms);
+	return db_stmt_run(st, err);
+}
+
+int
+heartbeat_store_remove(struct heartbeat_store *h, const char *token,
+    char err[ERR_LEN])
+{
+	sqlite3_stmt *st = db_stmt_ready(h->st[HB_REMOVE]);
+
+	sqlite3_bind_text(st, 1, token, -1, SQLITE_STATIC);
+	if (db_stmt_run(st, err) < 0)
+		return -1;
+	return sqlite3_changes(h->db) > 0;
+}
+
+int
+heartbeat_store_due(struct heartbeat_store *h, int64_t now_ms, size_t max,
+    struct heartbeat_due *out, char err[ERR_LEN])
+{
+	sqlite3_stmt *st = db_stmt_ready(h->st[HB_DUE]);
+	size_t n = 0;
+	int rc;
+
+	sqlite3_bind_int64(st, 1, now_ms);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+	while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		out[n].token = xmemdup0(sqlite3_column_text(st, 0),
+		    (size_t)sqlite3_column_bytes(st, 0));
+		out[n].next_at = sqlite3_column_int64(st, 1);
+		n++;
+	}
+	if (n < max && rc != SQLITE_DONE) {
+		heartbeat_due_clear(out, n);
+		return db_stmt_fail(st, err);
+	}
+	sqlite3_reset(st);
+	return (int)n;
+}
+
+void
+heartbeat_due_clear(struct heartbeat_due *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(d[i].token);
+		d[i].token = NULL;
+	}
+}
+
+int
+heartbeat_store_next(struct heartbeat_store *h, int64_t *at_out,
+    char err[ERR_LEN])
+{
+	sqlite3_stmt *st = db_stmt_ready(h->st[HB_NEXT]);
+	int found;
+
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return db_stmt_fail(st, err);
+	found = sqlite3_column_type(st, 0) != SQLITE_NULL;
+	if (found)
+		*at_out = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return found;
+}
+
+int64_t
+heartbeat_store_count(struct heartbeat_store *h, char err[ERR_LEN])
+{
+	sqlite3_stmt *st = db_stmt_ready(h->st[HB_COUNT]);
+	int64_t n;
+
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return db_stmt_fail(st, err);
+	n = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return n;
+}
+
+int64_t
+heartbeat_next_at(int64_t now_ms, int64_t interval_ms, int64_t jitter_ms,
+    uint32_t rnd)
+{
+	int64_t spread = jitter_ms > 0 ?
+	    (int64_t)(rnd % (uint64_t)(2 * jitter_ms + 1)) - jitter_ms : 0;
+
+	return now_ms + interval_ms + spread;
+}
