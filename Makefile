@@ -83,10 +83,10 @@ all: $(PROGRAMS) $(BENCH_PROGRAMS)
 # Tests and fuzz drivers see the headers of the daemon they test.
 $(BUILD)/obj/tests/unit/metadata-dictd/%.o: CPPFLAGS += -Imetadata-dictd
 $(BUILD)/obj/tests/unit/notifierd/%.o: CPPFLAGS += -Inotifierd
-$(BUILD)/obj/tests/unit/proxyd/%.o: CPPFLAGS += -Iproxyd
+$(BUILD)/obj/tests/unit/proxyd/%.o: CPPFLAGS += -Iproxyd -Iproxyd/providers
 $(BUILD)/fuzz/replay_openpgp: CPPFLAGS += -Iproxyd
 $(BUILD)/fuzz/replay_token: CPPFLAGS += -Iproxyd
-build-fuzz/openpgp build-fuzz/token: CPPFLAGS += -Iproxyd
+build-fuzz/openpgp build-fuzz/token: CPPFLAGS += -Iproxyd -Iproxyd/providers
 $(BUILD)/fuzz/replay_dict_%: CPPFLAGS += -Imetadata-dictd
 build-fuzz/dict_%: CPPFLAGS += -Imetadata-dictd
 
@@ -115,6 +115,9 @@ $(LIBPROXYD): $(call obj,$(PROXYD_LIB_SRCS))
 	rm -f $@ && $(AR) rcs $@ $^
 
 ZLIB_LIBS := $(call pl,zlib)
+JANSSON_LIBS := $(call pl,jansson)
+$(BUILD)/obj/proxyd/%.o: CPPFLAGS += -Iproxyd -Iproxyd/providers \
+	$(call pc,jansson)
 CURL_LIBS := $(call pl,libcurl)
 $(BUILD)/obj/notifierd/%.o: CPPFLAGS += $(call pc,libcurl)
 $(BUILD)/bin/notifierd: $(call obj,notifierd/main.c) $(LIBNOTIFIERD) $(LIBCOMMON)
@@ -151,7 +154,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBDICTD) $(LIBNOTIFIERD) \
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(UNIT_LIB_$(firstword $(subst /, ,$*))) \
 		$(LIBCOMMON) $(CMOCKA_LIBS) $(CURL_LIBS) $(ZLIB_LIBS) \
-		$(COMMON_LIBS)
+		$(JANSSON_LIBS) $(COMMON_LIBS)
 
 unit-run: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; \
@@ -178,7 +181,7 @@ $(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBDICTD) \
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< tests/fuzz/replay.c \
 		$(LIBDICTD) $(LIBPROXYD) $(LIBCOMMON) $(ZLIB_LIBS) \
-		$(COMMON_LIBS)
+		$(JANSSON_LIBS) $(COMMON_LIBS)
 
 fuzz-replay: $(patsubst %,$(BUILD)/fuzz/replay_%,$(FUZZ_TARGETS))
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -189,7 +192,7 @@ build-fuzz/%: tests/fuzz/fuzz_%.c
 	@mkdir -p build-fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) \
 		$(COMMON_CFLAGS) -o $@ $< $(FUZZ_LIB_$*) $(ZLIB_LIBS) \
-		$(COMMON_LIBS)
+		$(JANSSON_LIBS) $(COMMON_LIBS)
 
 fuzz-smoke:
 	@if command -v clang >/dev/null; then \

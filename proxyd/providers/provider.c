@@ -1,0 +1,58 @@
+/* What all providers share; see provider.h. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "provider.h"
+#include "xmalloc.h"
+
+void
+provider_request_add_header(struct provider_request *r, const char *fmt, ...)
+{
+	va_list ap;
+	char *h;
+
+	if (r->nheaders == PROVIDER_MAX_HEADERS)
+		abort();	/* a provider bug, not input */
+	va_start(ap, fmt);
+	if (vasprintf(&h, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	r->headers[r->nheaders++] = h;
+}
+
+static void
+provider_wipe_free(char *s, size_t len)
+{
+	if (s == NULL)
+		return;
+	OPENSSL_cleanse(s, len);
+	free(s);
+}
+
+void
+provider_request_clear(struct provider_request *r)
+{
+	provider_wipe_free(r->url, r->url ? strlen(r->url) : 0);
+	for (size_t i = 0; i < r->nheaders; i++)
+		provider_wipe_free(r->headers[i], strlen(r->headers[i]));
+	provider_wipe_free(r->body, r->body_len);
+	memset(r, 0, sizeof(*r));
+}
+
+const char *
+provider_verdict_name(enum provider_verdict v)
+{
+	switch (v) {
+	case VERDICT_OK: return "ok";
+	case VERDICT_GONE: return "gone";
+	case VERDICT_RENEW_AUTH: return "renew_auth";
+	case VERDICT_PAUSE: return "pause";
+	case VERDICT_TEMPORARY: return "temporary";
+	case VERDICT_CONFIG: return "config";
+	}
+	return "unknown";
+}
