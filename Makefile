@@ -49,12 +49,13 @@ ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 COMMON_SRCS = common/log.c common/cli.c common/db.c common/tabesc.c \
 	common/metrics.c common/metrics_http.c common/evloop.c common/xmalloc.c \
 	common/err.c common/buf.c common/relay_db.c common/db_checkpoint.c \
-	common/backoff.c common/unixsock.c common/base64.c common/jwt.c
+	common/backoff.c common/unixsock.c common/base64.c common/jwt.c \
+	common/httpc.c
 DICTD_LIB_SRCS = metadata-dictd/dict_proto.c metadata-dictd/dict_store.c \
 	metadata-dictd/dict_cmd.c metadata-dictd/dict_conn.c metadata-dictd/dict_key.c \
 	metadata-dictd/dict_server.c
 DICTD_SRCS = metadata-dictd/main.c $(DICTD_LIB_SRCS)
-NOTIFIERD_LIB_SRCS = notifierd/queue.c notifierd/sender.c \
+NOTIFIERD_LIB_SRCS = notifierd/queue.c \
 	notifierd/breaker.c notifierd/notifier.c
 # proxyd is being built module by module; its library is every file but
 # main.c.
@@ -120,6 +121,7 @@ $(BUILD)/obj/proxyd/%.o: CPPFLAGS += -Iproxyd -Iproxyd/providers \
 	$(call pc,jansson)
 CURL_LIBS := $(call pl,libcurl)
 $(BUILD)/obj/notifierd/%.o: CPPFLAGS += $(call pc,libcurl)
+$(BUILD)/obj/common/httpc.o: CPPFLAGS += $(call pc,libcurl)
 $(BUILD)/bin/notifierd: $(call obj,notifierd/main.c) $(LIBNOTIFIERD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CURL_LIBS) $(COMMON_LIBS)
@@ -181,7 +183,7 @@ $(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBDICTD) \
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< tests/fuzz/replay.c \
 		$(LIBDICTD) $(LIBPROXYD) $(LIBCOMMON) $(ZLIB_LIBS) \
-		$(JANSSON_LIBS) $(COMMON_LIBS)
+		$(JANSSON_LIBS) $(CURL_LIBS) $(COMMON_LIBS)
 
 fuzz-replay: $(patsubst %,$(BUILD)/fuzz/replay_%,$(FUZZ_TARGETS))
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -191,8 +193,9 @@ fuzz-replay: $(patsubst %,$(BUILD)/fuzz/replay_%,$(FUZZ_TARGETS))
 build-fuzz/%: tests/fuzz/fuzz_%.c
 	@mkdir -p build-fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) \
-		$(COMMON_CFLAGS) -o $@ $< $(FUZZ_LIB_$*) $(ZLIB_LIBS) \
-		$(JANSSON_LIBS) $(COMMON_LIBS)
+		$(COMMON_CFLAGS) $(call pc,libcurl jansson) -o $@ $< \
+		$(FUZZ_LIB_$*) $(ZLIB_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) \
+		$(COMMON_LIBS)
 
 fuzz-smoke:
 	@if command -v clang >/dev/null; then \

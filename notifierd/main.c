@@ -96,14 +96,15 @@ notifierd_parse_options(int argc, char **argv, struct notifier_config *c,
 	c->deadline_ms = 5 * 3600 * 1000;
 	c->poll_ms = 1000;
 	c->grace_ms = 5000;
-	c->http.url = NOTIFIERD_DEFAULT_URL;
+	c->proxy_url = NOTIFIERD_DEFAULT_URL;
+	c->http.user_agent = "chatmail-notifierd";
 	c->http.timeout_ms = 60000;
 	*level = LOG_LEVEL_INFO;
 	while ((ch = getopt_long(argc, argv, "d:u:w:c:r:D:T:p:g:C:S:M:l:h",
 	    longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'd': c->db_path = optarg; break;
-		case 'u': c->http.url = optarg; break;
+		case 'u': c->proxy_url = optarg; break;
 		case 'w': c->wake_socket = optarg; break;
 		case 'C': c->http.ca_file = optarg; break;
 		case 'M': c->metrics_addr = optarg; break;
@@ -148,8 +149,8 @@ notifierd_parse_options(int argc, char **argv, struct notifier_config *c,
 		fprintf(stderr, "notifierd: --db is required\n");
 		notifierd_usage_exit(2);
 	}
-	if (strncmp(c->http.url, "https://", 8) != 0 &&
-	    strncmp(c->http.url, "http://", 7) != 0)
+	if (strncmp(c->proxy_url, "https://", 8) != 0 &&
+	    strncmp(c->proxy_url, "http://", 7) != 0)
 		fatalx("--proxy-url: expected an http:// or https:// URL");
 	/* Enough connections for the concurrency over HTTP/1.1; with
 	 * HTTP/2 curl multiplexes and uses fewer. */
@@ -185,7 +186,7 @@ main(int argc, char **argv)
 	sigs = evloop_signals_add(base, notifierd_on_stop, n);
 	/* The URL is configuration, not a secret; tokens never are logged. */
 	log_info("notify started db=%s proxy=%s concurrency=%u",
-	    cfg.db_path, cfg.http.url, cfg.concurrency);
+	    cfg.db_path, cfg.proxy_url, cfg.concurrency);
 
 	if (event_base_dispatch(base) < 0)
 		log_err("event loop failed");

@@ -55,7 +55,7 @@ struct notifier {
 	struct event_base	*base;
 	struct notifier_config	 cfg;
 	struct queue		*queue;
-	struct sender		*sender;
+	struct httpc		*http;
 	struct breaker		 breaker;
 	struct metrics		*metrics;
 	struct metrics_http	*metrics_http;
@@ -114,11 +114,13 @@ notifier_log_job(const char *what, const struct job *j, long status,
 
 /* A request ended: decide the job's fate; the write happens in flush. */
 static void
-notifier_on_done(void *ctx, long status, const char *reason,
-    int64_t latency_us, void *arg)
+notifier_on_done(void *ctx, const struct httpc_response *resp, void *arg)
 {
 	struct notifier *n = arg;
 	struct job *j = ctx;
+	long status = resp->status;
+	const char *reason = resp->error;
+	int64_t latency_us = resp->latency_us;
 	int64_t now = db_now_ms(), next_at;
 	enum job_outcome what = notifier_classify(status);
 	bool proxy_ok = status != 0 && status < 500;
@@ -234,7 +236,7 @@ notifier_on_flush(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (n->stopping) {
-		if (sender_in_flight(n->sender) == 0)
+		if (httpc_in_flight(n->http) == 0)
 			event_base_loopbreak(n->base);
 		return;
 	}
@@ -265,13 +267,18 @@ notifier_schedule(struct notifier *n)
 static void
 notifier_pump(struct notifier *n)
 {
+	/* The token is the whole body, as chatmail relays send it. */
+	static const char *const headers[] = {
+	    "Content-Type: application/octet-stream" };
+	struct httpc_request req = { NULL, n->cfg.proxy_url, headers, 1,
+	    NULL, 0 };
 	struct job *jobs[NOTIFIER_CLAIM_BATCH];
 	char err[ERR_LEN];
 	size_t room, allowed;
 	int got, sent;
 
 	while (!n->stopping) {
-		room = n->cfg.concurrency - sender_in_flight(n->sender);
+		room = n->cfg.concurrency - httpc_in_flight(n->http);
 		allowed = breaker_allow(&n->breaker, evloop_mono_ms(), room);
 		if (allowed > NOTIFIER_CLAIM_BATCH)
 			allowed = NOTIFIER_CLAIM_BATCH;
@@ -293,8 +300,9 @@ notifier_pump(struct notifier *n)
 				job_free(j);
 				continue;
 			}
-			if (sender_post(n->sender, j->token, strlen(j->token),
-			    j, err) < 0) {
+			req.body = j->token;
+			req.body_len = strlen(j->token);
+			if (httpc_send(n->http, &req, j, err) < 0) {
 				log_warnx("notify job=%lld not sent: %s",
 				    (long long)j->id, err);
 				notifier_outcome_add(n, j, JOB_RETRY, false,
@@ -430,7 +438,7 @@ notifier_new(struct event_base *base, const struct notifier_config *cfg,
 	if (requeued > 0)
 		log_info("notify %d jobs were in flight at the last stop, "
 		    "retrying them", requeued);
-	if ((n->sender = sender_new(base, &cfg->http, notifier_on_done, n,
+	if ((n->http = httpc_new(base, &cfg->http, notifier_on_done, n,
 	    err)) == NULL)
 		goto fail;
 	if (cfg->wake_socket != NULL &&
@@ -455,7 +463,7 @@ notifier_on_grace_over(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	log_info("notify grace period over, %zu requests left to retry at "
-	    "the next start", sender_in_flight(n->sender));
+	    "the next start", httpc_in_flight(n->http));
 	event_base_loopbreak(n->base);
 }
 
@@ -471,12 +479,12 @@ notifier_stop(struct notifier *n)
 	evtimer_del(n->poll_ev);
 	if (n->wake_ev != NULL)
 		event_del(n->wake_ev);
-	if (sender_in_flight(n->sender) == 0) {
+	if (httpc_in_flight(n->http) == 0) {
 		event_active(n->flush_ev, 0, 0);	/* flush, then break */
 		return;
 	}
 	log_info("notify stopping, waiting up to %lld ms for %zu requests",
-	    (long long)n->cfg.grace_ms, sender_in_flight(n->sender));
+	    (long long)n->cfg.grace_ms, httpc_in_flight(n->http));
 	n->grace_ev = evtimer_new(n->base, notifier_on_grace_over, n);
 	evtimer_add(n->grace_ev, &tv);
 }
@@ -497,7 +505,7 @@ notifier_free(struct notifier *n)
 		return;
 	/* Requests still running are abandoned; their jobs are marked
 	 * waiting again below. Write what finished. */
-	sender_free(n->sender, notifier_on_cancel);
+	httpc_free(n->http, notifier_on_cancel);
 	if (n->queue != NULL && notifier_flush(n) < 0)
 		log_warnx("notify %zu outcomes not recorded; those jobs will "
 		    "be retried", n->noutcomes);

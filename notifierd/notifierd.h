@@ -3,7 +3,6 @@
  * metadata-dictd) into the push proxy.
  *
  *   queue.c     SQLite: claim due jobs, record outcomes, statistics
- *   sender.c    HTTP client: libcurl multi driven by the libevent loop
  *   breaker.c   circuit breaker shared by all requests to the proxy
  *   notifier.c  the loop's logic: wake-ups, claims, outcomes, shutdown
  *   main.c      options, set-up, loop, tear-down
@@ -22,6 +21,7 @@
 
 #include "db.h"
 #include "err.h"
+#include "httpc.h"
 
 struct event_base;
 struct metric;
@@ -72,30 +72,6 @@ int	queue_stats(struct queue *, int64_t now_ms, int64_t *length_out,
 	    int64_t *oldest_age_ms_out, char err[ERR_LEN]);
 void	job_free(struct job *);
 
-/* sender.c */
-struct sender;
-struct sender_config {
-	const char	*url;
-	const char	*ca_file;	/* NULL: system store */
-	long		 timeout_ms;
-	unsigned int	 max_connections;
-};
-/* Called from the loop when a request ends: HTTP status (0 when no
- * answer came), a short reason for failures ("" otherwise), latency. */
-typedef void sender_done_fn(void *ctx, long status, const char *reason,
-    int64_t latency_us, void *arg);
-struct sender *sender_new(struct event_base *, const struct sender_config *,
-	    sender_done_fn *, void *arg, char err[ERR_LEN]);
-/* POSTs body (borrowed until the callback) with ctx for the callback. */
-int	sender_post(struct sender *, const char *body, size_t len, void *ctx,
-	    char err[ERR_LEN]);
-size_t	sender_in_flight(const struct sender *);
-/* Aborts what is still running, handing each request's ctx to cancel
- * (not to the done callback; cancel may be NULL when nothing was posted);
- * a NULL sender is a no-op. */
-typedef void sender_cancel_fn(void *ctx, void *arg);
-void	sender_free(struct sender *, sender_cancel_fn *cancel);
-
 /* breaker.c */
 struct breaker {
 	unsigned int	 failures;	/* consecutive */
@@ -129,7 +105,8 @@ struct notifier_config {
 	int64_t		 deadline_ms;
 	int64_t		 poll_ms;
 	int64_t		 grace_ms;		/* in-flight time at SIGTERM */
-	struct sender_config http;
+	const char	*proxy_url;
+	struct httpc_config http;
 	const char	*metrics_addr;
 };
 struct notifier *notifier_new(struct event_base *,

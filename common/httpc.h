@@ -1,0 +1,70 @@
+/*
+ * An HTTP client for the daemons' outgoing requests (notifierd to the
+ * proxy; proxyd to Apple, Google, Web Push and UBports): libcurl's multi
+ * interface driven by the libevent loop, so thousands of requests in
+ * flight cost no thread each. Connections are kept alive and reused;
+ * over https, HTTP/2 is negotiated and requests are multiplexed on one
+ * connection per host. Redirects are never followed; reply bodies are
+ * kept up to a bound.
+ *
+ * One loop thread: every call and every callback happens on it.
+ */
+#ifndef HTTPC_H
+#define HTTPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct event_base;
+struct httpc;
+
+struct httpc_config {
+	const char	*ca_file;		/* NULL: system store */
+	long		 timeout_ms;		/* whole request */
+	unsigned int	 max_connections;	/* per host */
+	size_t		 max_body_bytes;	/* reply; 0: discard */
+	/* TLS client certificate (APNs), PKCS#12 with its password. */
+	const char	*client_p12;
+	const char	*client_p12_password;
+	const char	*user_agent;
+};
+
+/* A request; every pointer is borrowed until the done callback. */
+struct httpc_request {
+	const char		*method;	/* NULL: POST */
+	const char		*url;
+	const char *const	*headers;	/* "name: value" */
+	size_t			 nheaders;
+	const char		*body;
+	size_t			 body_len;
+};
+
+struct httpc_response {
+	long		 status;	/* 0 when no answer came */
+	const char	*error;		/* transport failure, else "" */
+	const char	*body;		/* up to max_body_bytes, NUL-ended */
+	size_t		 body_len;
+	int64_t		 retry_after_s;	/* Retry-After in seconds, or -1 */
+	int64_t		 latency_us;
+};
+
+/* Called from the loop when a request ends; the response is valid only
+ * during the call. */
+typedef void httpc_done_fn(void *ctx, const struct httpc_response *,
+    void *arg);
+/* Hands back the ctx of a request aborted by httpc_free(). */
+typedef void httpc_cancel_fn(void *ctx, void *arg);
+
+struct httpc *httpc_new(struct event_base *, const struct httpc_config *,
+	    httpc_done_fn *, void *arg, char err[ERR_LEN]);
+/* Starts the request; 0, or -1 and err (nothing will be called back). */
+int	httpc_send(struct httpc *, const struct httpc_request *, void *ctx,
+	    char err[ERR_LEN]);
+size_t	httpc_in_flight(const struct httpc *);
+/* Aborts what is still running, handing each ctx to cancel (may be NULL
+ * when nothing is in flight); NULL is a no-op. */
+void	httpc_free(struct httpc *, httpc_cancel_fn *cancel);
+
+#endif
