@@ -276,6 +276,9 @@ httpc_new(struct event_base *base, const struct httpc_config *cfg,
 	    (long)cfg->max_connections);
 	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS,
 	    (long)cfg->max_connections);
+	if (cfg->max_streams > 0)
+		curl_multi_setopt(s->multi, CURLMOPT_MAX_CONCURRENT_STREAMS,
+		    (long)cfg->max_streams);
 	return s;
 }
 static struct httpc_req *

@@ -24,6 +24,8 @@ struct httpc_config {
 	const char	*ca_file;		/* NULL: system store */
 	long		 timeout_ms;		/* whole request */
 	unsigned int	 max_connections;	/* per host */
+	unsigned int	 max_streams;		/* HTTP/2, per connection;
+						 * 0: curl's default (100) */
 	size_t		 max_body_bytes;	/* reply; 0: discard */
 	/* TLS client certificate (APNs), PKCS#12 with its password. */
 	const char	*client_p12;
