@@ -1,4 +1,5 @@
 /* OpenMetrics registry and text exposition; see metrics.h. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,12 +32,19 @@ struct metric {
 struct metrics {
 	struct metric	*head;
 	struct metric	*tail;
+	size_t		 n;
+	/* Metrics may be added while the listener renders (label sets met
+	 * at run time): the list is guarded, the values are atomics. */
+	pthread_mutex_t	 lock;
 };
 
 struct metrics *
 metrics_new(void)
 {
-	return xcalloc(1, sizeof(struct metrics));
+	struct metrics *m = xcalloc(1, sizeof(struct metrics));
+
+	pthread_mutex_init(&m->lock, NULL);
+	return m;
 }
 
 void
@@ -55,6 +63,7 @@ metrics_free(struct metrics *m)
 		free(x->buckets);
 		free(x);
 	}
+	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
 
@@ -71,11 +80,14 @@ metrics_add(struct metrics *m, enum metric_kind kind, const char *name,
 	    NULL;
 	atomic_init(&x->value, 0);
 	atomic_init(&x->sum_us, 0);
+	pthread_mutex_lock(&m->lock);
 	if (m->tail != NULL)
 		m->tail->next = x;
 	else
 		m->head = x;
 	m->tail = x;
+	m->n++;
+	pthread_mutex_unlock(&m->lock);
 	return x;
 }
 
@@ -228,12 +240,36 @@ metrics_escape_help(struct buf *b, const char *s)
 	}
 }
 
+struct metric *
+metrics_counter_labeled(struct metrics *m, const char *name, const char *help,
+    const char *labels, size_t max_series)
+{
+	struct metric *x, *found = NULL;
+	size_t series = 0;
+
+	pthread_mutex_lock(&m->lock);
+	for (x = m->head; x != NULL; x = x->next) {
+		if (strcmp(x->name, name) != 0)
+			continue;
+		series++;
+		if (x->labels != NULL && strcmp(x->labels, labels) == 0) {
+			found = x;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (found != NULL || series >= max_series)
+		return found;
+	return metrics_counter(m, name, help, labels);
+}
+
 char *
 metrics_render(struct metrics *m, size_t *len_out)
 {
 	struct buf b;
 
 	buf_init(&b);
+	pthread_mutex_lock(&m->lock);
 	/* Families: every distinct name once, at its first registration,
 	 * with all its label sets after it. O(n^2) in the number of series,
 	 * which is a few dozen. */
@@ -253,6 +289,7 @@ metrics_render(struct metrics *m, size_t *len_out)
 			if (strcmp(y->name, x->name) == 0)
 				metrics_render_one(&b, y);
 	}
+	pthread_mutex_unlock(&m->lock);
 	buf_append_str(&b, "# EOF\n");
 	return buf_steal(&b, len_out);
 }

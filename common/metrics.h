@@ -1,10 +1,10 @@
 /*
  * Counters, gauges and latency histograms, rendered as OpenMetrics text.
  *
- * Metrics are registered at start-up, in the loop thread, before the
- * metrics listener starts; after that only their values change. Values are
- * C11 atomics, so any thread may update them and the listener thread may
- * render at any time. A registry owns its metrics: metric pointers stay
+ * Metrics are registered at start-up, or later with
+ * metrics_counter_labeled() for label sets met at run time; the list is
+ * guarded by a mutex and the values are C11 atomics, so any thread may
+ * update them and the listener thread may render at any time. A registry owns its metrics: metric pointers stay
  * valid until metrics_free().
  *
  * Several metrics may share a name with different labels; they form one
@@ -34,6 +34,13 @@ struct metric	*metrics_gauge(struct metrics *, const char *name,
 struct metric	*metrics_histogram(struct metrics *, const char *name,
 		    const char *help, const char *labels,
 		    const double *bounds_s, size_t nbounds);
+
+/* The counter of this family with exactly these labels, created on first
+ * use (label sets met at run time, such as a provider's error reason);
+ * NULL once the family has max_series label sets: the caller counts the
+ * rest under a catch-all label. Thread-safe. */
+struct metric	*metrics_counter_labeled(struct metrics *, const char *name,
+		    const char *help, const char *labels, size_t max_series);
 
 void	metric_inc(struct metric *);
 void	metric_add(struct metric *, uint64_t);

@@ -659,10 +659,41 @@ test_content_type(void **state)
 	    "application/openmetrics-text; version=1.0.0; charset=utf-8");
 }
 
+static void
+test_labeled_on_demand(void **state)
+{
+	struct metrics *m = metrics_new();
+	struct metric *a, *b, *again;
+	char *out;
+
+	(void)state;
+	a = metrics_counter_labeled(m, "notification_failures", "Failures.",
+	    "provider=\"APNS\",reason=\"400\"", 2);
+	b = metrics_counter_labeled(m, "notification_failures", "Failures.",
+	    "provider=\"APNS\",reason=\"410\"", 2);
+	again = metrics_counter_labeled(m, "notification_failures",
+	    "Failures.", "provider=\"APNS\",reason=\"400\"", 2);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_ptr_equal(a, again);
+	/* The family is full: the caller falls back to a catch-all. */
+	assert_null(metrics_counter_labeled(m, "notification_failures",
+	    "Failures.", "provider=\"APNS\",reason=\"500\"", 2));
+	metric_inc(a);
+	metric_add(b, 2);
+	out = metrics_render(m, NULL);
+	assert_non_null(strstr(out, "notification_failures_total{provider="
+	    "\"APNS\",reason=\"400\"} 1\n"));
+	assert_non_null(strstr(out, "reason=\"410\"} 2\n"));
+	free(out);
+	metrics_free(m);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_labeled_on_demand),
 		cmocka_unit_test(test_checker_rejects),
 		cmocka_unit_test(test_empty_registry),
 		cmocka_unit_test(test_counter),
