@@ -70,7 +70,7 @@ LIBNOTIFIERD = $(BUILD)/libnotifierd.a
 LIBPROXYD = $(BUILD)/libproxyd.a
 PROGRAMS = $(BUILD)/bin/metadata-dictd $(BUILD)/bin/notifierd
 BENCH_PROGRAMS = $(BUILD)/bin/dict-load $(BUILD)/bin/notify-sink \
-	$(BUILD)/bin/http-flood
+	$(BUILD)/bin/http-flood $(BUILD)/bin/openpgp-speed
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,\
 	$(wildcard tests/unit/common/test_*.c tests/unit/metadata-dictd/test_*.c \
@@ -141,6 +141,12 @@ $(BUILD)/obj/tests/bench/http_flood.o: CPPFLAGS += $(call pc,libcurl)
 $(BUILD)/bin/http-flood: $(call obj,tests/bench/http_flood.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pl,libcurl)
+
+$(BUILD)/obj/tests/bench/openpgp_speed.o: CPPFLAGS += -Iproxyd
+$(BUILD)/bin/openpgp-speed: $(call obj,tests/bench/openpgp_speed.c) $(LIBPROXYD) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ZLIB_LIBS) $(JANSSON_LIBS) \
+		$(CURL_LIBS) $(COMMON_LIBS)
 
 # ---- unit tests (cmocka) -------------------------------------------------
 # tests/unit/<dir>/test_x.c links libcommon and the library of <dir>.
