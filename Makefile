@@ -70,7 +70,8 @@ LIBNOTIFIERD = $(BUILD)/libnotifierd.a
 LIBPROXYD = $(BUILD)/libproxyd.a
 PROGRAMS = $(BUILD)/bin/metadata-dictd $(BUILD)/bin/notifierd
 BENCH_PROGRAMS = $(BUILD)/bin/dict-load $(BUILD)/bin/notify-sink \
-	$(BUILD)/bin/http-flood $(BUILD)/bin/openpgp-speed
+	$(BUILD)/bin/http-flood $(BUILD)/bin/openpgp-speed \
+	$(BUILD)/bin/debounce-mem
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,\
 	$(wildcard tests/unit/common/test_*.c tests/unit/metadata-dictd/test_*.c \
@@ -86,7 +87,7 @@ $(BUILD)/obj/tests/unit/metadata-dictd/%.o: CPPFLAGS += -Imetadata-dictd
 $(BUILD)/obj/tests/unit/notifierd/%.o: CPPFLAGS += -Inotifierd
 $(BUILD)/obj/tests/unit/proxyd/%.o: CPPFLAGS += -Iproxyd -Iproxyd/providers
 $(BUILD)/fuzz/replay_openpgp: CPPFLAGS += -Iproxyd
-$(BUILD)/fuzz/replay_token: CPPFLAGS += -Iproxyd
+$(BUILD)/fuzz/replay_token: CPPFLAGS += -Iproxyd -Iproxyd/providers
 build-fuzz/openpgp build-fuzz/token: CPPFLAGS += -Iproxyd -Iproxyd/providers
 $(BUILD)/fuzz/replay_dict_%: CPPFLAGS += -Imetadata-dictd
 build-fuzz/dict_%: CPPFLAGS += -Imetadata-dictd
@@ -147,6 +148,12 @@ $(BUILD)/bin/openpgp-speed: $(call obj,tests/bench/openpgp_speed.c) $(LIBPROXYD)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ZLIB_LIBS) $(JANSSON_LIBS) \
 		$(CURL_LIBS) $(COMMON_LIBS)
+
+$(BUILD)/obj/tests/bench/debounce_mem.o: CPPFLAGS += -Iproxyd
+$(BUILD)/bin/debounce-mem: $(call obj,tests/bench/debounce_mem.c \
+    proxyd/debounce.c) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(COMMON_LIBS)
 
 # ---- unit tests (cmocka) -------------------------------------------------
 # tests/unit/<dir>/test_x.c links libcommon and the library of <dir>.
