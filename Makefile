@@ -68,7 +68,8 @@ LIBCOMMON = $(BUILD)/libcommon.a
 LIBDICTD = $(BUILD)/libdictd.a
 LIBNOTIFIERD = $(BUILD)/libnotifierd.a
 LIBPROXYD = $(BUILD)/libproxyd.a
-PROGRAMS = $(BUILD)/bin/metadata-dictd $(BUILD)/bin/notifierd
+PROGRAMS = $(BUILD)/bin/metadata-dictd $(BUILD)/bin/notifierd \
+	$(BUILD)/bin/proxyd
 BENCH_PROGRAMS = $(BUILD)/bin/dict-load $(BUILD)/bin/notify-sink \
 	$(BUILD)/bin/http-flood $(BUILD)/bin/openpgp-speed \
 	$(BUILD)/bin/debounce-mem
@@ -115,6 +116,11 @@ $(LIBNOTIFIERD): $(call obj,$(NOTIFIERD_LIB_SRCS))
 $(LIBPROXYD): $(call obj,$(PROXYD_LIB_SRCS))
 	@mkdir -p $(dir $@)
 	rm -f $@ && $(AR) rcs $@ $^
+
+$(BUILD)/bin/proxyd: $(call obj,proxyd/main.c) $(LIBPROXYD) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ZLIB_LIBS) $(JANSSON_LIBS) \
+		$(CURL_LIBS) $(COMMON_LIBS)
 
 ZLIB_LIBS := $(call pl,zlib)
 JANSSON_LIBS := $(call pl,jansson)
@@ -179,7 +185,8 @@ unit: unit-run
 
 san:
 	$(MAKE) BUILD=build-san SANITIZE=1 unit-run fuzz-replay \
-		build-san/bin/metadata-dictd build-san/bin/notifierd
+		build-san/bin/metadata-dictd build-san/bin/notifierd \
+		build-san/bin/proxyd
 
 # ---- fuzzing ---------------------------------------------------------------
 # fuzz-replay runs every corpus file through each target with gcc+ASan (a

@@ -264,7 +264,6 @@ main(int argc, char **argv)
 	if ((px = proxy_new(base, &o.cfg, err)) == NULL)
 		fatalx("%s", err);
 	sigs = evloop_signals_add(base, proxyd_on_stop, px);
-	log_info("proxy listening on %s:%u", o.cfg.host, o.cfg.port);
 
 	if (event_base_dispatch(base) < 0)
 		log_err("event loop failed");

@@ -1,0 +1,663 @@
+/*
+ * proxyd's request flows (see proxy.h for the map):
+ *
+ *   /notify    body -> [openpgp: cache or worker decrypt] -> token kind
+ *              -> debounce -> provider -> 200 / 410 / 500
+ *   /register  {"token": ...} -> [decrypt] -> APNs only -> heartbeat
+ *              schedule (stored before the 200)
+ *   heartbeat  timer -> due registrations -> silent push -> reschedule,
+ *              or drop on a dead token
+ *   trailing   debounce window end -> one push for the coalesced ones
+ *
+ * Everything runs on the loop thread but the decryption itself.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "api.h"
+#include "debounce.h"
+#include "decrypt_cache.h"
+#include "evloop.h"
+#include "heartbeat.h"
+#include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
+#include "openpgp.h"
+#include "proxy.h"
+#include "token.h"
+#include "workq.h"
+#include "xmalloc.h"
+
+#define PROXY_OPENPGP_PREFIX	"openpgp:"
+#define PROXY_DECRYPT_QUEUE	4096	/* waiting decryptions */
+#define PROXY_HEARTBEAT_BATCH	64
+#define PROXY_HEARTBEAT_JITTER_MS	(60 * 1000)
+#define PROXY_FAILURE_SERIES	256	/* notification_failures labels */
+#define PROXY_STOP_GRACE_MS	5000	/* answers in flight at SIGTERM */
+
+enum proxy_purpose {
+	PURPOSE_NOTIFY,		/* a /notify request waits */
+	PURPOSE_REGISTER,	/* a /register request waits */
+	PURPOSE_TRAILING,	/* end of a debounce window, nobody waits */
+	PURPOSE_HEARTBEAT,	/* the schedule, nobody waits */
+};
+
+/* One unit of work from request to answer. */
+struct proxy_job {
+	struct proxy		*px;
+	enum proxy_purpose	 purpose;
+	struct api_request	*api;		/* NULL when nobody waits */
+	char			*input;		/* what arrived (a secret) */
+	size_t			 input_len;
+	unsigned char		 digest[DECRYPT_CACHE_DIGEST_LEN];
+	char			*plain;		/* decrypted token (secret) */
+	enum openpgp_error	 perr;
+	struct token		 token;
+	bool			 sandbox;
+};
+
+struct proxy_stats {
+	struct metric	*direct, *heartbeat, *registrations, *heartbeat_tokens;
+	struct metric	*debounced, *debounced_size, *decrypt_failures;
+	struct metric	*decrypt_cache_hits, *busy;
+};
+
+struct proxy {
+	struct event_base		*base;
+	struct proxy_config		 cfg;
+	struct api			*api;
+	struct openpgp_keyring		*keyring;
+	struct decrypt_cache		*cache;
+	struct workq			*decrypt;
+	struct debounce			*debounce;
+	struct push_engine		*push;
+	struct heartbeat_store		*hb;
+	struct event			*hb_timer;
+	struct event			*debounce_timer;
+	struct metrics			*metrics;
+	struct metrics_http		*metrics_http;
+	struct proxy_stats		 st;
+	bool				 stopping;
+	int64_t				 stop_deadline_ms;
+	struct event			*stop_ev;
+};
+
+static void	proxy_continue(struct proxy_job *);
+static void	proxy_debounce_arm(struct proxy *);
+
+static void
+proxy_wipe(char *s, size_t len)
+{
+	if (s != NULL) {
+		OPENSSL_cleanse(s, len);
+		free(s);
+	}
+}
+
+static void
+proxy_job_free(struct proxy_job *j)
+{
+	proxy_wipe(j->input, j->input_len);
+	proxy_wipe(j->plain, j->plain ? strlen(j->plain) : 0);
+	free(j);
+}
+
+static void
+proxy_reply(struct proxy_job *j, unsigned int status, const char *body)
+{
+	if (j->api != NULL)
+		api_reply(j->api, status, body);
+	j->api = NULL;
+}
+
+/* notification_failures{provider,reason,details}, as the Rust service
+ * names them; label values are ours or sanitised provider reasons. */
+static void
+proxy_count_failure(struct proxy *px, const char *provider,
+    const char *reason, const char *details)
+{
+	struct metric *m;
+	char labels[160];
+
+	snprintf(labels, sizeof(labels),
+	    "provider=\"%s\",reason=\"%s\",details=\"%s\"", provider, reason,
+	    details);
+	m = metrics_counter_labeled(px->metrics, "notification_failures",
+	    "Pushes that failed, by provider and reason", labels,
+	    PROXY_FAILURE_SERIES);
+	if (m == NULL)
+		m = metrics_counter_labeled(px->metrics,
+		    "notification_failures", "Pushes that failed",
+		    "provider=\"other\",reason=\"other\",details=\"\"",
+		    PROXY_FAILURE_SERIES + 1);
+	if (m != NULL)
+		metric_inc(m);
+}
+
+/* ---- decryption ------------------------------------------------------ */
+
+static void
+proxy_decrypt_work(void *job, void *arg)
+{
+	struct proxy_job *j = job;
+	struct proxy *px = arg;
+	char err[ERR_LEN];
+
+	j->perr = openpgp_decrypt_token(px->keyring, j->input, j->input_len,
+	    &j->plain, err);
+}
+
+static void
+proxy_decrypt_done(void *job, int cancelled, void *arg)
+{
+	struct proxy_job *j = job;
+	struct proxy *px = arg;
+
+	if (cancelled) {
+		proxy_reply(j, 503, "shutting down\n");
+		proxy_job_free(j);
+		return;
+	}
+	decrypt_cache_put(px->cache, j->digest, j->plain, (int)j->perr);
+	proxy_continue(j);
+}
+
+/* Start from the raw input: plain tokens go straight on; openpgp: ones
+ * come from the cache or a worker. */
+static void
+proxy_start(struct proxy_job *j)
+{
+	struct proxy *px = j->px;
+	int cached_err = 0;
+
+	if (j->input_len < strlen(PROXY_OPENPGP_PREFIX) ||
+	    memcmp(j->input, PROXY_OPENPGP_PREFIX,
+	    strlen(PROXY_OPENPGP_PREFIX)) != 0) {
+		j->plain = xmemdup0(j->input, j->input_len);
+		proxy_continue(j);
+		return;
+	}
+	decrypt_cache_digest(px->cache, j->input, j->input_len, j->digest);
+	if (decrypt_cache_get(px->cache, j->digest, &j->plain,
+	    &cached_err) == 1) {
+		metric_inc(px->st.decrypt_cache_hits);
+		j->perr = (enum openpgp_error)cached_err;
+		proxy_continue(j);
+		return;
+	}
+	if (workq_push(px->decrypt, j) < 0) {
+		/* Every worker busy and the queue full: the relay retries. */
+		metric_inc(px->st.busy);
+		proxy_reply(j, 500, "busy, try later\n");
+		proxy_job_free(j);
+	}
+}
+
+/* ---- sending --------------------------------------------------------- */
+
+static const char *
+proxy_provider_label(enum token_kind kind)
+{
+	switch (kind) {
+	case TOKEN_APNS:
+	case TOKEN_APNS_SANDBOX:
+		return "APNS";
+	case TOKEN_FCM:
+		return "FCM";
+	case TOKEN_WEBPUSH:
+		return "WebPush";
+	case TOKEN_UBPORTS:
+		return "UBports";
+	}
+	return "unknown";
+}
+
+static void
+proxy_send(struct proxy_job *j)
+{
+	struct proxy *px = j->px;
+	enum push_kind kind = j->purpose == PURPOSE_HEARTBEAT ?
+	    PUSH_HEARTBEAT : PUSH_VISIBLE;
+	const char *device;
+	char err[ERR_LEN];
+
+	if (j->token.kind != TOKEN_APNS && j->token.kind != TOKEN_APNS_SANDBOX) {
+		/* FCM, Web Push and UBports come with their providers. */
+		proxy_count_failure(px, proxy_provider_label(j->token.kind),
+		    "no_provider", "");
+		proxy_reply(j, 500, "provider not configured\n");
+		proxy_job_free(j);
+		return;
+	}
+	j->sandbox = j->token.kind == TOKEN_APNS_SANDBOX;
+	device = j->plain + (j->sandbox ? strlen("sandbox:") : 0);
+	if (push_apns(px->push, kind, device, j->sandbox, j, err) < 0) {
+		proxy_count_failure(px, "APNS", push_apns_enabled(px->push) ?
+		    "send" : "no_certificate", "");
+		proxy_reply(j, 500, "cannot send\n");
+		proxy_job_free(j);
+	}
+}
+
+static void
+proxy_hb_reschedule(struct proxy *px, const char *token)
+{
+	uint32_t rnd = 0;
+	char err[ERR_LEN];
+
+	RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
+	if (heartbeat_store_put(px->hb, token, heartbeat_next_at(db_now_ms(),
+	    px->cfg.interval_ms, PROXY_HEARTBEAT_JITTER_MS, rnd), err) < 0)
+		log_warnx("proxy heartbeat store: %s", err);
+}
+
+/* A provider answered (or not) for job ctx. */
+static void
+proxy_on_push_done(void *ctx, const struct provider_result *res, void *arg)
+{
+	struct proxy_job *j = ctx;
+	struct proxy *px = arg;
+	char digest[LOG_DIGEST_LEN], err[ERR_LEN];
+
+	log_digest(j->plain, strlen(j->plain), digest);
+	switch (res->verdict) {
+	case VERDICT_OK:
+		metric_inc(j->purpose == PURPOSE_HEARTBEAT ? px->st.heartbeat :
+		    px->st.direct);
+		log_debug("proxy push token=%s provider=APNS ok", digest);
+		proxy_reply(j, 200, "");
+		break;
+	case VERDICT_GONE:
+		/* Dead for good: out of the heartbeat schedule too. */
+		if (heartbeat_store_remove(px->hb, j->plain, err) == 1)
+			metric_gauge_add(px->st.heartbeat_tokens, -1);
+		proxy_count_failure(px, "APNS", "410", res->reason);
+		log_info("proxy push token=%s gone reason=%s", digest,
+		    res->reason);
+		proxy_reply(j, 410, "token gone\n");
+		break;
+	case VERDICT_CONFIG:
+		proxy_count_failure(px, "APNS", "config", res->reason);
+		log_err("proxy APNs refused our request: %s (check the "
+		    "certificate, key and topic)", res->reason);
+		proxy_reply(j, 500, "provider configuration error\n");
+		break;
+	default:
+		proxy_count_failure(px, "APNS",
+		    provider_verdict_name(res->verdict), res->reason);
+		log_info("proxy push token=%s failed reason=%s", digest,
+		    res->reason);
+		proxy_reply(j, 500, "temporary failure\n");
+		break;
+	}
+	proxy_job_free(j);
+}
+
+/* ---- the flows ------------------------------------------------------- */
+
+static void
+proxy_register(struct proxy_job *j)
+{
+	struct proxy *px = j->px;
+
+	if (j->token.kind != TOKEN_APNS && j->token.kind != TOKEN_APNS_SANDBOX) {
+		proxy_reply(j, 400, "only APNs tokens can register\n");
+		proxy_job_free(j);
+		return;
+	}
+	proxy_hb_reschedule(px, j->plain);
+	metric_inc(px->st.registrations);
+	metric_set(px->st.heartbeat_tokens, heartbeat_store_count(px->hb,
+	    NULL));
+	proxy_reply(j, 200, "");
+	proxy_job_free(j);
+	event_active(px->hb_timer, EV_TIMEOUT, 0);	/* re-arm */
+}
+
+/* The token is known (or not): route it. */
+static void
+proxy_continue(struct proxy_job *j)
+{
+	struct proxy *px = j->px;
+	char err[ERR_LEN];
+
+	if (j->plain == NULL) {
+		metric_inc(px->st.decrypt_failures);
+		log_info("proxy undecryptable token error=%s",
+		    openpgp_error_name(j->perr));
+		proxy_reply(j, j->purpose == PURPOSE_REGISTER ? 400 : 410,
+		    "cannot decrypt token\n");
+		proxy_job_free(j);
+		return;
+	}
+	if (token_parse(j->plain, strlen(j->plain), &j->token, err) < 0) {
+		proxy_reply(j, j->purpose == PURPOSE_REGISTER ? 400 : 410,
+		    "malformed token\n");
+		proxy_job_free(j);
+		return;
+	}
+	if (j->purpose == PURPOSE_REGISTER) {
+		proxy_register(j);
+		return;
+	}
+	if (j->purpose == PURPOSE_NOTIFY) {
+		enum debounce_action a = debounce_hit(px->debounce, j->plain,
+		    strlen(j->plain), evloop_mono_ms());
+
+		proxy_debounce_arm(px);
+		if (a == DEBOUNCE_COALESCED) {
+			/* The window's trailing push covers this one. */
+			metric_inc(px->st.debounced);
+			proxy_reply(j, 200, "");
+			proxy_job_free(j);
+			return;
+		}
+	}
+	proxy_send(j);
+}
+
+static struct proxy_job *
+proxy_job_new(struct proxy *px, enum proxy_purpose purpose,
+    struct api_request *api, const char *input, size_t len)
+{
+	struct proxy_job *j = xcalloc(1, sizeof(*j));
+
+	j->px = px;
+	j->purpose = purpose;
+	j->api = api;
+	j->input = xmemdup0(input, len);
+	j->input_len = len;
+	return j;
+}
+
+/* ---- debounce windows ------------------------------------------------ */
+
+static void
+proxy_on_trailing(const uint8_t digest[DEBOUNCE_DIGEST_LEN],
+    const char *token, size_t len, void *arg)
+{
+	struct proxy *px = arg;
+	struct proxy_job *j;
+
+	(void)digest;
+	/* The token is already decrypted: start from the plain text. */
+	j = proxy_job_new(px, PURPOSE_TRAILING, NULL, token, len);
+	j->plain = xmemdup0(token, len);
+	proxy_continue(j);
+}
+
+static void
+proxy_on_debounce_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *px = arg;
+
+	(void)fd;
+	(void)what;
+	debounce_expire(px->debounce, evloop_mono_ms(), proxy_on_trailing, px);
+	proxy_debounce_arm(px);
+}
+
+static void
+proxy_debounce_arm(struct proxy *px)
+{
+	struct debounce_stats ds;
+	int64_t next = debounce_next_deadline(px->debounce), wait;
+	struct timeval tv;
+
+	debounce_get_stats(px->debounce, &ds);
+	metric_set(px->st.debounced_size, (int64_t)ds.entries);
+	if (next < 0) {
+		evtimer_del(px->debounce_timer);
+		return;
+	}
+	wait = next - evloop_mono_ms();
+	if (wait < 0)
+		wait = 0;
+	tv.tv_sec = wait / 1000;
+	tv.tv_usec = (wait % 1000) * 1000;
+	evtimer_add(px->debounce_timer, &tv);
+}
+
+/* ---- heartbeats ------------------------------------------------------ */
+
+#define PROXY_HEARTBEAT_IN_FLIGHT	1000
+
+static void
+proxy_on_hb_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *px = arg;
+	struct heartbeat_due due[PROXY_HEARTBEAT_BATCH];
+	struct timeval tv = { 1, 0 };
+	char err[ERR_LEN];
+	int64_t next, now = db_now_ms();
+	int n;
+
+	(void)fd;
+	(void)what;
+	if (px->stopping)
+		return;
+	/* After downtime every overdue device is due at once: send in
+	 * slices so the loop keeps serving /notify meanwhile. */
+	n = push_in_flight(px->push) >= PROXY_HEARTBEAT_IN_FLIGHT ? 0 :
+	    heartbeat_store_due(px->hb, now, PROXY_HEARTBEAT_BATCH, due, err);
+	if (n < 0)
+		log_warnx("proxy heartbeat schedule: %s", err);
+	for (int i = 0; i < n; i++) {
+		struct proxy_job *j;
+
+		/* Rescheduled before sending: never twice in flight, and a
+		 * crash now loses no registration. A dead token is removed
+		 * when Apple says so. */
+		proxy_hb_reschedule(px, due[i].token);
+		j = proxy_job_new(px, PURPOSE_HEARTBEAT, NULL, due[i].token,
+		    strlen(due[i].token));
+		j->plain = xstrdup(due[i].token);
+		proxy_continue(j);
+	}
+	heartbeat_due_clear(due, n > 0 ? (size_t)n : 0);
+	if (n == PROXY_HEARTBEAT_BATCH ||
+	    push_in_flight(px->push) >= PROXY_HEARTBEAT_IN_FLIGHT)
+		tv = (struct timeval){ 0, 50000 };
+	else if (heartbeat_store_next(px->hb, &next, err) == 1) {
+		int64_t wait = next - db_now_ms();
+
+		if (wait < 0)
+			wait = 0;
+		if (wait < 1000) {
+			tv.tv_sec = 0;
+			tv.tv_usec = wait * 1000;
+		}
+	}
+	evtimer_add(px->hb_timer, &tv);
+}
+
+/* ---- the API --------------------------------------------------------- */
+
+static void
+proxy_on_request(struct api_request *req, enum api_route route,
+    const char *body, size_t len, void *arg)
+{
+	struct proxy *px = arg;
+	struct proxy_job *j;
+	json_error_t jerr;
+	json_t *root, *tok;
+
+	if (px->stopping) {
+		api_reply(req, 503, "shutting down\n");
+		return;
+	}
+	if (route == API_ROUTE_NOTIFY) {
+		/* Relays send the token as the whole body; tolerate the
+		 * whitespace a shell or a client might add. */
+		while (len > 0 && (body[len - 1] == '\n' ||
+		    body[len - 1] == '\r' || body[len - 1] == ' '))
+			len--;
+		j = proxy_job_new(px, PURPOSE_NOTIFY, req, body, len);
+		proxy_start(j);
+		return;
+	}
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	tok = root != NULL ? json_object_get(root, "token") : NULL;
+	if (!json_is_string(tok) || json_string_length(tok) == 0) {
+		json_decref(root);
+		api_reply(req, 400, "expected {\"token\": \"...\"}\n");
+		return;
+	}
+	j = proxy_job_new(px, PURPOSE_REGISTER, req, json_string_value(tok),
+	    json_string_length(tok));
+	json_decref(root);
+	proxy_start(j);
+}
+
+/* ---- set-up and tear-down -------------------------------------------- */
+
+static void
+proxy_register_metrics(struct proxy *px)
+{
+	struct metrics *m = px->metrics = metrics_new();
+	struct proxy_stats *st = &px->st;
+
+	/* The Rust service's names, so dashboards keep working. */
+	st->direct = metrics_counter(m, "direct_notifications",
+	    "Visible pushes delivered to APNs", NULL);
+	st->heartbeat = metrics_counter(m, "heartbeat_notifications",
+	    "Silent heartbeat pushes delivered", NULL);
+	st->registrations = metrics_counter(m, "heartbeat_registrations",
+	    "Heartbeat registrations received", NULL);
+	st->heartbeat_tokens = metrics_gauge(m, "heartbeat_tokens",
+	    "Devices in the heartbeat schedule", NULL);
+	st->debounced = metrics_counter(m, "debounced_notifications",
+	    "Requests covered by a debounce window's trailing push", NULL);
+	st->debounced_size = metrics_gauge(m, "debounced_set_size",
+	    "Open debounce windows", NULL);
+	st->decrypt_failures = metrics_counter(m,
+	    "openpgp_decryption_failures", "Tokens that did not decrypt",
+	    NULL);
+	st->decrypt_cache_hits = metrics_counter(m, "decrypt_cache_hits",
+	    "Tokens found in the decryption cache", NULL);
+	st->busy = metrics_counter(m, "decrypt_queue_full",
+	    "Requests refused because every decryption worker was busy",
+	    NULL);
+}
+
+static void
+proxy_on_push_cancel(void *ctx, void *arg)
+{
+	(void)arg;
+	proxy_reply(ctx, 503, "shutting down\n");
+	proxy_job_free(ctx);
+}
+
+struct proxy *
+proxy_new(struct event_base *base, const struct proxy_config *cfg,
+    char err[ERR_LEN])
+{
+	struct proxy *px = xcalloc(1, sizeof(*px));
+	struct debounce_config dc;
+	struct api_config ac;
+	int64_t n;
+
+	px->base = base;
+	px->cfg = *cfg;
+	proxy_register_metrics(px);
+	if ((px->keyring = openpgp_keyring_load_file(cfg->keyring_path,
+	    err)) == NULL)
+		goto fail;
+	log_info("proxy keyring keys=%zu", openpgp_keyring_count(px->keyring));
+	px->cache = decrypt_cache_new(cfg->cache_entries);
+	memset(&dc, 0, sizeof(dc));
+	dc.window_ms = cfg->debounce_ms;
+	dc.max_entries = 4 * 1000 * 1000;
+	dc.max_pending_bytes = 256 * 1024 * 1024;
+	RAND_bytes(dc.key, sizeof(dc.key));
+	if ((px->debounce = debounce_new(&dc, err)) == NULL)
+		goto fail;
+	if ((px->hb = heartbeat_store_open(cfg->db_path, cfg->sync, err)) ==
+	    NULL)
+		goto fail;
+	if ((n = heartbeat_store_count(px->hb, err)) >= 0)
+		metric_set(px->st.heartbeat_tokens, n);
+	if ((px->push = push_engine_new(base, &cfg->push, proxy_on_push_done,
+	    px, err)) == NULL)
+		goto fail;
+	if ((px->decrypt = workq_new(base, cfg->workers, PROXY_DECRYPT_QUEUE,
+	    proxy_decrypt_work, proxy_decrypt_done, px, err)) == NULL)
+		goto fail;
+	px->debounce_timer = evtimer_new(base, proxy_on_debounce_timer, px);
+	px->hb_timer = evtimer_new(base, proxy_on_hb_timer, px);
+	memset(&ac, 0, sizeof(ac));
+	ac.host = cfg->host;
+	ac.port = cfg->port;
+	ac.max_connections = 20000;
+	ac.max_per_ip = 5000;
+	ac.timeout_s = 30;
+	if ((px->api = api_new(base, &ac, proxy_on_request, px, err)) == NULL)
+		goto fail;
+	log_info("proxy listening on %s:%u", cfg->host, api_port(px->api));
+	if (cfg->metrics_addr != NULL && (px->metrics_http =
+	    metrics_http_start(px->metrics, cfg->metrics_addr, err)) == NULL)
+		goto fail;
+	event_active(px->hb_timer, EV_TIMEOUT, 0);
+	return px;
+fail:
+	proxy_free(px);
+	return NULL;
+}
+
+static void
+proxy_on_stop_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *px = arg;
+
+	(void)fd;
+	(void)what;
+	if ((api_pending(px->api) == 0 && push_in_flight(px->push) == 0 &&
+	    workq_depth(px->decrypt) == 0) ||
+	    evloop_mono_ms() >= px->stop_deadline_ms)
+		event_base_loopbreak(px->base);
+}
+
+void
+proxy_stop(struct proxy *px)
+{
+	struct timeval tv = { 0, 20000 };
+
+	if (px->stopping)
+		return;
+	px->stopping = true;
+	px->stop_deadline_ms = evloop_mono_ms() + PROXY_STOP_GRACE_MS;
+	evtimer_del(px->hb_timer);
+	px->stop_ev = event_new(px->base, -1, EV_PERSIST, proxy_on_stop_check,
+	    px);
+	event_add(px->stop_ev, &tv);
+}
+
+void
+proxy_free(struct proxy *px)
+{
+	if (px == NULL)
+		return;
+	/* Everything that may hold a waiting request answers it before the
+	 * API goes. */
+	push_engine_free(px->push, proxy_on_push_cancel);
+	workq_free(px->decrypt);
+	api_free(px->api);
+	metrics_http_stop(px->metrics_http);
+	if (px->stop_ev != NULL)
+		event_free(px->stop_ev);
+	if (px->hb_timer != NULL)
+		event_free(px->hb_timer);
+	if (px->debounce_timer != NULL)
+		event_free(px->debounce_timer);
+	heartbeat_store_close(px->hb);
+	debounce_free(px->debounce);
+	decrypt_cache_free(px->cache);
+	openpgp_keyring_free(px->keyring);
+	metrics_free(px->metrics);
+	free(px);
+}
