@@ -36,6 +36,8 @@
 #define PROXY_OPENPGP_PREFIX	"openpgp:"
 #define PROXY_DECRYPT_QUEUE	4096	/* waiting decryptions */
 #define PROXY_HEARTBEAT_BATCH	64
+/* Jitter spreads registrations that arrived together (the Rust service
+ * uses +/- 60 s); a tenth of the interval when that is shorter. */
 #define PROXY_HEARTBEAT_JITTER_MS	(60 * 1000)
 #define PROXY_FAILURE_SERIES	256	/* notification_failures labels */
 #define PROXY_STOP_GRACE_MS	5000	/* answers in flight at SIGTERM */
@@ -247,12 +249,14 @@ proxy_send(struct proxy_job *j)
 static void
 proxy_hb_reschedule(struct proxy *px, const char *token)
 {
+	int64_t jitter = px->cfg.interval_ms / 10 < PROXY_HEARTBEAT_JITTER_MS ?
+	    px->cfg.interval_ms / 10 : PROXY_HEARTBEAT_JITTER_MS;
 	uint32_t rnd = 0;
 	char err[ERR_LEN];
 
 	RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
 	if (heartbeat_store_put(px->hb, token, heartbeat_next_at(db_now_ms(),
-	    px->cfg.interval_ms, PROXY_HEARTBEAT_JITTER_MS, rnd), err) < 0)
+	    px->cfg.interval_ms, jitter, rnd), err) < 0)
 		log_warnx("proxy heartbeat store: %s", err);
 }
 
