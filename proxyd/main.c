@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <event2/event.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "cli.h"
@@ -36,6 +37,8 @@ static const char proxyd_usage[] =
 "      --debounce DURATION     one push per token per window (default 10s)\n"
 "      --certificate-file P12  APNs client certificate\n"
 "      --password PW           its password\n"
+"      --password-file PATH    read the password from a file instead (a\n"
+"                              command line is visible to every user)\n"
 "      --topic TOPIC           apns-topic (default: the certificate's UID)\n"
 "      --apns-key-path P8      APNs token auth key (instead of a certificate)\n"
 "      --apns-key-id ID        its Key ID\n"
@@ -54,13 +57,15 @@ enum {
 	OPT_HOST = 256, OPT_DB, OPT_METRICS, OPT_INTERVAL, OPT_DEBOUNCE,
 	OPT_CERT, OPT_PASSWORD, OPT_TOPIC, OPT_KEY, OPT_KEY_ID, OPT_TEAM_ID,
 	OPT_PROD_URL, OPT_SANDBOX_URL, OPT_CA, OPT_WORKERS, OPT_CACHE,
-	OPT_TIMEOUT, OPT_SYNC,
+	OPT_TIMEOUT, OPT_SYNC, OPT_PASSWORD_FILE,
 };
 
 struct proxyd_options {
 	struct proxy_config	 cfg;
 	enum log_level		 level;
 	const char		*p8_path;
+	const char		*password_file;
+	char			*password;		/* owned, a secret */
 	char			*topic_from_cert;	/* owned */
 	EVP_PKEY		*p8_key;		/* owned */
 };
@@ -107,6 +112,7 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 		{ "debounce", required_argument, NULL, OPT_DEBOUNCE },
 		{ "certificate-file", required_argument, NULL, OPT_CERT },
 		{ "password", required_argument, NULL, OPT_PASSWORD },
+		{ "password-file", required_argument, NULL, OPT_PASSWORD_FILE },
 		{ "topic", required_argument, NULL, OPT_TOPIC },
 		{ "apns-key-path", required_argument, NULL, OPT_KEY },
 		{ "apns-key-id", required_argument, NULL, OPT_KEY_ID },
@@ -155,6 +161,7 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 			break;
 		case OPT_CERT: c->push.apns_p12 = optarg; break;
 		case OPT_PASSWORD: c->push.apns_p12_password = optarg; break;
+		case OPT_PASSWORD_FILE: o->password_file = optarg; break;
 		case OPT_TOPIC: c->push.apns.topic = optarg; break;
 		case OPT_KEY: o->p8_path = optarg; break;
 		case OPT_KEY_ID: c->push.apns.key_id = optarg; break;
@@ -227,6 +234,20 @@ proxyd_load_apns(struct proxyd_options *o)
 		p->apns.key = o->p8_key;
 		p->apns_enabled = true;
 	} else if (p->apns_p12 != NULL) {
+		if (o->password_file != NULL) {
+			char line[1024];
+			size_t n;
+
+			if ((fp = fopen(o->password_file, "r")) == NULL)
+				fatal("--password-file %s", o->password_file);
+			n = fread(line, 1, sizeof(line) - 1, fp);
+			fclose(fp);
+			line[n] = '\0';
+			line[strcspn(line, "\r\n")] = '\0';
+			o->password = xstrdup(line);
+			OPENSSL_cleanse(line, sizeof(line));
+			p->apns_p12_password = o->password;
+		}
 		if (p12_check(p->apns_p12, p->apns_p12_password ?
 		    p->apns_p12_password : "", &o->topic_from_cert, err) < 0)
 			fatalx("--certificate-file: %s", err);
@@ -273,6 +294,10 @@ main(int argc, char **argv)
 	event_base_free(base);
 	EVP_PKEY_free(o.p8_key);
 	free(o.topic_from_cert);
+	if (o.password != NULL) {
+		OPENSSL_cleanse(o.password, strlen(o.password));
+		free(o.password);
+	}
 	log_info("proxy stopped");
 	return 0;
 }
