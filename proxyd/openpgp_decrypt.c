@@ -184,8 +184,8 @@ decrypt_binary(const struct openpgp_keyring *kr, const uint8_t *bin,
 	    (e = openpgp_seipd_check(m->seipd->body, m->seipd->len, &version,
 	    err)) != OPENPGP_OK ||
 	    (e = decrypt_session_key(kr, m, version, &sk, err)) != OPENPGP_OK ||
-	    (e = openpgp_seipd_decrypt(m->seipd->body, m->seipd->len, &sk,
-	    &inner, err)) != OPENPGP_OK)
+	    (e = openpgp_seipd_decrypt(&kr->algs, m->seipd->body,
+	    m->seipd->len, &sk, &inner, err)) != OPENPGP_OK)
 		goto out;
 	e = openpgp_message_literal((const uint8_t *)inner.data, inner.len,
 	    plain_out, err);

@@ -10,49 +10,22 @@
  * followed by M. The tag is checked in constant time before anything is
  * decrypted.
  */
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/params.h>
 
 #include "openpgp_private.h"
 
-static const char *
-eax_cbc_name(uint8_t cipher)
-{
-	switch (cipher) {
-	case OPENPGP_SYM_AES128:	return "AES-128-CBC";
-	case OPENPGP_SYM_AES192:	return "AES-192-CBC";
-	case OPENPGP_SYM_AES256:	return "AES-256-CBC";
-	default:			return NULL;
-	}
-}
-
-static const EVP_CIPHER *
-eax_ctr_cipher(uint8_t cipher)
-{
-	switch (cipher) {
-	case OPENPGP_SYM_AES128:	return EVP_aes_128_ctr();
-	case OPENPGP_SYM_AES192:	return EVP_aes_192_ctr();
-	case OPENPGP_SYM_AES256:	return EVP_aes_256_ctr();
-	default:			return NULL;
-	}
-}
-
-/* OMAC^t(msg) into out (16 octets). */
+/* OMAC^t(msg) into out (16 octets), on the CMAC context that
+ * openpgp_aead_new keyed: initialising without a key restarts it with the
+ * same key and cipher. */
 static int
-eax_omac(EVP_MAC_CTX *cmac, const char *cbc, const uint8_t *key,
-    size_t key_len, uint8_t t, const uint8_t *msg, size_t msg_len,
+eax_omac(EVP_MAC_CTX *cmac, uint8_t t, const uint8_t *msg, size_t msg_len,
     uint8_t out[OPENPGP_AES_BLOCK_BYTES])
 {
 	uint8_t block[OPENPGP_AES_BLOCK_BYTES] = { 0 };
-	OSSL_PARAM params[2];
 	size_t n = 0;
 
 	block[OPENPGP_AES_BLOCK_BYTES - 1] = t;
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER,
-	    (char *)cbc, 0);
-	params[1] = OSSL_PARAM_construct_end();
-	if (EVP_MAC_init(cmac, key, key_len, params) <= 0 ||
+	if (EVP_MAC_init(cmac, NULL, 0, NULL) <= 0 ||
 	    EVP_MAC_update(cmac, block, sizeof(block)) <= 0 ||
 	    (msg_len > 0 && EVP_MAC_update(cmac, msg, msg_len) <= 0) ||
 	    EVP_MAC_final(cmac, out, &n, OPENPGP_AES_BLOCK_BYTES) <= 0 ||
@@ -62,24 +35,20 @@ eax_omac(EVP_MAC_CTX *cmac, const char *cbc, const uint8_t *key,
 }
 
 enum openpgp_error
-openpgp_eax_open(EVP_CIPHER_CTX *ctr, EVP_MAC_CTX *cmac, uint8_t cipher,
-    const uint8_t *key, const uint8_t *nonce, size_t nonce_len,
-    const uint8_t *ad, size_t ad_len, const uint8_t *ct, size_t ct_len,
-    const uint8_t tag[OPENPGP_TAG_BYTES], uint8_t *out)
+openpgp_eax_open(EVP_CIPHER_CTX *ctr, const EVP_CIPHER *ctr_cipher,
+    EVP_MAC_CTX *cmac, const uint8_t *key, const uint8_t *nonce,
+    size_t nonce_len, const uint8_t *ad, size_t ad_len, const uint8_t *ct,
+    size_t ct_len, const uint8_t tag[OPENPGP_TAG_BYTES], uint8_t *out)
 {
 	uint8_t n_tag[OPENPGP_AES_BLOCK_BYTES], h_tag[OPENPGP_AES_BLOCK_BYTES];
 	uint8_t c_tag[OPENPGP_AES_BLOCK_BYTES];
-	const char *cbc = eax_cbc_name(cipher);
-	const EVP_CIPHER *evp = eax_ctr_cipher(cipher);
-	size_t key_len = openpgp_crypto_cipher_key_len(cipher);
 	int n = 0, fin = 0;
 
-	if (cbc == NULL || evp == NULL || ct_len > OPENPGP_PLAIN_MAX_BYTES)
+	if (ct_len > OPENPGP_PLAIN_MAX_BYTES)
 		return OPENPGP_ERR_INTERNAL;
-	if (eax_omac(cmac, cbc, key, key_len, 0, nonce, nonce_len,
-	    n_tag) < 0 ||
-	    eax_omac(cmac, cbc, key, key_len, 1, ad, ad_len, h_tag) < 0 ||
-	    eax_omac(cmac, cbc, key, key_len, 2, ct, ct_len, c_tag) < 0)
+	if (eax_omac(cmac, 0, nonce, nonce_len, n_tag) < 0 ||
+	    eax_omac(cmac, 1, ad, ad_len, h_tag) < 0 ||
+	    eax_omac(cmac, 2, ct, ct_len, c_tag) < 0)
 		return OPENPGP_ERR_INTERNAL;
 	for (size_t i = 0; i < OPENPGP_AES_BLOCK_BYTES; i++)
 		c_tag[i] ^= n_tag[i] ^ h_tag[i];
@@ -89,7 +58,7 @@ openpgp_eax_open(EVP_CIPHER_CTX *ctr, EVP_MAC_CTX *cmac, uint8_t cipher,
 		return OPENPGP_OK;
 	/* OpenSSL's CTR increments the whole 128-bit block big-endian, as
 	 * EAX wants. */
-	if (EVP_DecryptInit_ex(ctr, evp, NULL, key, n_tag) <= 0 ||
+	if (EVP_DecryptInit_ex(ctr, ctr_cipher, NULL, key, n_tag) <= 0 ||
 	    EVP_DecryptUpdate(ctr, out, &n, ct, (int)ct_len) <= 0 ||
 	    EVP_DecryptFinal_ex(ctr, out + n, &fin) <= 0 ||
 	    (size_t)n + (size_t)fin != ct_len)

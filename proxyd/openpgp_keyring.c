@@ -6,7 +6,9 @@
  * user IDs and signatures are skipped unread (the keys are configured
  * locally, so their self-signatures need no check). Each kept secret must
  * reproduce its stored public key, which catches a corrupted file at
- * start-up instead of at the first token.
+ * start-up instead of at the first token. The keyring also carries the
+ * libcrypto algorithms decryption uses, fetched here once (struct
+ * openpgp_algs), and a ready derive context per key.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -115,8 +117,8 @@ keyring_secret(struct openpgp_cursor *c, const struct openpgp_key *k,
 /* v6: SHA-256(9b || 4-octet length || public part); v4: SHA-1(99 ||
  * 2-octet length || public part) (section 5.5.4). */
 static bool
-keyring_fingerprint(struct openpgp_key *k, const uint8_t *pub_part,
-    size_t pub_len)
+keyring_fingerprint(const struct openpgp_algs *algs, struct openpgp_key *k,
+    const uint8_t *pub_part, size_t pub_len)
 {
 	uint8_t head[5];
 	const void *parts[2] = { head, pub_part };
@@ -129,8 +131,8 @@ keyring_fingerprint(struct openpgp_key *k, const uint8_t *pub_part,
 		head[3] = (uint8_t)(pub_len >> 8);
 		head[4] = (uint8_t)pub_len;
 		lens[0] = 5;
-		if (openpgp_crypto_digest(OPENPGP_HASH_SHA256, parts, lens, 2,
-		    k->fpr, &n) < 0 || n != 32)
+		if (openpgp_crypto_digest(algs, OPENPGP_HASH_SHA256, parts,
+		    lens, 2, k->fpr, &n) < 0 || n != 32)
 			return false;
 		memcpy(k->keyid, k->fpr, OPENPGP_KEYID_BYTES);
 	} else {
@@ -140,8 +142,8 @@ keyring_fingerprint(struct openpgp_key *k, const uint8_t *pub_part,
 		head[1] = (uint8_t)(pub_len >> 8);
 		head[2] = (uint8_t)pub_len;
 		lens[0] = 3;
-		if (openpgp_crypto_digest(2, parts, lens, 2, k->fpr, &n) < 0 ||
-		    n != 20)
+		if (openpgp_crypto_digest(algs, 2, parts, lens, 2, k->fpr,
+		    &n) < 0 || n != 20)
 			return false;
 		memcpy(k->keyid, k->fpr + 12, OPENPGP_KEYID_BYTES);
 	}
@@ -149,7 +151,8 @@ keyring_fingerprint(struct openpgp_key *k, const uint8_t *pub_part,
 	return true;
 }
 
-/* Turn the secret into an EVP_PKEY and check it against the public key. */
+/* Turn the secret into an EVP_PKEY, check it against the public key and
+ * prepare its derive context. */
 static enum keyring_parse
 keyring_load_secret(struct openpgp_key *k, uint8_t secret[OPENPGP_X25519_BYTES],
     char err[ERR_LEN])
@@ -169,13 +172,18 @@ keyring_load_secret(struct openpgp_key *k, uint8_t secret[OPENPGP_X25519_BYTES],
 		    "key");
 		return KEYRING_KEY_ERROR;
 	}
+	if ((k->derive = openpgp_crypto_x25519_prepare(k->secret)) == NULL) {
+		err_set(err, "keyring: libcrypto cannot derive with an X25519 "
+		    "key");
+		return KEYRING_KEY_ERROR;
+	}
 	return KEYRING_KEY_ADDED;
 }
 
 /* Parse one Secret-Key or Secret-Subkey body (section 5.5.3) into *k. */
 static enum keyring_parse
-keyring_parse_key(const uint8_t *body, size_t len, struct openpgp_key *k,
-    char err[ERR_LEN])
+keyring_parse_key(const struct openpgp_algs *algs, const uint8_t *body,
+    size_t len, struct openpgp_key *k, char err[ERR_LEN])
 {
 	struct openpgp_cursor c;
 	const uint8_t *material;
@@ -206,7 +214,7 @@ keyring_parse_key(const uint8_t *body, size_t len, struct openpgp_key *k,
 		goto malformed;
 	if (!usable)
 		return KEYRING_KEY_SKIPPED;
-	if (!keyring_fingerprint(k, body, len - c.left)) {
+	if (!keyring_fingerprint(algs, k, body, len - c.left)) {
 		err_set(err, "keyring: fingerprint computation failed");
 		return KEYRING_KEY_ERROR;
 	}
@@ -227,6 +235,17 @@ malformed:
 	return KEYRING_KEY_ERROR;
 }
 
+/* What a key owns in libcrypto; its other fields hold no pointers. */
+static void
+keyring_key_clear(struct openpgp_key *k)
+{
+	/* EVP_PKEY_free clears X25519 secrets (ossl_ecx_key_free). */
+	EVP_PKEY_CTX_free(k->derive);
+	EVP_PKEY_free(k->secret);
+	k->derive = NULL;
+	k->secret = NULL;
+}
+
 static int
 keyring_parse_packets(struct openpgp_keyring *kr, const uint8_t *bin,
     size_t len, char err[ERR_LEN])
@@ -244,16 +263,17 @@ keyring_parse_packets(struct openpgp_keyring *kr, const uint8_t *bin,
 			openpgp_packet_clear(&pkt);
 			continue;
 		}
-		switch (keyring_parse_key(pkt.body, pkt.len, &k, err)) {
+		switch (keyring_parse_key(&kr->algs, pkt.body, pkt.len, &k,
+		    err)) {
 		case KEYRING_KEY_ERROR:
-			EVP_PKEY_free(k.secret);
+			keyring_key_clear(&k);
 			openpgp_packet_clear(&pkt);
 			return -1;
 		case KEYRING_KEY_SKIPPED:
 			break;
 		case KEYRING_KEY_ADDED:
 			if (kr->nkeys == OPENPGP_KEYRING_MAX_KEYS) {
-				EVP_PKEY_free(k.secret);
+				keyring_key_clear(&k);
 				openpgp_packet_clear(&pkt);
 				err_set(err, "keyring: more than %d "
 				    "decryption keys",
@@ -297,6 +317,9 @@ openpgp_keyring_load(const char *armored, size_t len, char err[ERR_LEN])
 	kr->keys = xcalloc(OPENPGP_KEYRING_MAX_KEYS, sizeof(*kr->keys));
 	if (blocks == 0) {
 		err_set(err, "keyring: no %s found", KEYRING_LABEL);
+		rc = -1;
+	} else if (openpgp_crypto_algs_fetch(&kr->algs) < 0) {
+		err_set(err, "keyring: libcrypto lacks X25519");
 		rc = -1;
 	} else
 		rc = keyring_parse_packets(kr, (const uint8_t *)bin.data,
@@ -367,11 +390,11 @@ openpgp_keyring_free(struct openpgp_keyring *kr)
 {
 	if (kr == NULL)
 		return;
-	/* EVP_PKEY_free clears X25519 secrets (ossl_ecx_key_free). */
 	for (size_t i = 0; i < kr->nkeys; i++)
-		EVP_PKEY_free(kr->keys[i].secret);
+		keyring_key_clear(&kr->keys[i]);
 	OPENSSL_cleanse(kr->keys, OPENPGP_KEYRING_MAX_KEYS *
 	    sizeof(*kr->keys));
 	free(kr->keys);
+	openpgp_crypto_algs_free(&kr->algs);
 	free(kr);
 }

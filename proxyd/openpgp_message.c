@@ -319,6 +319,18 @@ message_utf8_trim(const uint8_t *s, size_t len, size_t *start_out,
 	uint32_t cp;
 
 	while (i < len) {
+		/* ASCII, nearly all of a token and its padding, needs no
+		 * decoding: the same verdict as message_utf8_char, faster. */
+		if (s[i] != 0 && s[i] < 0x80) {
+			if (s[i] != ' ' && (s[i] < 0x09 || s[i] > 0x0d)) {
+				if (!seen)
+					start = i;
+				seen = true;
+				end = i + 1;
+			}
+			i++;
+			continue;
+		}
 		if ((n = message_utf8_char(s + i, len - i, &cp)) == 0) {
 			err_set(err, "literal data is not UTF-8 (offset %zu)",
 			    i);

@@ -119,8 +119,8 @@ pkesk_parse_fields(struct openpgp_cursor *c, struct pkesk *pk)
 }
 
 static enum openpgp_error
-pkesk_try_x25519(const struct pkesk *pk, const struct openpgp_key *k,
-    struct openpgp_session_key *sk)
+pkesk_try_x25519(const struct openpgp_algs *algs, const struct pkesk *pk,
+    const struct openpgp_key *k, struct openpgp_session_key *sk)
 {
 	uint8_t ikm[3 * OPENPGP_X25519_BYTES], kek[PKESK_KEK_BYTES];
 	uint8_t out[PKESK_WRAPPED_MAX_BYTES];
@@ -129,16 +129,16 @@ pkesk_try_x25519(const struct pkesk *pk, const struct openpgp_key *k,
 
 	memcpy(ikm, pk->eph, OPENPGP_X25519_BYTES);
 	memcpy(ikm + OPENPGP_X25519_BYTES, k->pub, OPENPGP_X25519_BYTES);
-	if (openpgp_crypto_x25519(k->secret, pk->eph,
+	if (openpgp_crypto_x25519(algs, k->derive, pk->eph,
 	    ikm + 2 * OPENPGP_X25519_BYTES) < 0)
 		goto out;
-	if (openpgp_crypto_hkdf(NULL, 0, ikm, sizeof(ikm),
+	if (openpgp_crypto_hkdf(algs, NULL, 0, ikm, sizeof(ikm),
 	    (const uint8_t *)PKESK_X25519_INFO, strlen(PKESK_X25519_INFO),
 	    kek, sizeof(kek)) < 0) {
 		e = OPENPGP_ERR_INTERNAL;
 		goto out;
 	}
-	if (openpgp_crypto_unwrap(kek, sizeof(kek), pk->wrapped,
+	if (openpgp_crypto_unwrap(algs, kek, sizeof(kek), pk->wrapped,
 	    pk->wrapped_len, out, &out_len) < 0 ||
 	    out_len > OPENPGP_SESSION_KEY_MAX_BYTES)
 		goto out;
@@ -155,8 +155,8 @@ out:
 
 /* KEK of section 11.5: hash(00 00 00 01 || shared || param), truncated. */
 static int
-pkesk_ecdh_kek(const struct openpgp_key *k, const uint8_t *shared,
-    uint8_t *kek, size_t kek_len)
+pkesk_ecdh_kek(const struct openpgp_algs *algs, const struct openpgp_key *k,
+    const uint8_t *shared, uint8_t *kek, size_t kek_len)
 {
 	static const uint8_t counter[4] = { 0, 0, 0, 1 };
 	uint8_t param[64], digest[64];
@@ -177,7 +177,7 @@ pkesk_ecdh_kek(const struct openpgp_key *k, const uint8_t *shared,
 	memcpy(param + n, k->fpr, 20);	/* v4 fingerprint */
 	n += 20;
 	lens[2] = n;
-	if (openpgp_crypto_digest(k->kdf_hash, parts, lens, 3, digest,
+	if (openpgp_crypto_digest(algs, k->kdf_hash, parts, lens, 3, digest,
 	    &dlen) < 0 || dlen < kek_len)
 		return -1;
 	memcpy(kek, digest, kek_len);
@@ -186,8 +186,8 @@ pkesk_ecdh_kek(const struct openpgp_key *k, const uint8_t *shared,
 }
 
 static enum openpgp_error
-pkesk_try_ecdh(const struct pkesk *pk, const struct openpgp_key *k,
-    struct openpgp_session_key *sk)
+pkesk_try_ecdh(const struct openpgp_algs *algs, const struct pkesk *pk,
+    const struct openpgp_key *k, struct openpgp_session_key *sk)
 {
 	uint8_t shared[OPENPGP_X25519_BYTES], kek[32];
 	uint8_t m[PKESK_WRAPPED_MAX_BYTES];
@@ -196,14 +196,14 @@ pkesk_try_ecdh(const struct pkesk *pk, const struct openpgp_key *k,
 	uint16_t sum = 0;
 	enum openpgp_error e = OPENPGP_ERR_UNWRAP;
 
-	if (openpgp_crypto_x25519(k->secret, pk->eph, shared) < 0)
+	if (openpgp_crypto_x25519(algs, k->derive, pk->eph, shared) < 0)
 		goto out;
-	if (pkesk_ecdh_kek(k, shared, kek, kek_len) < 0) {
+	if (pkesk_ecdh_kek(algs, k, shared, kek, kek_len) < 0) {
 		e = OPENPGP_ERR_INTERNAL;
 		goto out;
 	}
-	if (openpgp_crypto_unwrap(kek, kek_len, pk->wrapped, pk->wrapped_len,
-	    m, &m_len) < 0)
+	if (openpgp_crypto_unwrap(algs, kek, kek_len, pk->wrapped,
+	    pk->wrapped_len, m, &m_len) < 0)
 		goto out;
 	/* PKCS#5 padding to a multiple of 8, then a two-octet checksum. */
 	pad = m_len > 0 ? m[m_len - 1] : 0;
@@ -265,8 +265,8 @@ openpgp_pkesk_decrypt(const struct openpgp_keyring *kr, const uint8_t *body,
 		if (!pkesk_addresses(&pk, k))
 			continue;
 		e = k->algo == OPENPGP_PK_X25519 ?
-		    pkesk_try_x25519(&pk, k, sk_out) :
-		    pkesk_try_ecdh(&pk, k, sk_out);
+		    pkesk_try_x25519(&kr->algs, &pk, k, sk_out) :
+		    pkesk_try_ecdh(&kr->algs, &pk, k, sk_out);
 		if (e == OPENPGP_OK)
 			return OPENPGP_OK;
 		result = e;

@@ -63,6 +63,18 @@ enum openpgp_tag {
 #define OPENPGP_KEYID_BYTES	8
 #define OPENPGP_SESSION_KEY_MAX_BYTES	32
 #define OPENPGP_AES_BLOCK_BYTES	16
+#define OPENPGP_AES_SIZES	3	/* AES-128, -192, -256 */
+
+/* The slot of an AES cipher id in the per-size tables of struct
+ * openpgp_algs (0 for AES-128 up to 2 for AES-256), -1 for anything
+ * else. */
+static inline int
+openpgp_aes_slot(uint8_t cipher)
+{
+	if (cipher < OPENPGP_SYM_AES128 || cipher > OPENPGP_SYM_AES256)
+		return -1;
+	return cipher - OPENPGP_SYM_AES128;
+}
 
 /*
  * A read cursor over bytes whose every step is bounds-checked: a failed
@@ -184,44 +196,96 @@ struct openpgp_key {
 	uint8_t		 keyid[OPENPGP_KEYID_BYTES];
 	uint8_t		 pub[OPENPGP_X25519_BYTES];	/* native order */
 	EVP_PKEY	*secret;	/* X25519 private key, read-only */
+	/* A derive context on secret, initialised once at load and never
+	 * used itself: each decryption works on a copy (see
+	 * openpgp_crypto_x25519). Read-only like secret. */
+	EVP_PKEY_CTX	*derive;
 	/* ECDH only (section 11.5; the curve is always Curve25519Legacy):
 	 * the KDF hash and KEK cipher of the key's KDF parameters. */
 	uint8_t		 kdf_hash;
 	uint8_t		 kdf_cipher;
 };
 
+/*
+ * The libcrypto algorithms that decryption uses, fetched once per keyring
+ * (openpgp_crypto_algs_fetch). OpenSSL 3 resolves an implicit algorithm
+ * (EVP_sha256(), EVP_aes_128_ocb(), a digest or cipher named in a
+ * parameter list, a fresh EVP_PKEY_CTX) by name on every use: a locked
+ * method-store search which, measured with tests/bench/openpgp_speed.c,
+ * cost more per token than all its AES and SHA work. Fetched objects are
+ * reference-counted and never modified, so the worker threads share them.
+ * A member is NULL when the provider lacks the algorithm; only the
+ * messages that need it then fail, as the implicit lookup made them.
+ *
+ * x25519 is a template, never used directly: each call works on an
+ * EVP_PKEY_CTX_dup copy. Duplication takes a const source and only copies
+ * and takes references, which openssl-threads(7) makes safe to do from
+ * several threads at once.
+ */
+struct openpgp_algs {
+	EVP_MD		*sha1;
+	EVP_MD		*sha256;
+	EVP_MD		*sha384;
+	EVP_MD		*sha512;
+	/* Indexed by openpgp_aes_slot. ECB is the block function of the
+	 * key unwrap, CTR and CMAC make EAX. */
+	EVP_CIPHER	*ecb[OPENPGP_AES_SIZES];
+	EVP_CIPHER	*cfb[OPENPGP_AES_SIZES];
+	EVP_CIPHER	*ctr[OPENPGP_AES_SIZES];
+	EVP_CIPHER	*ocb[OPENPGP_AES_SIZES];
+	EVP_CIPHER	*gcm[OPENPGP_AES_SIZES];
+	EVP_MAC		*cmac;
+	EVP_PKEY_CTX	*x25519;	/* template: key type only */
+};
+
 struct openpgp_keyring {
 	struct openpgp_key	*keys;
 	size_t			 nkeys;
+	struct openpgp_algs	 algs;
 };
 
 /* openpgp_crypto.c */
 
+/* Fill *algs (zeroed by the caller). 0, or -1 when libcrypto has no
+ * X25519, so that no token could be decrypted; another missing algorithm
+ * is no error (see struct openpgp_algs). Free with
+ * openpgp_crypto_algs_free, also after a failure. */
+int	openpgp_crypto_algs_fetch(struct openpgp_algs *algs);
+void	openpgp_crypto_algs_free(struct openpgp_algs *algs);
 /* Key length in octets of an AES cipher id, 0 for anything else. */
 size_t	openpgp_crypto_cipher_key_len(uint8_t cipher);
-/* X25519 with the stored secret: 0, or -1 (peer of small order, or
- * libcrypto failure). */
-int	openpgp_crypto_x25519(EVP_PKEY *secret,
+/* The derive template of a secret key, for struct openpgp_key: the
+ * context (caller frees) or NULL when libcrypto fails. */
+EVP_PKEY_CTX	*openpgp_crypto_x25519_prepare(EVP_PKEY *secret);
+/* X25519 of the prepared secret with a peer point: 0, or -1 (peer of small
+ * order, or libcrypto failure). */
+int	openpgp_crypto_x25519(const struct openpgp_algs *,
+	    const EVP_PKEY_CTX *derive,
 	    const uint8_t peer[OPENPGP_X25519_BYTES],
 	    uint8_t shared_out[OPENPGP_X25519_BYTES]);
 /* X25519 of secret with the base point, for the load-time check. */
 int	openpgp_crypto_x25519_public(EVP_PKEY *secret,
 	    uint8_t pub_out[OPENPGP_X25519_BYTES]);
-/* HKDF-SHA256 (RFC 5869); salt may be NULL (= no salt). 0 or -1. */
-int	openpgp_crypto_hkdf(const uint8_t *salt, size_t salt_len,
-	    const uint8_t *ikm, size_t ikm_len, const uint8_t *info,
-	    size_t info_len, uint8_t *out, size_t out_len);
+/* HKDF-SHA256 (RFC 5869); salt may be NULL (= no salt). out_len is at
+ * most 255 * 32. 0 or -1. */
+int	openpgp_crypto_hkdf(const struct openpgp_algs *, const uint8_t *salt,
+	    size_t salt_len, const uint8_t *ikm, size_t ikm_len,
+	    const uint8_t *info, size_t info_len, uint8_t *out,
+	    size_t out_len);
 /* Plain digest by OpenPGP hash id (SHA-1 = 2 and the SHA-2 ids). */
-int	openpgp_crypto_digest(uint8_t hash, const void *parts[],
-	    const size_t lens[], size_t nparts, uint8_t *out, size_t *out_len);
+int	openpgp_crypto_digest(const struct openpgp_algs *, uint8_t hash,
+	    const void *parts[], const size_t lens[], size_t nparts,
+	    uint8_t *out, size_t *out_len);
 /* RFC 3394 AES key unwrap with the default IV: 0 and *out_len = in_len
  * - 8, or -1 when the integrity check fails (or the sizes are wrong). out
  * must hold in_len bytes. */
-int	openpgp_crypto_unwrap(const uint8_t *kek, size_t kek_len,
-	    const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len);
+int	openpgp_crypto_unwrap(const struct openpgp_algs *, const uint8_t *kek,
+	    size_t kek_len, const uint8_t *in, size_t in_len, uint8_t *out,
+	    size_t *out_len);
 /* OpenPGP SEIPDv1 CFB: AES-CFB128 with a zero IV. 0 or -1. */
-int	openpgp_crypto_cfb_decrypt(uint8_t cipher, const uint8_t *key,
-	    const uint8_t *in, size_t len, uint8_t *out);
+int	openpgp_crypto_cfb_decrypt(const struct openpgp_algs *,
+	    uint8_t cipher, const uint8_t *key, const uint8_t *in, size_t len,
+	    uint8_t *out);
 
 /* openpgp_aead.c */
 
@@ -229,9 +293,10 @@ struct openpgp_aead;
 /* Nonce length of an AEAD id (15 OCB, 12 GCM, 16 EAX), 0 if unknown. */
 size_t	openpgp_aead_nonce_len(uint8_t aead);
 /* A context to open many chunks with one key (caller frees with
- * openpgp_aead_free), or NULL when libcrypto fails. */
-struct openpgp_aead	*openpgp_aead_new(uint8_t aead, uint8_t cipher,
-			    const uint8_t *key);
+ * openpgp_aead_free), or NULL when libcrypto fails. algs is borrowed
+ * until then. */
+struct openpgp_aead	*openpgp_aead_new(const struct openpgp_algs *,
+			    uint8_t aead, uint8_t cipher, const uint8_t *key);
 /* Authenticate and decrypt ct (ct_len bytes, tag apart) into out (ct_len
  * bytes): OPENPGP_OK, OPENPGP_ERR_AUTH, or OPENPGP_ERR_INTERNAL. On
  * failure out holds nothing usable and must be cleansed by the caller. */
@@ -245,9 +310,12 @@ void	openpgp_aead_free(struct openpgp_aead *);
 /* openpgp_eax.c */
 
 /* EAX (Bellare, Rogaway, Wagner 2004) over AES with a 16-byte tag, which
- * OpenSSL lacks: same contract as openpgp_aead_open. */
-enum openpgp_error	openpgp_eax_open(EVP_CIPHER_CTX *ctr, EVP_MAC_CTX *cmac,
-			    uint8_t cipher, const uint8_t *key,
+ * OpenSSL lacks: same contract as openpgp_aead_open. cmac is a CMAC
+ * context already keyed with key (openpgp_aead_new does it once per
+ * message); ctr_cipher is the fetched AES-CTR of the key's size. */
+enum openpgp_error	openpgp_eax_open(EVP_CIPHER_CTX *ctr,
+			    const EVP_CIPHER *ctr_cipher, EVP_MAC_CTX *cmac,
+			    const uint8_t *key,
 			    const uint8_t *nonce, size_t nonce_len,
 			    const uint8_t *ad, size_t ad_len,
 			    const uint8_t *ct, size_t ct_len,
@@ -278,7 +346,8 @@ enum openpgp_error	openpgp_pkesk_decrypt(const struct openpgp_keyring *,
 /* Decrypt and authenticate a SEIPD body with the session key. On
  * OPENPGP_OK the inner packet stream is appended to plain_out (a secret:
  * the caller cleanses it before buf_clear); on failure nothing is. */
-enum openpgp_error	openpgp_seipd_decrypt(const uint8_t *body, size_t len,
+enum openpgp_error	openpgp_seipd_decrypt(const struct openpgp_algs *,
+			    const uint8_t *body, size_t len,
 			    const struct openpgp_session_key *,
 			    struct buf *plain_out, char err[ERR_LEN]);
 /* Check a SEIPD body's version and algorithms before any key work:

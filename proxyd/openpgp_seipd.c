@@ -114,8 +114,9 @@ seipd_open_chunks(struct openpgp_aead *a, const uint8_t *iv, size_t iv_len,
 }
 
 static enum openpgp_error
-seipd_v2(const uint8_t *body, size_t len, const struct openpgp_session_key *sk,
-    struct buf *plain_out, char err[ERR_LEN])
+seipd_v2(const struct openpgp_algs *algs, const uint8_t *body, size_t len,
+    const struct openpgp_session_key *sk, struct buf *plain_out,
+    char err[ERR_LEN])
 {
 	uint8_t info[SEIPD_INFO_BYTES], okm[OPENPGP_SESSION_KEY_MAX_BYTES + 8];
 	const uint8_t *salt = body + 4, *region;
@@ -132,9 +133,9 @@ seipd_v2(const uint8_t *body, size_t len, const struct openpgp_session_key *sk,
 	}
 	info[0] = 0xc0 | OPENPGP_TAG_SEIPD;	/* d2: the header octet */
 	memcpy(info + 1, body, 4);
-	if (openpgp_crypto_hkdf(salt, SEIPD_SALT_BYTES, sk->key, sk->len,
-	    info, sizeof(info), okm, key_len + iv_len) < 0 ||
-	    (a = openpgp_aead_new(aead, cipher, okm)) == NULL) {
+	if (openpgp_crypto_hkdf(algs, salt, SEIPD_SALT_BYTES, sk->key,
+	    sk->len, info, sizeof(info), okm, key_len + iv_len) < 0 ||
+	    (a = openpgp_aead_new(algs, aead, cipher, okm)) == NULL) {
 		OPENSSL_cleanse(okm, sizeof(okm));
 		err_set(err, "libcrypto failure deriving the message key");
 		return OPENPGP_ERR_INTERNAL;
@@ -155,8 +156,9 @@ seipd_v2(const uint8_t *body, size_t len, const struct openpgp_session_key *sk,
 }
 
 static enum openpgp_error
-seipd_v1(const uint8_t *body, size_t len, const struct openpgp_session_key *sk,
-    struct buf *plain_out, char err[ERR_LEN])
+seipd_v1(const struct openpgp_algs *algs, const uint8_t *body, size_t len,
+    const struct openpgp_session_key *sk, struct buf *plain_out,
+    char err[ERR_LEN])
 {
 	const size_t prefix = OPENPGP_AES_BLOCK_BYTES + 2;
 	uint8_t *plain, sha1[SEIPD_SHA1_BYTES];
@@ -180,7 +182,7 @@ seipd_v1(const uint8_t *body, size_t len, const struct openpgp_session_key *sk,
 		return OPENPGP_ERR_MALFORMED;
 	}
 	plain = xmalloc(n);
-	if (openpgp_crypto_cfb_decrypt(sk->cipher, sk->key, body + 1, n,
+	if (openpgp_crypto_cfb_decrypt(algs, sk->cipher, sk->key, body + 1, n,
 	    plain) < 0) {
 		err_set(err, "libcrypto failure in CFB decryption");
 		e = OPENPGP_ERR_INTERNAL;
@@ -191,7 +193,7 @@ seipd_v1(const uint8_t *body, size_t len, const struct openpgp_session_key *sk,
 	 * section 5.13.1). */
 	parts[0] = plain;
 	lens[0] = n - SEIPD_SHA1_BYTES;
-	if (openpgp_crypto_digest(2, parts, lens, 1, sha1, &hlen) < 0 ||
+	if (openpgp_crypto_digest(algs, 2, parts, lens, 1, sha1, &hlen) < 0 ||
 	    hlen != SEIPD_SHA1_BYTES) {
 		err_set(err, "libcrypto failure in SHA-1");
 		e = OPENPGP_ERR_INTERNAL;
@@ -213,8 +215,8 @@ out:
 }
 
 enum openpgp_error
-openpgp_seipd_decrypt(const uint8_t *body, size_t len,
-    const struct openpgp_session_key *sk, struct buf *plain_out,
+openpgp_seipd_decrypt(const struct openpgp_algs *algs, const uint8_t *body,
+    size_t len, const struct openpgp_session_key *sk, struct buf *plain_out,
     char err[ERR_LEN])
 {
 	uint8_t version;
@@ -223,6 +225,6 @@ openpgp_seipd_decrypt(const uint8_t *body, size_t len,
 	if ((e = openpgp_seipd_check(body, len, &version, err)) != OPENPGP_OK)
 		return e;
 	if (version == 2)
-		return seipd_v2(body, len, sk, plain_out, err);
-	return seipd_v1(body, len, sk, plain_out, err);
+		return seipd_v2(algs, body, len, sk, plain_out, err);
+	return seipd_v1(algs, body, len, sk, plain_out, err);
 }
