@@ -241,7 +241,7 @@ e2e: all
 # sanitizer report makes a daemon exit non-zero, which fails its test.
 e2e-san:
 	$(MAKE) BUILD=build-san SANITIZE=1 build-san/bin/metadata-dictd \
-		build-san/bin/notifierd
+		build-san/bin/notifierd build-san/bin/proxyd
 	PUSHSTACK_BIN=$(CURDIR)/build-san/bin $(PYTHON) -m pytest -q tests/e2e
 
 bench: all

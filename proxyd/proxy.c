@@ -219,6 +219,19 @@ proxy_provider_label(enum token_kind kind)
 	return "unknown";
 }
 
+static bool
+proxy_is_apns(const struct token *t)
+{
+	return t->kind == TOKEN_APNS || t->kind == TOKEN_APNS_SANDBOX;
+}
+
+/* FCM, Web Push and UBports come with their providers. */
+static bool
+proxy_can_send(struct proxy *px, const struct token *t)
+{
+	return proxy_is_apns(t) && push_apns_enabled(px->push);
+}
+
 static void
 proxy_send(struct proxy_job *j)
 {
@@ -228,19 +241,10 @@ proxy_send(struct proxy_job *j)
 	const char *device;
 	char err[ERR_LEN];
 
-	if (j->token.kind != TOKEN_APNS && j->token.kind != TOKEN_APNS_SANDBOX) {
-		/* FCM, Web Push and UBports come with their providers. */
-		proxy_count_failure(px, proxy_provider_label(j->token.kind),
-		    "no_provider", "");
-		proxy_reply(j, 500, "provider not configured\n");
-		proxy_job_free(j);
-		return;
-	}
 	j->sandbox = j->token.kind == TOKEN_APNS_SANDBOX;
 	device = j->plain + (j->sandbox ? strlen("sandbox:") : 0);
 	if (push_apns(px->push, kind, device, j->sandbox, j, err) < 0) {
-		proxy_count_failure(px, "APNS", push_apns_enabled(px->push) ?
-		    "send" : "no_certificate", "");
+		proxy_count_failure(px, "APNS", "send", "");
 		proxy_reply(j, 500, "cannot send\n");
 		proxy_job_free(j);
 	}
@@ -309,7 +313,7 @@ proxy_register(struct proxy_job *j)
 {
 	struct proxy *px = j->px;
 
-	if (j->token.kind != TOKEN_APNS && j->token.kind != TOKEN_APNS_SANDBOX) {
+	if (!proxy_is_apns(&j->token)) {
 		proxy_reply(j, 400, "only APNs tokens can register\n");
 		proxy_job_free(j);
 		return;
@@ -347,6 +351,16 @@ proxy_continue(struct proxy_job *j)
 	}
 	if (j->purpose == PURPOSE_REGISTER) {
 		proxy_register(j);
+		return;
+	}
+	/* A push that cannot be sent fails now, not after a debounce window
+	 * has answered 200 for it: the relay must hear about it. */
+	if (!proxy_can_send(px, &j->token)) {
+		proxy_count_failure(px, proxy_provider_label(j->token.kind),
+		    proxy_is_apns(&j->token) ? "no_certificate" :
+		    "no_provider", "");
+		proxy_reply(j, 500, "provider not configured\n");
+		proxy_job_free(j);
 		return;
 	}
 	if (j->purpose == PURPOSE_NOTIFY) {

@@ -30,6 +30,27 @@ metadata-dictd with an empty database):
                   fake_proxy unless told otherwise; options as in
                   Notifierd (retry_base, poll, deadline, wake_socket, ...)
 
+  apns_pki        (session scope) pki.make_pki() in a temp dir: test CA,
+                  the fake's server certificate, APNs client .p12 files
+                  (modern and legacy RC2-40), the token key .p8
+  fake_apns_factory
+                  fake_apns_factory(mode="cert", **kw) starts a
+                  fake_apns.FakeApns on apns_pki (fresh state per test);
+                  teardown stops it and fails the test on an exception
+                  inside the fake
+  fake_apns       fake_apns_factory("cert")
+  proxyd_factory  proxyd_factory(apns=None, auth="cert", start=True,
+                  name="proxyd", **options) starts a harness.Proxyd in
+                  tmpdir against `apns` (default: the test's fake_apns) with
+                  apns_pki's CA and credentials; options as in Proxyd
+                  (sandbox, keyring, debounce, interval, p12, password, ...)
+  proxyd          proxyd_factory() with its defaults (cert auth, --debounce
+                  1s, keyring-v6.asc)
+  openpgp_js      (session scope) harness.openpgp_js_encrypt once
+                  tests/e2e/openpgp_js/node_modules is there: `npm ci` runs
+                  if it is missing (an npm failure fails the tests that need
+                  it); skipped without `node`
+
 Every daemon is stopped in teardown and must exit 0 (else the test errors),
 and its log must not contain any device token that a test sent;
 a Dovecot log with "Panic:" or "Fatal:" fails the test too. When a test
@@ -39,12 +60,15 @@ report. Helpers (wait_until, DictClient, Imap, ...) live in harness.py.
 
 import os
 import shutil
+import subprocess
+import tempfile
 
 import pytest
 
 from fake_proxy import FakeProxy
-from harness import (Dictd, Dovecot, DaemonError, Notifierd, RelayDb,
-                     SECRETS, leaked_secrets, make_world_tmpdir, tail)
+from harness import (Dictd, Dovecot, DaemonError, Notifierd, OPENPGP_JS_DIR,
+                     Proxyd, RelayDb, SECRETS, leaked_secrets,
+                     make_world_tmpdir, openpgp_js_encrypt, tail)
 
 
 def pytest_configure(config):
@@ -217,3 +241,110 @@ def notifierd_factory(tmpdir, request):
                               % (n.log_path, ", ".join(leaked[:10])))
     if errors:
         pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+# ---- proxyd ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def apns_pki():
+    """One test PKI (pki.make_pki) for the session: making the legacy
+    .p12 runs openssl several times."""
+    from pki import make_pki
+    d = tempfile.mkdtemp(prefix="e2e-proxyd-pki-")
+    os.chmod(d, 0o755)
+    yield make_pki(d)
+    if os.environ.get("E2E_KEEP_TMP") != "1":
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def fake_apns_factory(apns_pki):
+    """fake_apns_factory(mode="cert", **kw): a started FakeApns; stopped
+    in teardown, which fails the test if the fake itself raised."""
+    from fake_apns import FakeApns
+    fakes = []
+
+    def make(mode="cert", **kw):
+        f = FakeApns(apns_pki, mode=mode, **kw).start()
+        fakes.append(f)
+        return f
+    yield make
+    for f in fakes:
+        f.stop()
+    errors = [e for f in fakes for e in f.errors]
+    if errors:
+        pytest.fail("exceptions inside the fake APNs: %r" % errors,
+                    pytrace=False)
+
+
+@pytest.fixture
+def fake_apns(fake_apns_factory):
+    """A fake APNs in cert mode, answering 200 unless scripted."""
+    return fake_apns_factory("cert")
+
+
+@pytest.fixture
+def proxyd_factory(tmpdir, request, apns_pki):
+    """proxyd_factory(apns=None, auth="cert", start=True, name="proxyd",
+    **options): a harness.Proxyd in tmpdir against `apns` (default: the
+    test's fake_apns). Teardown stops each (exit 0 required after SIGTERM)
+    and fails the test if its log holds a token in clear (SECRETS plus the
+    instance's .secrets)."""
+    made = []
+
+    def make(apns=None, auth="cert", start=True, name=None, **options):
+        if apns is None:
+            apns = request.getfixturevalue("fake_apns")
+        name = name or "proxyd%s" % (len(made) or "")
+        p = Proxyd(tmpdir, apns=apns, pki=apns_pki, auth=auth, name=name,
+                   **options)
+        made.append(p)
+        _register_log(request, "proxyd log", p.log_path)
+        if start:
+            p.start()
+        return p
+
+    yield make
+    errors = []
+    for p in made:
+        try:
+            p.stop()
+        except DaemonError as e:
+            errors.append(str(e))
+        if os.path.exists(p.log_path):
+            leaked = leaked_secrets(p.log_text(), SECRETS | p.secrets)
+            if leaked:
+                errors.append("device tokens in clear in %s: %s"
+                              % (p.log_path, ", ".join(leaked[:10])))
+    if errors:
+        pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def proxyd(proxyd_factory):
+    return proxyd_factory()
+
+
+@pytest.fixture(scope="session")
+def openpgp_js():
+    """harness.openpgp_js_encrypt, with OpenPGP.js installed from
+    openpgp_js/package-lock.json (`npm ci`) when node_modules is missing.
+    Skips when there is no `node`; an npm failure is an error, not a
+    skip."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: cannot encrypt with OpenPGP.js")
+    if not os.path.isdir(os.path.join(OPENPGP_JS_DIR, "node_modules",
+                                      "openpgp")):
+        if shutil.which("npm") is None:
+            pytest.fail("node is installed but npm is not: cannot install "
+                        "OpenPGP.js into %s" % OPENPGP_JS_DIR, pytrace=False)
+        r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"],
+                           cwd=OPENPGP_JS_DIR, capture_output=True,
+                           timeout=300)
+        if r.returncode != 0:
+            pytest.fail("npm ci in %s failed (%d):\n%s" % (
+                OPENPGP_JS_DIR, r.returncode,
+                (r.stdout + r.stderr).decode(errors="replace")[-3000:]),
+                pytrace=False)
+    return openpgp_js_encrypt

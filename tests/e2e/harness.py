@@ -1185,3 +1185,212 @@ class Notifierd(Daemon):
         proc.wait()
         self.exit_codes.append(proc.returncode)
         return proc.returncode
+
+
+# ---------------------------------------------------------------------------
+# proxyd (the central push proxy) and its test data
+
+# shared/testdata of the workspace ($TESTDATA overrides, as for the unit
+# tests and the benchmarks): the OpenPGP keys and vectors.tsv.
+TESTDATA_DIR = os.environ.get("TESTDATA") or os.path.normpath(
+    os.path.join(REPO_DIR, "..", "shared", "testdata"))
+OPENPGP_DIR = os.path.join(TESTDATA_DIR, "openpgp")
+OPENPGP_JS_DIR = os.path.join(E2E_DIR, "openpgp_js")
+
+
+def openpgp_vectors():
+    """The rows of shared/testdata/openpgp/vectors.tsv as dicts (name,
+    keyring, input, expected), in file order."""
+    rows = []
+    with open(os.path.join(OPENPGP_DIR, "vectors.tsv"),
+              encoding="ascii") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        for line in f:
+            if line.strip():
+                rows.append(dict(zip(header, line.rstrip("\n").split("\t"))))
+    return rows
+
+
+def is_apns_token(plain):
+    """push-providers.md 5.1: hex, or sandbox:hex (the environment)."""
+    body = plain[len("sandbox:"):] if plain.startswith("sandbox:") else plain
+    return bool(re.fullmatch(r"(?:[0-9a-fA-F]{2})+", body))
+
+
+def http_request(port, method, path, body=None, headers=None, chunked=False,
+                 timeout=10.0, conn=None):
+    """(status, body bytes) of one HTTP/1.1 request to 127.0.0.1:port; any
+    status is returned, not raised. `conn`: an http.client connection to
+    reuse (keep-alive)."""
+    import http.client
+    own = conn is None
+    if own:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        hdrs = dict(headers or {})
+        if isinstance(body, str):
+            body = body.encode()
+        if chunked:
+            conn.request(method, path, body=iter([body]), headers=hdrs,
+                         encode_chunked=True)
+        else:
+            conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        if own:
+            conn.close()
+
+
+class Proxyd(Daemon):
+    """proxyd in `workdir`, talking to fake APNs servers (fake_apns.py).
+
+    apns: the FakeApns for --apns-production-url (and --apns-sandbox-url
+    unless `sandbox` names another one); pki: pki.Pki, whose CA goes to
+    --ca-file. auth: "cert" (--certificate-file p12 or pki.client_p12,
+    --password password or pki.p12_password; --password-file
+    password_file instead when given), "token" (--apns-key-path
+    pki.token_key, --apns-key-id, --apns-team-id, --topic pki.topic) or
+    None (no credentials). The API and the metrics listen on free loopback
+    ports, kept across restarts, as is the database (<workdir>/<name>.db).
+    Readiness: GET / answers "Hello, world!" and /metrics answers. Keyword
+    options map to flags (debounce="1s" -> --debounce 1s); None leaves a
+    flag out.
+    """
+
+    name = "proxyd"
+
+    def __init__(self, workdir, apns=None, pki=None, sandbox=None,
+                 auth="cert", keyring=None, p12=None, password=None,
+                 password_file=None, debounce="1s", interval=None,
+                 timeout="5s", workers=None, cache_size=None,
+                 log_level="debug", extra_args=(), binary=None,
+                 name="proxyd"):
+        self.workdir = workdir
+        self.port = free_tcp_port()
+        self.metrics_port = free_tcp_port()
+        self.db_path = os.path.join(workdir, name + ".db")
+        self.keyring = keyring or os.path.join(OPENPGP_DIR, "keyring-v6.asc")
+        binary = binary or os.path.join(PUSHSTACK_BIN, "proxyd")
+        argv = [binary, "--openpgp-keyring-path", self.keyring,
+                "--port", str(self.port), "--db", self.db_path,
+                "--metrics", "127.0.0.1:%d" % self.metrics_port,
+                "--log-level", log_level]
+        if apns is not None:
+            argv += ["--apns-production-url", apns.url,
+                     "--apns-sandbox-url", (sandbox or apns).url]
+        if pki is not None:
+            argv += ["--ca-file", pki.ca_cert]
+        if auth == "cert":
+            argv += ["--certificate-file", p12 or pki.client_p12]
+            if password_file is not None:
+                argv += ["--password-file", password_file]
+            else:
+                argv += ["--password", pki.p12_password if password is None
+                         else password]
+        elif auth == "token":
+            argv += ["--apns-key-path", pki.token_key, "--apns-key-id",
+                     pki.key_id, "--apns-team-id", pki.team_id,
+                     "--topic", pki.topic]
+        elif auth is not None:
+            raise ValueError("auth must be cert, token or None")
+        for flag, value in (("--debounce", debounce),
+                            ("--interval", interval),
+                            ("--timeout", timeout), ("--workers", workers),
+                            ("--cache-size", cache_size)):
+            if value is not None:
+                argv += [flag, str(value)]
+        argv += list(extra_args)
+        # Tokens of this instance's tests beyond SECRETS; checked in
+        # teardown like SECRETS.
+        self.secrets = set()
+        self._conn = None
+        super().__init__(argv, os.path.join(workdir, name + ".log"))
+
+    def ready(self):
+        status, body = http_request(self.port, "GET", "/", timeout=1.0)
+        if status != 200 or body != b"Hello, world!":
+            return False
+        status, _, _ = http_get(self.metrics_url, timeout=1.0)
+        return status == 200
+
+    def stop(self):
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        return super().stop()
+
+    def request(self, method, path, body=None, keep_alive=True, **kw):
+        """(status, body bytes); on one keep-alive connection unless
+        keep_alive=False."""
+        import http.client
+        if not keep_alive:
+            return http_request(self.port, method, path, body, **kw)
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection("127.0.0.1", self.port,
+                                                    timeout=10.0)
+        try:
+            return http_request(self.port, method, path, body,
+                                conn=self._conn, **kw)
+        except (http.client.HTTPException, OSError):
+            self._conn.close()
+            self._conn = None
+            raise
+
+    def notify(self, token, **kw):
+        """POST /notify with the token as the whole body."""
+        return self.request("POST", "/notify", token, **kw)
+
+    def register(self, token=None, body=None, **kw):
+        """POST /register {"token": token} (or a raw body)."""
+        import json
+        if body is None:
+            body = json.dumps({"token": token})
+        return self.request("POST", "/register", body, **kw)
+
+    @property
+    def metrics_url(self):
+        return "http://127.0.0.1:%d/metrics" % self.metrics_port
+
+    def metrics(self):
+        status, _, text = http_get(self.metrics_url)
+        assert status == 200, status
+        return parse_openmetrics(text)
+
+    def metric(self, name, default=0.0):
+        return self.metrics().get(name, default)
+
+    def db_rows(self):
+        """[(token, next_at ms)] of the heartbeat schedule, read-only."""
+        con = sqlite3.connect("file:%s?mode=ro" % self.db_path, uri=True,
+                              timeout=5.0)
+        try:
+            return con.execute("SELECT token, next_at FROM heartbeat "
+                               "ORDER BY token").fetchall()
+        finally:
+            con.close()
+
+    def run_to_exit(self, timeout=10.0):
+        """Run the same command line in the foreground, for a start that
+        must fail: (exit code, output). Also appended to the log."""
+        r = subprocess.run(self.argv, stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=timeout)
+        out = (r.stdout + r.stderr).decode("utf-8", "backslashreplace")
+        with open(self.log_path, "a") as f:
+            f.write("=== run %s\n%s" % (" ".join(self.argv), out))
+        return r.returncode, out
+
+
+def openpgp_js_encrypt(token, cert=None, timeout=30.0):
+    """`openpgp:` + base64 of `token` encrypted by OpenPGP.js exactly as
+    chatmail core does (openpgp_js/encrypt.mjs); needs node and
+    openpgp_js/node_modules (the openpgp_js fixture installs it)."""
+    argv = ["node", os.path.join(OPENPGP_JS_DIR, "encrypt.mjs"), token]
+    if cert is not None:
+        argv.append(cert)
+    r = subprocess.run(argv, capture_output=True, timeout=timeout,
+                       env=dict(os.environ, TESTDATA=TESTDATA_DIR))
+    if r.returncode != 0:
+        raise AssertionError("encrypt.mjs failed (%d): %s" % (
+            r.returncode, r.stderr.decode(errors="replace")))
+    return r.stdout.decode().strip()
