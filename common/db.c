@@ -112,6 +112,20 @@ db_stmt_run(sqlite3_stmt *st, char err[ERR_LEN])
 }
 
 int
+db_stmt_int64(sqlite3_stmt *st, int64_t *out, char err[ERR_LEN])
+{
+	int found;
+
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return db_stmt_fail(st, err);
+	found = sqlite3_column_type(st, 0) != SQLITE_NULL;
+	if (found)
+		*out = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return found;
+}
+
+int
 db_migrate(sqlite3 *db, const char *const *migrations, int version,
     char err[ERR_LEN])
 {

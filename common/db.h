@@ -39,6 +39,10 @@ sqlite3_stmt *db_stmt_ready(sqlite3_stmt *);
 int	 db_stmt_run(sqlite3_stmt *, char err[ERR_LEN]);
 /* Fills err from the statement's connection, resets it, returns -1. */
 int	 db_stmt_fail(sqlite3_stmt *, char err[ERR_LEN]);
+/* Runs a statement that yields one row with one integer column, as
+ * "SELECT min(x) ..." or "SELECT count(*) ...": 1 and *out, 0 when the
+ * value is NULL (min of nothing), -1 and err on a failure. Reset after. */
+int	 db_stmt_int64(sqlite3_stmt *, int64_t *out, char err[ERR_LEN]);
 /* Brings the schema to `version` by running migrations[v] for every
  * v >= PRAGMA user_version, in one transaction. */
 int	 db_migrate(sqlite3 *, const char *const *migrations, int version,

@@ -635,13 +635,9 @@ dict_store_sweep(struct dict_store *s, int64_t now_ms, int limit,
 int64_t
 dict_store_count_tokens(struct dict_store *s, char err[ERR_LEN])
 {
-	sqlite3_stmt *st = db_stmt_ready(s->st[ST_COUNT]);
-	int64_t n;
+	int64_t n = 0;
 
 	dict_store_read_end(s);	/* count what is committed now */
-	if (sqlite3_step(st) != SQLITE_ROW)
-		return db_stmt_fail(st, err);
-	n = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return n;
+	return db_stmt_int64(db_stmt_ready(s->st[ST_COUNT]), &n, err) < 0 ?
+	    -1 : n;
 }

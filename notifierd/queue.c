@@ -211,16 +211,7 @@ fail_rolled_back:
 int
 queue_next_due(struct queue *q, int64_t *at_out, char err[ERR_LEN])
 {
-	sqlite3_stmt *st = db_stmt_ready(q->st[QS_NEXT_DUE]);
-	int found;
-
-	if (sqlite3_step(st) != SQLITE_ROW)
-		return db_stmt_fail(st, err);
-	found = sqlite3_column_type(st, 0) != SQLITE_NULL;
-	if (found)
-		*at_out = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return found;
+	return db_stmt_int64(db_stmt_ready(q->st[QS_NEXT_DUE]), at_out, err);
 }
 
 static int

@@ -131,29 +131,16 @@ int
 heartbeat_store_next(struct heartbeat_store *h, int64_t *at_out,
     char err[ERR_LEN])
 {
-	sqlite3_stmt *st = db_stmt_ready(h->st[HB_NEXT]);
-	int found;
-
-	if (sqlite3_step(st) != SQLITE_ROW)
-		return db_stmt_fail(st, err);
-	found = sqlite3_column_type(st, 0) != SQLITE_NULL;
-	if (found)
-		*at_out = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return found;
+	return db_stmt_int64(db_stmt_ready(h->st[HB_NEXT]), at_out, err);
 }
 
 int64_t
 heartbeat_store_count(struct heartbeat_store *h, char err[ERR_LEN])
 {
-	sqlite3_stmt *st = db_stmt_ready(h->st[HB_COUNT]);
-	int64_t n;
+	int64_t n = 0;
 
-	if (sqlite3_step(st) != SQLITE_ROW)
-		return db_stmt_fail(st, err);
-	n = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return n;
+	return db_stmt_int64(db_stmt_ready(h->st[HB_COUNT]), &n, err) < 0 ?
+	    -1 : n;
 }
 
 int64_t
