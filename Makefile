@@ -72,7 +72,7 @@ PROGRAMS = $(BUILD)/bin/metadata-dictd $(BUILD)/bin/notifierd \
 	$(BUILD)/bin/proxyd
 BENCH_PROGRAMS = $(BUILD)/bin/dict-load $(BUILD)/bin/notify-sink \
 	$(BUILD)/bin/http-flood $(BUILD)/bin/openpgp-speed \
-	$(BUILD)/bin/debounce-mem
+	$(BUILD)/bin/debounce-mem $(BUILD)/bin/apns-sink
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,\
 	$(wildcard tests/unit/common/test_*.c tests/unit/metadata-dictd/test_*.c \
@@ -161,6 +161,13 @@ $(BUILD)/bin/debounce-mem: $(call obj,tests/bench/debounce_mem.c \
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(COMMON_LIBS)
 
+# The proxyd bench's fake APNs shares no code with proxyd: OpenSSL and
+# libnghttp2 only (proxyd reaches them through libcurl).
+$(BUILD)/obj/tests/bench/apns_sink.o: CPPFLAGS += $(call pc,libnghttp2 openssl)
+$(BUILD)/bin/apns-sink: $(call obj,tests/bench/apns_sink.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pl,libnghttp2 openssl)
+
 # ---- unit tests (cmocka) -------------------------------------------------
 # tests/unit/<dir>/test_x.c links libcommon and the library of <dir>.
 
@@ -247,6 +254,7 @@ e2e-san:
 bench: all
 	tests/bench/run-dictd-bench.sh $(BUILD)/bin
 	tests/bench/run-notifierd-bench.sh $(BUILD)/bin
+	tests/bench/run-proxyd-bench.sh $(BUILD)/bin
 
 # Build in parallel (make -j2 test), run one suite after the other.
 test:

@@ -19,16 +19,23 @@
  *
  * Each body is "openpgp:", the request's number in ten digits, and filler
  * up to --body-bytes, so every body is distinct and the sink's distinct
- * count checks that each request arrived once.
+ * count checks that each request arrived once.  With --body-file the
+ * bodies are the file's lines instead, used round-robin (request i sends
+ * line i modulo their number): the proxyd benchmark sends its pool of
+ * encrypted tokens that way.  --duration stops starting requests after
+ * that many seconds (the ones in flight finish), whichever of it and
+ * --requests comes first.
  *
  * stdout gets exactly one line:
  *
  *   http-flood requests=N secs=S req_per_s=R concurrency=C connects=K
- *     cpu_secs=T errors=E
+ *     cpu_secs=T errors=E codes=200:N[,STATUS:N...][,none:N]
  *
  * connects counts the connections curl opened (C with keep-alive working);
  * cpu_secs is this process's user and system time over the run, so that
- * its CPU cost per request can be set beside notifierd's.
+ * its CPU cost per request can be set beside notifierd's.  codes counts
+ * the answers per HTTP status, in increasing order, and the requests that
+ * got none (a transport error) as "none".
  *
  * Exit status: 0, 1 if any request failed (not 200, or a transport
  * error), 2 on bad usage or a setup failure.
@@ -72,6 +79,9 @@
 /* epoll_wait never sleeps longer when curl has no timer set. */
 #define FLOOD_IDLE_MS		1000
 #define FLOOD_ERR_SAMPLES	5
+/* Statuses are three digits (RFC 9110 15); curl gives 0 for none. */
+#define FLOOD_STATUS_MAX	1000
+#define FLOOD_MAX_DURATION_S	86400
 
 /* Filler: a token is base64 after its prefix. */
 static const char flood_base64[] =
@@ -88,6 +98,14 @@ struct flood {
 	uint64_t		 requests;
 	unsigned		 conc;
 	size_t			 body_bytes;
+	const char		*body_file;
+	uint64_t		 duration_s;	/* 0: no limit */
+
+	char			*file_buf;	/* --body-file, lines cut */
+	char			**bodies;	/* into file_buf */
+	size_t			*body_lens;
+	size_t			 nbodies;
+	uint64_t		 deadline_ns;	/* 0: none (--duration) */
 
 	CURLM			*multi;
 	int			 epfd;
@@ -100,6 +118,7 @@ struct flood {
 	uint64_t		 finished;
 	uint64_t		 errors;
 	uint64_t		 connects;
+	uint64_t		 codes[FLOOD_STATUS_MAX];	/* [0]: none */
 };
 
 static uint64_t
@@ -182,12 +201,17 @@ flood_req_init(struct flood *f, struct flood_req *r)
 {
 	size_t i;
 
-	if ((r->easy = curl_easy_init()) == NULL ||
-	    (r->body = malloc(f->body_bytes)) == NULL)
+	if ((r->easy = curl_easy_init()) == NULL)
 		return -1;
-	memcpy(r->body, FLOOD_TOKEN_PREFIX, sizeof(FLOOD_TOKEN_PREFIX) - 1);
-	for (i = FLOOD_MIN_BODY; i < f->body_bytes; i++)
-		r->body[i] = flood_base64[i % 64];
+	/* From the file, flood_req_start() picks each request's body. */
+	if (f->bodies == NULL) {
+		if ((r->body = malloc(f->body_bytes)) == NULL)
+			return -1;
+		memcpy(r->body, FLOOD_TOKEN_PREFIX,
+		    sizeof(FLOOD_TOKEN_PREFIX) - 1);
+		for (i = FLOOD_MIN_BODY; i < f->body_bytes; i++)
+			r->body[i] = flood_base64[i % 64];
+	}
 	curl_easy_setopt(r->easy, CURLOPT_URL, f->url);
 	curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
 	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, f->headers);
@@ -204,8 +228,11 @@ flood_req_init(struct flood *f, struct flood_req *r)
 	curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "http-flood");
-	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);
-	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long)f->body_bytes);
+	if (f->bodies == NULL) {
+		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);
+		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE,
+		    (long)f->body_bytes);
+	}
 	return 0;
 }
 
@@ -215,11 +242,20 @@ flood_req_start(struct flood *f, struct flood_req *r)
 {
 	char seq[FLOOD_SEQ_DIGITS + 1];
 	CURLMcode mc;
+	size_t i;
 
-	snprintf(seq, sizeof(seq), "%0*" PRIu64, FLOOD_SEQ_DIGITS,
-	    (uint64_t)(f->started % 10000000000ull));
-	memcpy(r->body + sizeof(FLOOD_TOKEN_PREFIX) - 1, seq,
-	    FLOOD_SEQ_DIGITS);
+	if (f->bodies != NULL) {
+		/* Borrowed from file_buf, which outlives every request. */
+		i = (size_t)(f->started % f->nbodies);
+		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE,
+		    (long)f->body_lens[i]);
+		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, f->bodies[i]);
+	} else {
+		snprintf(seq, sizeof(seq), "%0*" PRIu64, FLOOD_SEQ_DIGITS,
+		    (uint64_t)(f->started % 10000000000ull));
+		memcpy(r->body + sizeof(FLOOD_TOKEN_PREFIX) - 1, seq,
+		    FLOOD_SEQ_DIGITS);
+	}
 	r->errbuf[0] = '\0';
 	if ((mc = curl_multi_add_handle(f->multi, r->easy)) != CURLM_OK) {
 		fprintf(stderr, "http-flood: curl_multi_add_handle: %s\n",
@@ -228,6 +264,14 @@ flood_req_start(struct flood *f, struct flood_req *r)
 	}
 	f->started++;
 	return 0;
+}
+
+/* Another request may start: --requests and --duration allow it. */
+static bool
+flood_may_start(const struct flood *f)
+{
+	return f->started < f->requests && (f->deadline_ns == 0 ||
+	    flood_now_ns() < f->deadline_ns);
 }
 
 static void
@@ -256,11 +300,16 @@ flood_collect(struct flood *f)
 		status = 0;
 		connects = 0;
 		if (msg->data.result != CURLE_OK) {
+			f->codes[0]++;
 			flood_error(f, r->errbuf[0] != '\0' ? r->errbuf :
 			    curl_easy_strerror(msg->data.result));
 		} else {
 			curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE,
 			    &status);
+			if (status > 0 && status < FLOOD_STATUS_MAX)
+				f->codes[status]++;
+			else
+				f->codes[0]++;
 			if (status != 200) {
 				snprintf(what, sizeof(what), "status %ld",
 				    status);
@@ -271,7 +320,7 @@ flood_collect(struct flood *f)
 		f->connects += (uint64_t)connects;
 		f->finished++;
 		curl_multi_remove_handle(f->multi, r->easy);
-		if (f->started < f->requests && flood_req_start(f, r) == -1)
+		if (flood_may_start(f) && flood_req_start(f, r) == -1)
 			return -1;
 	}
 	return 0;
@@ -284,7 +333,9 @@ flood_run(struct flood *f)
 	uint64_t now;
 	int i, n, running, wait_ms, flags;
 
-	while (f->finished < f->requests) {
+	/* Each finished request starts the next while that may be: none
+	 * in flight means the run is over. */
+	while (f->finished < f->started) {
 		wait_ms = FLOOD_IDLE_MS;
 		if (f->timer_set) {
 			now = flood_now_ns();
@@ -328,11 +379,15 @@ flood_usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: http-flood --url URL [--requests N] [--concurrency C]\n"
-	    "                  [--body-bytes B]\n"
-	    "  --requests N     POSTs to make (default %d)\n"
+	    "                  [--body-bytes B | --body-file FILE]\n"
+	    "                  [--duration SECONDS]\n"
+	    "  --requests N     POSTs to make (default %d, or no limit\n"
+	    "                   with --duration)\n"
 	    "  --concurrency C  at most C in flight, on up to C keep-alive\n"
 	    "                   connections (default %d)\n"
-	    "  --body-bytes B   body size (default %d, a device token's)\n",
+	    "  --body-bytes B   body size (default %d, a device token's)\n"
+	    "  --body-file FILE the bodies: its lines, round-robin\n"
+	    "  --duration S     start no request after S seconds\n",
 	    FLOOD_DEFAULT_REQUESTS, FLOOD_DEFAULT_CONC, FLOOD_DEFAULT_BODY);
 }
 
@@ -362,17 +417,20 @@ flood_parse_args(int argc, char **argv, struct flood *f)
 		{ "requests", required_argument, NULL, 'n' },
 		{ "concurrency", required_argument, NULL, 'c' },
 		{ "body-bytes", required_argument, NULL, 'b' },
+		{ "body-file", required_argument, NULL, 'f' },
+		{ "duration", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned long long v;
+	bool requests_set = false, bytes_set = false;
 	int ch;
 
 	f->requests = FLOOD_DEFAULT_REQUESTS;
 	f->conc = FLOOD_DEFAULT_CONC;
 	f->body_bytes = FLOOD_DEFAULT_BODY;
-	while ((ch = getopt_long(argc, argv, "u:n:c:b:h", longopts, NULL)) !=
-	    -1) {
+	while ((ch = getopt_long(argc, argv, "u:n:c:b:f:d:h", longopts,
+	    NULL)) != -1) {
 		switch (ch) {
 		case 'u':
 			f->url = optarg;
@@ -382,6 +440,7 @@ flood_parse_args(int argc, char **argv, struct flood *f)
 			    UINT64_MAX, &v) == -1)
 				return -1;
 			f->requests = v;
+			requests_set = true;
 			break;
 		case 'c':
 			if (flood_parse_uint("concurrency", optarg, 1,
@@ -394,6 +453,16 @@ flood_parse_args(int argc, char **argv, struct flood *f)
 			    FLOOD_MIN_BODY, FLOOD_MAX_BODY, &v) == -1)
 				return -1;
 			f->body_bytes = (size_t)v;
+			bytes_set = true;
+			break;
+		case 'f':
+			f->body_file = optarg;
+			break;
+		case 'd':
+			if (flood_parse_uint("duration", optarg, 1,
+			    FLOOD_MAX_DURATION_S, &v) == -1)
+				return -1;
+			f->duration_s = v;
 			break;
 		case 'h':
 			flood_usage(stdout);
@@ -407,7 +476,112 @@ flood_parse_args(int argc, char **argv, struct flood *f)
 		flood_usage(stderr);
 		return -1;
 	}
+	if (f->body_file != NULL && bytes_set) {
+		fprintf(stderr, "http-flood: --body-bytes and --body-file "
+		    "exclude each other\n");
+		return -1;
+	}
+	if (f->duration_s > 0 && !requests_set)
+		f->requests = UINT64_MAX;
 	return 0;
+}
+
+/* Room for twice as many bodies (*cap updated); -1 out of memory, the
+ * old arrays kept (main frees them). */
+static int
+flood_grow_bodies(struct flood *f, size_t *cap)
+{
+	size_t n = *cap > 0 ? *cap * 2 : 1024;
+	char **bodies;
+	size_t *lens;
+
+	if ((bodies = realloc(f->bodies, n * sizeof(*bodies))) == NULL)
+		return -1;
+	f->bodies = bodies;
+	if ((lens = realloc(f->body_lens, n * sizeof(*lens))) == NULL)
+		return -1;
+	f->body_lens = lens;
+	*cap = n;
+	return 0;
+}
+
+/* Read --body-file and cut it into lines (a CR before the LF dropped,
+ * empty lines skipped); 0, -1 with the reason on stderr. */
+static int
+flood_load_bodies(struct flood *f)
+{
+	FILE *fp;
+	char *p, *end, *nl;
+	size_t cap = 0, len = 0, n;
+	long size;
+
+	if ((fp = fopen(f->body_file, "r")) == NULL ||
+	    fseek(fp, 0, SEEK_END) == -1 || (size = ftell(fp)) < 0 ||
+	    fseek(fp, 0, SEEK_SET) == -1) {
+		perror(f->body_file);
+		if (fp != NULL)
+			fclose(fp);
+		return -1;
+	}
+	if ((f->file_buf = malloc((size_t)size + 1)) == NULL ||
+	    (n = fread(f->file_buf, 1, (size_t)size, fp)) != (size_t)size) {
+		fprintf(stderr, "http-flood: cannot read %s\n", f->body_file);
+		fclose(fp);
+		return -1;
+	}
+	fclose(fp);
+	f->file_buf[n] = '\0';
+	for (p = f->file_buf, end = p + n; p < end; p = nl + 1) {
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			nl = end;
+		*nl = '\0';
+		len = (size_t)(nl - p);
+		if (len > 0 && p[len - 1] == '\r')
+			p[--len] = '\0';
+		if (len == 0)
+			continue;
+		if (len > FLOOD_MAX_BODY) {
+			fprintf(stderr, "http-flood: %s: a line over %d "
+			    "bytes\n", f->body_file, FLOOD_MAX_BODY);
+			return -1;
+		}
+		if (f->nbodies == cap && flood_grow_bodies(f, &cap) == -1) {
+			fprintf(stderr, "http-flood: out of memory\n");
+			return -1;
+		}
+		f->bodies[f->nbodies] = p;
+		f->body_lens[f->nbodies++] = len;
+	}
+	if (f->nbodies == 0) {
+		fprintf(stderr, "http-flood: %s: no body in it\n",
+		    f->body_file);
+		return -1;
+	}
+	return 0;
+}
+
+/* " codes=200:N,..." into out (size bytes). */
+static void
+flood_format_codes(const struct flood *f, char *out, size_t size)
+{
+	size_t len;
+	int i;
+
+	len = (size_t)snprintf(out, size, "codes=");
+	for (i = 1; i <= FLOOD_STATUS_MAX && len < size; i++) {
+		int code = i % FLOOD_STATUS_MAX;	/* "none" last */
+
+		if (f->codes[code] == 0)
+			continue;
+		if (code == 0)
+			len += (size_t)snprintf(out + len, size - len,
+			    "%snone:%" PRIu64, len > 6 ? "," : "",
+			    f->codes[code]);
+		else
+			len += (size_t)snprintf(out + len, size - len,
+			    "%s%d:%" PRIu64, len > 6 ? "," : "", code,
+			    f->codes[code]);
+	}
 }
 
 /* A socket per connection, plus stdio and curl's own. */
@@ -430,6 +604,7 @@ main(int argc, char **argv)
 	struct flood f;
 	uint64_t t0, t1;
 	double secs, cpu0;
+	char codes[256];
 	unsigned i;
 	int rc, status = 2;
 
@@ -437,6 +612,8 @@ main(int argc, char **argv)
 	f.epfd = -1;
 	if ((rc = flood_parse_args(argc, argv, &f)) != 0)
 		return rc == 1 ? 0 : 2;
+	if (f.body_file != NULL && flood_load_bodies(&f) == -1)
+		goto out;
 	signal(SIGPIPE, SIG_IGN);
 	flood_raise_nofile(f.conc);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -473,6 +650,8 @@ main(int argc, char **argv)
 
 	t0 = flood_now_ns();
 	cpu0 = flood_cpu_secs();
+	if (f.duration_s > 0)
+		f.deadline_ns = t0 + f.duration_s * NS_PER_S;
 	for (i = 0; i < f.conc && f.started < f.requests; i++)
 		if (flood_req_start(&f, &f.reqs[i]) == -1)
 			goto out;
@@ -480,11 +659,12 @@ main(int argc, char **argv)
 		goto out;
 	t1 = flood_now_ns();
 	secs = (double)(t1 - t0) / NS_PER_S;
+	flood_format_codes(&f, codes, sizeof(codes));
 	printf("http-flood requests=%" PRIu64 " secs=%.3f req_per_s=%.0f "
 	    "concurrency=%u connects=%" PRIu64 " cpu_secs=%.2f errors=%"
-	    PRIu64 "\n", f.finished, secs, secs > 0 ?
+	    PRIu64 " %s\n", f.finished, secs, secs > 0 ?
 	    (double)f.finished / secs : 0, f.conc, f.connects,
-	    flood_cpu_secs() - cpu0, f.errors);
+	    flood_cpu_secs() - cpu0, f.errors, codes);
 	status = f.errors > 0;
 out:
 	/* calloc'ed: a request that never got set up is all NULL. */
@@ -496,6 +676,9 @@ out:
 		free(f.reqs[i].body);
 	}
 	free(f.reqs);
+	free(f.bodies);
+	free(f.body_lens);
+	free(f.file_buf);
 	if (f.multi != NULL)
 		curl_multi_cleanup(f.multi);
 	curl_slist_free_all(f.headers);
