@@ -84,6 +84,7 @@ FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 all: $(PROGRAMS) $(BENCH_PROGRAMS)
 
 # Tests and fuzz drivers see the headers of the daemon they test.
+$(BUILD)/obj/tests/unit/%.o: CPPFLAGS += -Itests/unit
 $(BUILD)/obj/tests/unit/metadata-dictd/%.o: CPPFLAGS += -Imetadata-dictd
 $(BUILD)/obj/tests/unit/notifierd/%.o: CPPFLAGS += -Inotifierd
 $(BUILD)/obj/tests/unit/proxyd/%.o: CPPFLAGS += -Iproxyd -Iproxyd/providers
@@ -177,10 +178,12 @@ UNIT_LIB_metadata-dictd = $(LIBDICTD)
 UNIT_LIB_notifierd = $(LIBNOTIFIERD)
 UNIT_LIB_proxyd = $(LIBPROXYD)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBDICTD) $(LIBNOTIFIERD) \
-    $(LIBPROXYD) $(LIBCOMMON)
+TESTUTIL_OBJ = $(BUILD)/obj/tests/unit/testutil.o
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTUTIL_OBJ) $(LIBDICTD) \
+    $(LIBNOTIFIERD) $(LIBPROXYD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(UNIT_LIB_$(firstword $(subst /, ,$*))) \
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TESTUTIL_OBJ) \
+		$(UNIT_LIB_$(firstword $(subst /, ,$*))) \
 		$(LIBCOMMON) $(CMOCKA_LIBS) $(CURL_LIBS) $(ZLIB_LIBS) \
 		$(JANSSON_LIBS) $(COMMON_LIBS)
 

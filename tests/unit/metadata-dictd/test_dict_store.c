@@ -15,6 +15,7 @@
 #include <sqlite3.h>
 
 #include "dictd.h"
+#include "testutil.h"
 
 #define G	"455d042d2ed60a6b1c36000083ecc375"
 #define G2	"60555b3034d60a6b1c36000083ecc375"
@@ -22,8 +23,8 @@
 #define NOW	1700000000000LL
 
 struct fixture {
-	char			 dir[64];
-	char			 path[96];
+	char			 dir[TESTUTIL_DIR_LEN];
+	char			 path[TESTUTIL_PATH_LEN];
 	struct dict_store	*store;
 };
 
@@ -33,9 +34,7 @@ setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 	char err[ERR_LEN];
 
-	strcpy(f->dir, "/tmp/test_dict_store.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/relay.db", f->dir);
+	testutil_db_dir(f->dir, "test_dict_store", "relay.db", f->path);
 	f->store = dict_store_open(f->path, DB_SYNC_NORMAL, TTL_MS, err);
 	assert_non_null(f->store);
 	*state = f;
@@ -46,15 +45,8 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	char p[128];
-
 	dict_store_close(f->store);
-	unlink(f->path);
-	snprintf(p, sizeof(p), "%s-wal", f->path);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", f->path);
-	unlink(p);
-	rmdir(f->dir);
+	testutil_db_dir_remove(f->dir, f->path);
 	free(f);
 	return 0;
 }

@@ -14,10 +14,11 @@
 #include <sqlite3.h>
 
 #include "notifierd.h"
+#include "testutil.h"
 
 struct fixture {
-	char		 dir[64];
-	char		 path[96];
+	char		 dir[TESTUTIL_DIR_LEN];
+	char		 path[TESTUTIL_PATH_LEN];
 	struct queue	*q;
 	sqlite3		*db;	/* a second connection, as metadata-dictd */
 };
@@ -51,9 +52,7 @@ setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 	char err[ERR_LEN];
 
-	strcpy(f->dir, "/tmp/test_queue.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/relay.db", f->dir);
+	testutil_db_dir(f->dir, "test_queue", "relay.db", f->path);
 	f->q = queue_open(f->path, DB_SYNC_NORMAL, err);
 	assert_non_null(f->q);
 	assert_int_equal(sqlite3_open(f->path, &f->db), SQLITE_OK);
@@ -75,16 +74,9 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	char p[128];
-
 	sqlite3_close(f->db);
 	queue_close(f->q);
-	unlink(f->path);
-	snprintf(p, sizeof(p), "%s-wal", f->path);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", f->path);
-	unlink(p);
-	rmdir(f->dir);
+	testutil_db_dir_remove(f->dir, f->path);
 	free(f);
 	return 0;
 }

@@ -13,10 +13,11 @@
 #include <cmocka.h>
 
 #include "heartbeat.h"
+#include "testutil.h"
 
 struct fixture {
-	char			 dir[64];
-	char			 path[96];
+	char			 dir[TESTUTIL_DIR_LEN];
+	char			 path[TESTUTIL_PATH_LEN];
 	struct heartbeat_store	*h;
 };
 
@@ -26,9 +27,7 @@ setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 	char err[ERR_LEN];
 
-	strcpy(f->dir, "/tmp/test_heartbeat.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/notifiers.db", f->dir);
+	testutil_db_dir(f->dir, "test_heartbeat", "notifiers.db", f->path);
 	f->h = heartbeat_store_open(f->path, DB_SYNC_NORMAL, err);
 	assert_non_null(f->h);
 	*state = f;
@@ -39,15 +38,8 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	char p[128];
-
 	heartbeat_store_close(f->h);
-	unlink(f->path);
-	snprintf(p, sizeof(p), "%s-wal", f->path);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", f->path);
-	unlink(p);
-	rmdir(f->dir);
+	testutil_db_dir_remove(f->dir, f->path);
 	free(f);
 	return 0;
 }
