@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "cli.h"
+#include "cliopt.h"
 #include "dictd.h"
 #include "evloop.h"
 #include "log.h"
@@ -77,9 +78,8 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 	o->server.socket_mode = 0660;
 	o->sync = DB_SYNC_NORMAL;
 	o->log_level = LOG_LEVEL_INFO;
-	if (cli_parse_duration_ms(DICTD_DEFAULT_TOKEN_TTL,
-	    &o->server.token_ttl_ms, err) < 0)
-		fatalx("%s", err);
+	o->server.token_ttl_ms = cliopt_duration_ms("token-ttl",
+	    DICTD_DEFAULT_TOKEN_TTL);
 	while ((ch = getopt_long(argc, argv, "s:d:m:g:n:t:S:M:l:h", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
@@ -94,10 +94,8 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 			o->server.socket_mode = mode;
 			break;
 		case 't':
-			if (cli_parse_duration_ms(optarg,
-			    &o->server.token_ttl_ms, err) < 0 ||
-			    o->server.token_ttl_ms <= 0)
-				fatalx("--token-ttl: %s", err);
+			o->server.token_ttl_ms = cliopt_duration_ms("token-ttl",
+			    optarg);
 			break;
 		case 'S':
 			if (db_sync_parse(optarg, &o->sync) < 0)

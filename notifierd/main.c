@@ -10,7 +10,7 @@
 
 #include <event2/event.h>
 
-#include "cli.h"
+#include "cliopt.h"
 #include "evloop.h"
 #include "log.h"
 #include "notifierd.h"
@@ -53,16 +53,6 @@ notifierd_usage_exit(int status)
 	exit(status);
 }
 
-static int64_t
-notifierd_duration(const char *flag, const char *arg)
-{
-	char err[ERR_LEN];
-	int64_t ms;
-
-	if (cli_parse_duration_ms(arg, &ms, err) < 0 || ms <= 0)
-		fatalx("--%s: %s", flag, ms <= 0 ? "must be positive" : err);
-	return ms;
-}
 
 static void
 notifierd_parse_options(int argc, char **argv, struct notifier_config *c,
@@ -85,8 +75,6 @@ notifierd_parse_options(int argc, char **argv, struct notifier_config *c,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	char err[ERR_LEN];
-	uint64_t v;
 	int ch;
 
 	memset(c, 0, sizeof(*c));
@@ -109,26 +97,25 @@ notifierd_parse_options(int argc, char **argv, struct notifier_config *c,
 		case 'C': c->http.ca_file = optarg; break;
 		case 'M': c->metrics_addr = optarg; break;
 		case 'c':
-			if (cli_parse_uint(optarg, 1, 10000, &v, err) < 0)
-				fatalx("--concurrency: %s", err);
-			c->concurrency = (unsigned int)v;
+			c->concurrency = (unsigned int)cliopt_uint(
+			    "concurrency", optarg, 1, 10000);
 			break;
 		case 'r':
-			c->retry_base_ms = notifierd_duration("retry-base",
+			c->retry_base_ms = cliopt_duration_ms("retry-base",
 			    optarg);
 			break;
 		case 'D':
-			c->deadline_ms = notifierd_duration("deadline", optarg);
+			c->deadline_ms = cliopt_duration_ms("deadline", optarg);
 			break;
 		case 'T':
-			c->http.timeout_ms = (long)notifierd_duration("timeout",
+			c->http.timeout_ms = (long)cliopt_duration_ms("timeout",
 			    optarg);
 			break;
 		case 'p':
-			c->poll_ms = notifierd_duration("poll", optarg);
+			c->poll_ms = cliopt_duration_ms("poll", optarg);
 			break;
 		case 'g':
-			c->grace_ms = notifierd_duration("grace", optarg);
+			c->grace_ms = cliopt_duration_ms("grace", optarg);
 			break;
 		case 'S':
 			if (db_sync_parse(optarg, &c->sync) < 0)

@@ -13,7 +13,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "cli.h"
+#include "cliopt.h"
 #include "evloop.h"
 #include "jwt.h"
 #include "log.h"
@@ -77,27 +77,7 @@ proxyd_usage_exit(int status)
 	exit(status);
 }
 
-static int64_t
-proxyd_duration(const char *flag, const char *arg)
-{
-	char err[ERR_LEN];
-	int64_t ms = 0;
 
-	if (cli_parse_duration_ms(arg, &ms, err) < 0 || ms <= 0)
-		fatalx("--%s: %s", flag, ms <= 0 ? "must be positive" : err);
-	return ms;
-}
-
-static uint64_t
-proxyd_uint(const char *flag, const char *arg, uint64_t min, uint64_t max)
-{
-	char err[ERR_LEN];
-	uint64_t v;
-
-	if (cli_parse_uint(arg, min, max, &v, err) < 0)
-		fatalx("--%s: %s", flag, err);
-	return v;
-}
 
 static void
 proxyd_parse(int argc, char **argv, struct proxyd_options *o)
@@ -148,16 +128,16 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 		case 'k': c->keyring_path = optarg; break;
 		case OPT_HOST: c->host = optarg; break;
 		case 'p':
-			c->port = (uint16_t)proxyd_uint("port", optarg, 0,
+			c->port = (uint16_t)cliopt_uint("port", optarg, 0,
 			    65535);
 			break;
 		case OPT_DB: c->db_path = optarg; break;
 		case OPT_METRICS: c->metrics_addr = optarg; break;
 		case OPT_INTERVAL:
-			c->interval_ms = proxyd_duration("interval", optarg);
+			c->interval_ms = cliopt_duration_ms("interval", optarg);
 			break;
 		case OPT_DEBOUNCE:
-			c->debounce_ms = proxyd_duration("debounce", optarg);
+			c->debounce_ms = cliopt_duration_ms("debounce", optarg);
 			break;
 		case OPT_CERT: c->push.apns_p12 = optarg; break;
 		case OPT_PASSWORD: c->push.apns_p12_password = optarg; break;
@@ -172,15 +152,15 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 			c->push.ca_file = optarg;
 			break;
 		case OPT_WORKERS:
-			c->workers = (unsigned int)proxyd_uint("workers",
+			c->workers = (unsigned int)cliopt_uint("workers",
 			    optarg, 1, 64);
 			break;
 		case OPT_CACHE:
-			c->cache_entries = proxyd_uint("cache-size", optarg, 1,
+			c->cache_entries = cliopt_uint("cache-size", optarg, 1,
 			    100000000);
 			break;
 		case OPT_TIMEOUT:
-			c->push.timeout_ms = (long)proxyd_duration("timeout",
+			c->push.timeout_ms = (long)cliopt_duration_ms("timeout",
 			    optarg);
 			break;
 		case OPT_SYNC:
