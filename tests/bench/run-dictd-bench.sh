@@ -29,6 +29,10 @@ RATIO_CONNS=64			# the baseline's connection count
 READY_TIMEOUT_S=10		# daemon start, checked by polling
 STOP_TIMEOUT_S=10		# daemon exit after SIGTERM
 
+BENCH_NAME=run-dictd-bench
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
 LOAD=$BINDIR/dict-load
 DICTD=$BINDIR/metadata-dictd
 for b in "$LOAD" "$DICTD"; do
@@ -51,14 +55,7 @@ dictd_pid=
 
 # Whatever happens, leave no daemon and no temp dir behind.
 cleanup() {
-	if [ -n "$dictd_pid" ] && kill -0 "$dictd_pid" 2>/dev/null; then
-		kill -TERM "$dictd_pid" 2>/dev/null
-		for _ in $(seq 50); do
-			kill -0 "$dictd_pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$dictd_pid" 2>/dev/null
-	fi
+	[ -n "$dictd_pid" ] && stop "$dictd_pid"
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -66,28 +63,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 problems=0
-problem() {
-	echo "run-dictd-bench: PROBLEM: $*" >&2
-	problems=$((problems + 1))
-}
 
-show_daemon_log() {
-	if [ -s "$tmp/dictd.log" ]; then
-		echo "--- metadata-dictd log (last 20 lines) ---" >&2
-		tail -n 20 "$tmp/dictd.log" >&2
-		echo "---" >&2
-	fi
-}
 
-# field LINE KEY: the value of KEY=... in a dict-load line.
-field() {
-	sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"
-}
 
-ratio() {
-	awk -v a="$1" -v b="$2" \
-	    'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'
-}
 
 # query SQL: its result rows (columns joined by |) in the daemon's
 # database.  Read-only, and willing to wait out a write lock.
@@ -119,7 +97,7 @@ run_load() {
 	fi
 	if [ -n "$dictd_pid" ] && ! kill -0 "$dictd_pid" 2>/dev/null; then
 		problem "metadata-dictd is gone"
-		show_daemon_log
+		show_log "$tmp/dictd.log"
 		exit 1
 	fi
 }
@@ -132,7 +110,7 @@ note() {
 	conns=$(field "$1" conns)
 	ops=$(field "$1" ops_per_s)
 	if [ "$conns" = "$RATIO_CONNS" ] && [ "$mode" != baseline ]; then
-		vs=$(ratio "$ops" "$baseline_ops")
+		vs=$(ratio "$ops" "$baseline_ops" 3)
 		echo "  $mode at $conns connections: $vs of baseline" \
 		    "($ops / $baseline_ops ops/s)"
 	fi
@@ -171,13 +149,13 @@ until [ -S "$sock" ] && "$LOAD" --socket "$sock" --mode lookup \
 		echo "run-dictd-bench: metadata-dictd died at start" \
 		    "(status $?)" >&2
 		dictd_pid=
-		show_daemon_log
+		show_log "$tmp/dictd.log"
 		exit 1
 	fi
 	if [ "$SECONDS" -ge "$deadline" ]; then
 		echo "run-dictd-bench: $sock not accepting after" \
 		    "${READY_TIMEOUT_S}s" >&2
-		show_daemon_log
+		show_log "$tmp/dictd.log"
 		exit 1
 	fi
 	sleep 0.05
@@ -296,7 +274,7 @@ fi
 echo "metadata-dictd: exit status $dictd_status after SIGTERM," \
     "$(wc -l <"$tmp/dictd.log") log lines at warn and above"
 if [ "$problems" -gt 0 ]; then
-	show_daemon_log
+	show_log "$tmp/dictd.log"
 	echo "result: FAILED ($problems problems, see stderr)"
 	exit 1
 fi

@@ -37,6 +37,10 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 READY_TIMEOUT_S=10		# start of a daemon, checked by polling
 STOP_TIMEOUT_S=10		# exit after SIGTERM
 
+BENCH_NAME=run-notifierd-bench
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
 NOTIFIERD=$BINDIR/notifierd
 SINK=$BINDIR/notify-sink
 FLOOD=$BINDIR/http-flood
@@ -56,15 +60,6 @@ helper=$tmp/helper.py
 notifierd_pid=
 sink_pid=
 
-# stop PID: SIGTERM, then SIGKILL after STOP_TIMEOUT_S.
-stop() {
-	kill -TERM "$1" 2>/dev/null
-	for _ in $(seq $((STOP_TIMEOUT_S * 20))); do
-		kill -0 "$1" 2>/dev/null || return 0
-		sleep 0.05
-	done
-	kill -KILL "$1" 2>/dev/null
-}
 
 # Whatever happens, leave no process and no temp dir behind.
 cleanup() {
@@ -77,36 +72,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 problems=0
-problem() {
-	echo "run-notifierd-bench: PROBLEM: $*" >&2
-	problems=$((problems + 1))
-}
 
-die() {
-	echo "run-notifierd-bench: $*" >&2
-	exit 1
-}
 
-show_log() {
-	if [ -s "$1" ]; then
-		echo "--- $1 (last 20 lines) ---" >&2
-		tail -n 20 "$1" >&2
-		echo "---" >&2
-	fi
-}
 
-# field LINE KEY: the value of KEY=... in a line of key=value pairs.
-field() {
-	sed -n "s/.*\(^\| \)$2=\([^ ]*\).*/\2/p" <<<"$1"
-}
 
-# num LINE KEY: the same, 0 if absent, for arithmetic.
-num() {
-	local v
-
-	v=$(field "$1" "$2")
-	echo "${v:-0}"
-}
 
 # The database side, in Python for its sqlite3 module (no sqlite3 CLI
 # needed) and its zlib, whose crc32 and adler32 make the same body keys as
@@ -278,11 +247,6 @@ run_baseline() {
 	    problem "baseline: the sink did not see $JOBS distinct requests"
 }
 
-# ratio A B: A / B with 2 decimals.
-ratio() {
-	awk -v a="$1" -v b="$2" \
-	    'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'
-}
 
 echo "== notifierd bench: $(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     "cpus=$(nproc) loadavg=$(cut -d' ' -f1-3 /proc/loadavg)" \

@@ -63,6 +63,10 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 NODE=${NODE:-node}
 READY_TIMEOUT_S=10		# start of a daemon, checked by polling
 STOP_TIMEOUT_S=10		# exit after SIGTERM
+
+BENCH_NAME=run-proxyd-bench
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 SETTLE_TIMEOUT_S=10		# debounce windows closing, pushes landing
 
 # The issue's targets.
@@ -108,15 +112,6 @@ helper=$tmp/helper.py
 proxyd_pid=
 sink_pid=
 
-# stop PID: SIGTERM, then SIGKILL after STOP_TIMEOUT_S.
-stop() {
-	kill -TERM "$1" 2>/dev/null
-	for _ in $(seq $((STOP_TIMEOUT_S * 20))); do
-		kill -0 "$1" 2>/dev/null || return 0
-		sleep 0.05
-	done
-	kill -KILL "$1" 2>/dev/null
-}
 
 # Whatever happens, leave no process and no temp dir behind.
 cleanup() {
@@ -129,36 +124,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 problems=0
-problem() {
-	echo "run-proxyd-bench: PROBLEM: $*" >&2
-	problems=$((problems + 1))
-}
 
-die() {
-	echo "run-proxyd-bench: $*" >&2
-	exit 1
-}
 
-show_log() {
-	if [ -s "$1" ]; then
-		echo "--- $1 (last 20 lines) ---" >&2
-		tail -n 20 "$1" >&2
-		echo "---" >&2
-	fi
-}
 
-# field LINE KEY: the value of KEY=... in a line of key=value pairs.
-field() {
-	sed -n "s/.*\(^\| \)$2=\([^ ]*\).*/\2/p" <<<"$1"
-}
 
-# num LINE KEY: the same, 0 if absent, for arithmetic.
-num() {
-	local v
-
-	v=$(field "$1" "$2")
-	echo "${v:-0}"
-}
 
 # calc EXPR [-v VAR=VALUE...]: awk arithmetic, printed as EXPR's printf
 # says.  Comparisons go in parentheses: a bare > after printf is awk's
@@ -179,11 +148,6 @@ duration_ms() {
 	esac
 }
 
-# ratio A B: A / B with 2 decimals, n/a when B is 0.
-ratio() {
-	calc 'if (b > 0) printf "%.2f", a / b; else print "n/a"' \
-	    -v a="$1" -v b="$2"
-}
 
 # /proc and /metrics, in Python for urllib.
 cat >"$helper" <<'EOF'
