@@ -37,7 +37,8 @@ CPPFLAGS += -D_GNU_SOURCE -Icommon -MMD -MP
 pc = $(shell pkg-config --cflags $(1))
 pl = $(shell pkg-config --libs $(1))
 
-COMMON_PKGS = sqlite3 libevent libevent_pthreads libmicrohttpd libcrypto
+COMMON_PKGS = sqlite3 libevent libevent_pthreads libmicrohttpd libssl libcrypto \
+	libnghttp2
 COMMON_CFLAGS := $(call pc,$(COMMON_PKGS))
 COMMON_LIBS := $(call pl,$(COMMON_PKGS)) -lpthread -lm
 
@@ -50,7 +51,7 @@ COMMON_SRCS = common/log.c common/cli.c common/db.c common/tabesc.c \
 	common/metrics.c common/metrics_http.c common/evloop.c common/xmalloc.c \
 	common/err.c common/buf.c common/relay_db.c common/db_checkpoint.c \
 	common/backoff.c common/unixsock.c common/base64.c common/jwt.c \
-	common/httpc.c common/workq.c common/cliopt.c
+	common/httpc.c common/h2client.c common/workq.c common/cliopt.c
 DICTD_LIB_SRCS = metadata-dictd/dict_proto.c metadata-dictd/dict_store.c \
 	metadata-dictd/dict_cmd.c metadata-dictd/dict_conn.c metadata-dictd/dict_key.c \
 	metadata-dictd/dict_server.c
@@ -129,7 +130,8 @@ $(BUILD)/obj/proxyd/%.o: CPPFLAGS += -Iproxyd -Iproxyd/providers \
 	$(call pc,jansson)
 CURL_LIBS := $(call pl,libcurl)
 $(BUILD)/obj/notifierd/%.o: CPPFLAGS += $(call pc,libcurl)
-$(BUILD)/obj/common/httpc.o: CPPFLAGS += $(call pc,libcurl)
+$(BUILD)/obj/common/httpc.o $(BUILD)/obj/common/h2client.o: CPPFLAGS += \
+	$(call pc,libcurl)
 $(BUILD)/bin/notifierd: $(call obj,notifierd/main.c) $(LIBNOTIFIERD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CURL_LIBS) $(COMMON_LIBS)

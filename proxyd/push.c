@@ -6,7 +6,7 @@
 #include <openssl/crypto.h>
 
 #include "db.h"
-#include "httpc.h"
+#include "h2client.h"
 #include "push.h"
 #include "xmalloc.h"
 
@@ -22,7 +22,7 @@ struct push_call {
 };
 
 struct push_engine {
-	struct httpc		*apns_http;
+	struct h2client		*apns_http;
 	struct apns		*apns;
 	push_done_fn		*done;
 	void			*arg;
@@ -55,7 +55,7 @@ push_apns_start(struct push_call *c, char err[ERR_LEN])
 	hr.nheaders = c->req.nheaders;
 	hr.body = c->req.body;
 	hr.body_len = c->req.body_len;
-	return httpc_send(c->e->apns_http, &hr, c, err);
+	return h2client_send(c->e->apns_http, &hr, c, err);
 }
 
 static void
@@ -105,7 +105,7 @@ push_engine_new(struct event_base *base, const struct push_config *cfg,
 	hc.client_p12 = cfg->apns_p12;
 	hc.client_p12_password = cfg->apns_p12_password;
 	hc.user_agent = "chatmail-proxyd";
-	if ((e->apns_http = httpc_new(base, &hc, push_on_apns_answer, e,
+	if ((e->apns_http = h2client_new(base, &hc, push_on_apns_answer, e,
 	    err)) == NULL) {
 		free(e);
 		return NULL;
@@ -146,7 +146,7 @@ push_apns(struct push_engine *e, enum push_kind kind, const char *device,
 size_t
 push_in_flight(const struct push_engine *e)
 {
-	return e->apns_http != NULL ? httpc_in_flight(e->apns_http) : 0;
+	return e->apns_http != NULL ? h2client_in_flight(e->apns_http) : 0;
 }
 
 static void
@@ -166,7 +166,7 @@ push_engine_free(struct push_engine *e, void (*cancel)(void *, void *))
 	if (e == NULL)
 		return;
 	e->cancel = cancel;
-	httpc_free(e->apns_http, push_on_cancel);
+	h2client_free(e->apns_http, push_on_cancel);
 	apns_free(e->apns);
 	free(e);
 }
