@@ -72,8 +72,8 @@ p12_check(const char *path, const char *password, char **topic_out,
 	}
 	ok = p12_parse(p12, password, &key, &cert);
 	if (!ok && legacy == NULL) {
-		/* Loaded once for the process and kept: libcurl reads the
-		 * same file through the same library context. */
+		/* Loaded once for the process and kept: the HTTP/2 client
+		 * reads the same file through the same library context. */
 		legacy = OSSL_PROVIDER_load(NULL, "legacy");
 		deflt = OSSL_PROVIDER_load(NULL, "default");
 		ok = legacy != NULL && p12_parse(p12, password, &key, &cert);

@@ -7,7 +7,7 @@
  * Files exported by Keychain or OpenSSL 1.x are encrypted with RC2-40,
  * which OpenSSL 3 only has in its "legacy" provider: it is loaded (with
  * the default provider) when such a file needs it, for this process and
- * so for libcurl too.
+ * so for the HTTP/2 client too.
  */
 #ifndef P12_H
 #define P12_H

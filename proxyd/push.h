@@ -1,7 +1,8 @@
 /*
  * Sending pushes: a provider module builds the request and judges the
- * answer, httpc carries it. This is where what providers share lives
- * (style.md: transport, retries and metrics once, not per provider):
+ * answer, h2client (HTTP/2, APNs) or httpc carries it. This is where
+ * what providers share lives (style.md: transport, retries and metrics
+ * once, not per provider):
  * one retry after a renewed credential, the verdict handed back to the
  * caller with the request's context.
  *
