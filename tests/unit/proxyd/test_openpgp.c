@@ -134,6 +134,8 @@ teardown(void **state)
 {
 	struct fixture *f = *state;
 
+	if (f == NULL)		/* the setup failed */
+		return 0;
 	for (size_t i = 0; i < f->nv; i++) {
 		free(f->v[i].name);
 		free(f->v[i].keyring);
