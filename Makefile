@@ -93,6 +93,8 @@ $(BUILD)/obj/tests/unit/proxyd/%.o: CPPFLAGS += -Iproxyd -Iproxyd/providers
 $(BUILD)/fuzz/replay_openpgp: CPPFLAGS += -Iproxyd
 $(BUILD)/fuzz/replay_token: CPPFLAGS += -Iproxyd -Iproxyd/providers
 build-fuzz/openpgp build-fuzz/token: CPPFLAGS += -Iproxyd -Iproxyd/providers
+$(BUILD)/fuzz/replay_fcm_%: CPPFLAGS += -Iproxyd -Iproxyd/providers
+build-fuzz/fcm_%: CPPFLAGS += -Iproxyd -Iproxyd/providers
 $(BUILD)/fuzz/replay_dict_%: CPPFLAGS += -Imetadata-dictd
 build-fuzz/dict_%: CPPFLAGS += -Imetadata-dictd
 
@@ -217,6 +219,11 @@ FUZZ_LIB_dict_proto = metadata-dictd/dict_proto.c common/tabesc.c common/xmalloc
 	common/buf.c common/err.c
 FUZZ_LIB_openpgp = $(PROXYD_LIB_SRCS) $(COMMON_SRCS)
 FUZZ_LIB_token = $(PROXYD_LIB_SRCS) $(COMMON_SRCS)
+FUZZ_LIB_fcm_key = proxyd/providers/fcm_key.c proxyd/providers/fcm_auth.c \
+	proxyd/providers/provider.c common/jwt.c common/base64.c common/buf.c \
+	common/err.c common/xmalloc.c common/backoff.c
+FUZZ_LIB_fcm_answer = $(FUZZ_LIB_fcm_key) proxyd/providers/fcm.c \
+	proxyd/providers/ubports.c
 
 $(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBDICTD) \
     $(LIBPROXYD) $(LIBCOMMON)

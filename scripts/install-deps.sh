@@ -8,7 +8,7 @@ PACKAGES="build-essential pkg-config clang
 libsqlite3-dev sqlite3 libevent-dev libmicrohttpd-dev libcurl4-openssl-dev
 libssl-dev libnghttp2-dev libjansson-dev libcmocka-dev zlib1g-dev
 dovecot-core dovecot-imapd dovecot-lmtpd
-python3-pytest python3-h2 python3-cryptography
+python3-pytest python3-h2 python3-cryptography python3-jwt
 iproute2 valgrind openssl curl nghttp2-client"
 
 missing=""
