@@ -4,6 +4,8 @@
  * Easy handles are pooled: setting one up costs more than a request to a
  * fast peer.
  */
+#include <sys/socket.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -25,6 +27,7 @@ struct httpc_req {
 	size_t			 body_bytes;	/* all that came */
 	int64_t			 retry_after_s;
 	struct curl_slist	*headers;
+	bool			 address_refused;
 	char			 errbuf[CURL_ERROR_SIZE];
 	struct httpc_req	*next;		/* free list or in-flight list */
 	struct httpc_req	*prev;
@@ -120,6 +123,8 @@ httpc_check_done(struct httpc *s)
 		if (msg->data.result == CURLE_OK)
 			curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE,
 			    &resp.status);
+		else if (r->address_refused)
+			resp.error = HTTPC_ADDRESS_REFUSED;
 		else
 			resp.error = r->errbuf[0] != '\0' ? r->errbuf :
 			    curl_easy_strerror(msg->data.result);
@@ -281,6 +286,24 @@ httpc_new(struct event_base *base, const struct httpc_config *cfg,
 		    (long)cfg->max_streams);
 	return s;
 }
+/* curl is about to open a socket to addr: the caller's address policy
+ * decides first (SSRF: the URL came from an untrusted token). */
+static curl_socket_t
+httpc_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	struct httpc_req *r = arg;
+	struct httpc *s = r->s;
+
+	if (purpose == CURLSOCKTYPE_IPCXN && s->cfg.allow_address != NULL &&
+	    !s->cfg.allow_address(&addr->addr, addr->addrlen,
+	    s->cfg.allow_address_arg)) {
+		r->address_refused = true;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(addr->family, addr->socktype | SOCK_CLOEXEC,
+	    addr->protocol);
+}
+
 static struct httpc_req *
 httpc_req_get(struct httpc *s)
 {
@@ -307,7 +330,14 @@ httpc_req_get(struct httpc *s)
 	    s->cfg.timeout_ms < 10000 ? s->cfg.timeout_ms : 10000L);
 	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR,
+	    s->cfg.protocols != NULL ? s->cfg.protocols : "http,https");
+	/* No proxy from the environment: the address policy would judge
+	 * the proxy, not the server. */
+	curl_easy_setopt(r->easy, CURLOPT_PROXY, "");
+	curl_easy_setopt(r->easy, CURLOPT_OPENSOCKETFUNCTION,
+	    httpc_open_socket);
+	curl_easy_setopt(r->easy, CURLOPT_OPENSOCKETDATA, r);
 	curl_easy_setopt(r->easy, CURLOPT_HTTP_VERSION,
 	    (long)CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -333,6 +363,7 @@ httpc_send(struct httpc *s, const struct httpc_request *q, void *ctx,
 
 	r->ctx = ctx;
 	r->body_bytes = 0;
+	r->address_refused = false;
 	r->retry_after_s = -1;
 	r->errbuf[0] = '\0';
 	r->started_us = evloop_mono_us();

@@ -12,12 +12,14 @@
 #ifndef HTTPC_H
 #define HTTPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
 
 struct event_base;
+struct sockaddr;
 struct httpc;
 
 struct httpc_config {
@@ -31,7 +33,21 @@ struct httpc_config {
 	const char	*client_p12;
 	const char	*client_p12_password;
 	const char	*user_agent;
+	/* Schemes allowed, in curl's syntax ("https", "http,https");
+	 * NULL: "http,https". */
+	const char	*protocols;
+	/* Asked with every address before a connection to it is opened
+	 * (after DNS, so it judges the address actually connected to);
+	 * false refuses it without any packet sent, and the request fails
+	 * with HTTPC_ADDRESS_REFUSED unless another address is allowed.
+	 * NULL: every address. */
+	bool		(*allow_address)(const struct sockaddr *,
+			    unsigned int len, void *arg);
+	void		*allow_address_arg;
 };
+
+/* The error of a request refused by allow_address. */
+#define HTTPC_ADDRESS_REFUSED	"address refused (not a public address)"
 
 /* A request; every pointer is borrowed until the done callback. */
 struct httpc_request {

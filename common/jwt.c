@@ -77,6 +77,18 @@ fail:
 	return NULL;
 }
 
+/* An encrypted key would make OpenSSL prompt on the terminal: a daemon
+ * has none, so the passphrase callback refuses. */
+static int
+jwt_no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)arg;
+	return -1;
+}
+
 EVP_PKEY *
 jwt_load_key_pem(const char *pem, size_t len, char err[ERR_LEN])
 {
@@ -87,7 +99,7 @@ jwt_load_key_pem(const char *pem, size_t len, char err[ERR_LEN])
 		err_set(err, "out of memory");
 		return NULL;
 	}
-	key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	key = PEM_read_bio_PrivateKey(bio, NULL, jwt_no_passphrase, NULL);
 	BIO_free(bio);
 	if (key == NULL)
 		err_set(err, "not a PEM private key");

@@ -8,16 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/event.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "cliopt.h"
+#include "credentials.h"
 #include "evloop.h"
-#include "jwt.h"
 #include "log.h"
-#include "p12.h"
 #include "proxy.h"
 #include "xmalloc.h"
 
@@ -25,8 +23,8 @@ static const char proxyd_usage[] =
 "usage: proxyd --openpgp-keyring-path PATH [options]\n"
 "\n"
 "Central push proxy for chatmail relays: decrypts device tokens, debounces,\n"
-"and wakes devices through Apple APNs; sends heartbeats to registered iOS\n"
-"devices.\n"
+"and wakes devices through Apple APNs, Google FCM, Web Push (UnifiedPush) or\n"
+"UBports; sends heartbeats to registered iOS devices.\n"
 "\n"
 "  -k, --openpgp-keyring-path PATH  armored secret keys (required)\n"
 "      --host ADDR             listen address (default 127.0.0.1)\n"
@@ -45,6 +43,18 @@ static const char proxyd_usage[] =
 "      --apns-team-id ID       the Team ID\n"
 "      --apns-production-url URL  (default https://api.push.apple.com)\n"
 "      --apns-sandbox-url URL     (default https://api.sandbox.push.apple.com)\n"
+"      --fcm-key-path JSON     FCM service-account key (Android pushes)\n"
+"      --fcm-api-url URL       (default https://fcm.googleapis.com)\n"
+"      --fcm-token-url URL     OAuth2 token endpoint (default: the key's)\n"
+"      --vapid-key-path PEM    VAPID P-256 private key (Web Push)\n"
+"      --vapid-subject URI     mailto: or https: contact for push services\n"
+"      --print-vapid-public-key  print the VAPID public key and exit\n"
+"      --ubports-url URL       (default https://push.ubports.com/notify)\n"
+"      --ubports-appid ID      (default Delta Touch's)\n"
+"      --rate-limit PROVIDER=N/s  pushes per second toward apns, fcm,\n"
+"                              webpush or ubports (0: unlimited; repeatable)\n"
+"      --webpush-allow-private allow http:// and non-public Web Push\n"
+"                              endpoints (tests only)\n"
 "      --ca-file PATH          CA certificates for the providers\n"
 "      --workers N             decryption threads (default 2)\n"
 "      --cache-size N          decrypted tokens kept (default 100000)\n"
@@ -57,17 +67,28 @@ enum {
 	OPT_HOST = 256, OPT_DB, OPT_METRICS, OPT_INTERVAL, OPT_DEBOUNCE,
 	OPT_CERT, OPT_PASSWORD, OPT_TOPIC, OPT_KEY, OPT_KEY_ID, OPT_TEAM_ID,
 	OPT_PROD_URL, OPT_SANDBOX_URL, OPT_CA, OPT_WORKERS, OPT_CACHE,
-	OPT_TIMEOUT, OPT_SYNC, OPT_PASSWORD_FILE,
+	OPT_TIMEOUT, OPT_SYNC, OPT_PASSWORD_FILE, OPT_FCM_KEY, OPT_FCM_API,
+	OPT_FCM_TOKEN, OPT_VAPID_KEY, OPT_VAPID_SUBJECT, OPT_PRINT_VAPID,
+	OPT_UBPORTS_URL, OPT_UBPORTS_APPID, OPT_RATE_LIMIT, OPT_ALLOW_PRIVATE,
 };
 
+/* Below each provider's published limits (push-providers.md): FCM allows
+ * 600,000 per minute and project; Apple publishes none; Web Push services
+ * and UBports are shared by everybody, so we stay modest. */
+static const double proxyd_default_rate[PROVIDER_COUNT] = {
+	[PROVIDER_APNS] = 0,
+	[PROVIDER_FCM] = 8000,
+	[PROVIDER_WEBPUSH] = 1000,
+	[PROVIDER_UBPORTS] = 100,
+};
+#define PROXYD_LIMIT_QUEUE	10000	/* pushes waiting per provider */
+#define PROXYD_LIMIT_WAIT_MS	2000	/* then 500: the relay retries */
+
 struct proxyd_options {
-	struct proxy_config	 cfg;
-	enum log_level		 level;
-	const char		*p8_path;
-	const char		*password_file;
-	char			*password;		/* owned, a secret */
-	char			*topic_from_cert;	/* owned */
-	EVP_PKEY		*p8_key;		/* owned */
+	struct proxy_config		 cfg;
+	enum log_level			 level;
+	struct credentials_options	 cred;
+	bool				 print_vapid;
 };
 
 static _Noreturn void
@@ -78,6 +99,37 @@ proxyd_usage_exit(int status)
 }
 
 
+
+/* --rate-limit PROVIDER=N/s (or N/m, N/min). */
+static void
+proxyd_rate_limit(const char *arg, struct push_config *push)
+{
+	static const char *const names[PROVIDER_COUNT] = {
+		[PROVIDER_APNS] = "apns", [PROVIDER_FCM] = "fcm",
+		[PROVIDER_WEBPUSH] = "webpush", [PROVIDER_UBPORTS] = "ubports",
+	};
+	const char *eq = strchr(arg, '=');
+	char *end;
+	double n;
+	int p;
+
+	for (p = 0; eq != NULL && p < PROVIDER_COUNT; p++)
+		if (strlen(names[p]) == (size_t)(eq - arg) &&
+		    strncasecmp(arg, names[p], (size_t)(eq - arg)) == 0)
+			break;
+	if (eq == NULL || p == PROVIDER_COUNT)
+		fatalx("--rate-limit %s: expected PROVIDER=N/s, PROVIDER one "
+		    "of apns, fcm, webpush, ubports", arg);
+	n = strtod(eq + 1, &end);
+	if (end == eq + 1 || n < 0 || n > 1e7)
+		fatalx("--rate-limit %s: N must be a number from 0 to "
+		    "10000000", arg);
+	if (strcmp(end, "/m") == 0 || strcmp(end, "/min") == 0)
+		n /= 60;
+	else if (strcmp(end, "/s") != 0 && *end != '\0')
+		fatalx("--rate-limit %s: expected N/s or N/min", arg);
+	push->limits[p].rate = n;
+}
 
 static void
 proxyd_parse(int argc, char **argv, struct proxyd_options *o)
@@ -99,6 +151,18 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 		{ "apns-team-id", required_argument, NULL, OPT_TEAM_ID },
 		{ "apns-production-url", required_argument, NULL, OPT_PROD_URL },
 		{ "apns-sandbox-url", required_argument, NULL, OPT_SANDBOX_URL },
+		{ "fcm-key-path", required_argument, NULL, OPT_FCM_KEY },
+		{ "fcm-api-url", required_argument, NULL, OPT_FCM_API },
+		{ "fcm-token-url", required_argument, NULL, OPT_FCM_TOKEN },
+		{ "vapid-key-path", required_argument, NULL, OPT_VAPID_KEY },
+		{ "vapid-subject", required_argument, NULL, OPT_VAPID_SUBJECT },
+		{ "print-vapid-public-key", no_argument, NULL,
+		    OPT_PRINT_VAPID },
+		{ "ubports-url", required_argument, NULL, OPT_UBPORTS_URL },
+		{ "ubports-appid", required_argument, NULL, OPT_UBPORTS_APPID },
+		{ "rate-limit", required_argument, NULL, OPT_RATE_LIMIT },
+		{ "webpush-allow-private", no_argument, NULL,
+		    OPT_ALLOW_PRIVATE },
 		{ "ca-file", required_argument, NULL, OPT_CA },
 		{ "workers", required_argument, NULL, OPT_WORKERS },
 		{ "cache-size", required_argument, NULL, OPT_CACHE },
@@ -121,6 +185,11 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 	c->cache_entries = 100000;
 	c->push.timeout_ms = 20000;
 	c->push.apns_streams = 1000;
+	for (int p = 0; p < PROVIDER_COUNT; p++) {
+		c->push.limits[p].rate = proxyd_default_rate[p];
+		c->push.limits[p].max_queue = PROXYD_LIMIT_QUEUE;
+		c->push.limits[p].max_wait_ms = PROXYD_LIMIT_WAIT_MS;
+	}
 	o->level = LOG_LEVEL_INFO;
 	while ((ch = getopt_long(argc, argv, "k:p:l:h", longopts, NULL)) !=
 	    -1) {
@@ -141,15 +210,27 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 			break;
 		case OPT_CERT: c->push.apns_p12 = optarg; break;
 		case OPT_PASSWORD: c->push.apns_p12_password = optarg; break;
-		case OPT_PASSWORD_FILE: o->password_file = optarg; break;
+		case OPT_PASSWORD_FILE: o->cred.password_file = optarg; break;
 		case OPT_TOPIC: c->push.apns.topic = optarg; break;
-		case OPT_KEY: o->p8_path = optarg; break;
+		case OPT_KEY: o->cred.p8_path = optarg; break;
 		case OPT_KEY_ID: c->push.apns.key_id = optarg; break;
 		case OPT_TEAM_ID: c->push.apns.team_id = optarg; break;
 		case OPT_PROD_URL: c->push.apns.production_url = optarg; break;
 		case OPT_SANDBOX_URL: c->push.apns.sandbox_url = optarg; break;
 		case OPT_CA:
 			c->push.ca_file = optarg;
+			break;
+		case OPT_FCM_KEY: o->cred.fcm_key_path = optarg; break;
+		case OPT_FCM_API: c->push.fcm_api_url = optarg; break;
+		case OPT_FCM_TOKEN: c->push.fcm_token_url = optarg; break;
+		case OPT_VAPID_KEY: o->cred.vapid_key_path = optarg; break;
+		case OPT_VAPID_SUBJECT: o->cred.vapid_subject = optarg; break;
+		case OPT_PRINT_VAPID: o->print_vapid = true; break;
+		case OPT_UBPORTS_URL: c->push.ubports_url = optarg; break;
+		case OPT_UBPORTS_APPID: c->push.ubports_appid = optarg; break;
+		case OPT_RATE_LIMIT: proxyd_rate_limit(optarg, &c->push); break;
+		case OPT_ALLOW_PRIVATE:
+			c->push.webpush_allow_private = true;
 			break;
 		case OPT_WORKERS:
 			c->workers = (unsigned int)cliopt_uint("workers",
@@ -178,65 +259,12 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 			proxyd_usage_exit(2);
 		}
 	}
+	if (o->print_vapid)
+		credentials_print_vapid(o->cred.vapid_key_path);
 	if (optind != argc || c->keyring_path == NULL) {
 		fprintf(stderr, "proxyd: --openpgp-keyring-path is required\n");
 		proxyd_usage_exit(2);
 	}
-}
-
-/* Credentials: a wrong file or password stops the start; missing ones
- * are a warning, and APNs requests then fail with 500 (counted), as in
- * the Rust service. */
-static void
-proxyd_load_apns(struct proxyd_options *o)
-{
-	struct push_config *p = &o->cfg.push;
-	char err[ERR_LEN], *pem;
-	size_t len;
-	FILE *fp;
-
-	if (o->p8_path != NULL) {
-		if (p->apns.key_id == NULL || p->apns.team_id == NULL)
-			fatalx("--apns-key-path needs --apns-key-id and "
-			    "--apns-team-id");
-		if ((fp = fopen(o->p8_path, "r")) == NULL)
-			fatal("--apns-key-path %s", o->p8_path);
-		pem = xmalloc(65536);
-		len = fread(pem, 1, 65535, fp);
-		fclose(fp);
-		o->p8_key = jwt_load_key_pem(pem, len, err);
-		OPENSSL_cleanse(pem, len);
-		free(pem);
-		if (o->p8_key == NULL)
-			fatalx("--apns-key-path %s: %s", o->p8_path, err);
-		if (p->apns.topic == NULL)
-			fatalx("token auth needs --topic (the app's bundle id)");
-		p->apns.key = o->p8_key;
-		p->apns_enabled = true;
-	} else if (p->apns_p12 != NULL) {
-		if (o->password_file != NULL) {
-			char line[1024];
-			size_t n;
-
-			if ((fp = fopen(o->password_file, "r")) == NULL)
-				fatal("--password-file %s", o->password_file);
-			n = fread(line, 1, sizeof(line) - 1, fp);
-			fclose(fp);
-			line[n] = '\0';
-			line[strcspn(line, "\r\n")] = '\0';
-			o->password = xstrdup(line);
-			OPENSSL_cleanse(line, sizeof(line));
-			p->apns_p12_password = o->password;
-		}
-		if (p12_check(p->apns_p12, p->apns_p12_password ?
-		    p->apns_p12_password : "", &o->topic_from_cert, err) < 0)
-			fatalx("--certificate-file: %s", err);
-		if (p->apns.topic == NULL)
-			p->apns.topic = o->topic_from_cert;
-		p->apns_enabled = true;
-	} else
-		log_warnx("no APNs credentials (--certificate-file or "
-		    "--apns-key-path): iOS pushes will fail with 500");
 }
 
 static void
@@ -250,6 +278,7 @@ int
 main(int argc, char **argv)
 {
 	struct proxyd_options o;
+	struct credentials cred;
 	struct event_base *base;
 	struct evloop_signals *sigs;
 	struct proxy *px;
@@ -258,7 +287,7 @@ main(int argc, char **argv)
 	log_init("proxyd", LOG_LEVEL_INFO);
 	proxyd_parse(argc, argv, &o);
 	log_set_level(o.level);
-	proxyd_load_apns(&o);
+	credentials_load(&o.cred, &o.cfg.push, &cred);
 	evloop_raise_nofile(65536);
 	if ((base = evloop_new(err)) == NULL)
 		fatalx("%s", err);
@@ -272,12 +301,7 @@ main(int argc, char **argv)
 	proxy_free(px);
 	evloop_signals_free(sigs);
 	event_base_free(base);
-	EVP_PKEY_free(o.p8_key);
-	free(o.topic_from_cert);
-	if (o.password != NULL) {
-		OPENSSL_cleanse(o.password, strlen(o.password));
-		free(o.password);
-	}
+	credentials_free(&cred);
 	log_info("proxy stopped");
 	return 0;
 }

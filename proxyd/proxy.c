@@ -60,7 +60,6 @@ struct proxy_job {
 	char			*plain;		/* decrypted token (secret) */
 	enum openpgp_error	 perr;
 	struct token		 token;
-	bool			 sandbox;
 };
 
 struct proxy_stats {
@@ -205,18 +204,7 @@ proxy_start(struct proxy_job *j)
 static const char *
 proxy_provider_label(enum token_kind kind)
 {
-	switch (kind) {
-	case TOKEN_APNS:
-	case TOKEN_APNS_SANDBOX:
-		return "APNS";
-	case TOKEN_FCM:
-		return "FCM";
-	case TOKEN_WEBPUSH:
-		return "WebPush";
-	case TOKEN_UBPORTS:
-		return "UBports";
-	}
-	return "unknown";
+	return push_provider_label(push_provider_of(kind));
 }
 
 static bool
@@ -225,26 +213,18 @@ proxy_is_apns(const struct token *t)
 	return t->kind == TOKEN_APNS || t->kind == TOKEN_APNS_SANDBOX;
 }
 
-/* FCM, Web Push and UBports come with their providers. */
-static bool
-proxy_can_send(struct proxy *px, const struct token *t)
-{
-	return proxy_is_apns(t) && push_apns_enabled(px->push);
-}
-
 static void
 proxy_send(struct proxy_job *j)
 {
 	struct proxy *px = j->px;
 	enum push_kind kind = j->purpose == PURPOSE_HEARTBEAT ?
 	    PUSH_HEARTBEAT : PUSH_VISIBLE;
-	const char *device;
 	char err[ERR_LEN];
 
-	j->sandbox = j->token.kind == TOKEN_APNS_SANDBOX;
-	device = j->plain + (j->sandbox ? strlen("sandbox:") : 0);
-	if (push_apns(px->push, kind, device, j->sandbox, j, err) < 0) {
-		proxy_count_failure(px, "APNS", "send", "");
+	if (push_send(px->push, kind, &j->token, j, err) < 0) {
+		proxy_count_failure(px, proxy_provider_label(j->token.kind),
+		    "send", "");
+		log_warnx("proxy push: %s", err);
 		proxy_reply(j, 500, "cannot send\n");
 		proxy_job_free(j);
 	}
@@ -270,6 +250,7 @@ proxy_on_push_done(void *ctx, const struct provider_result *res, void *arg)
 {
 	struct proxy_job *j = ctx;
 	struct proxy *px = arg;
+	const char *prov = proxy_provider_label(j->token.kind);
 	char digest[LOG_DIGEST_LEN], err[ERR_LEN];
 
 	log_digest(j->plain, strlen(j->plain), digest);
@@ -277,29 +258,29 @@ proxy_on_push_done(void *ctx, const struct provider_result *res, void *arg)
 	case VERDICT_OK:
 		metric_inc(j->purpose == PURPOSE_HEARTBEAT ? px->st.heartbeat :
 		    px->st.direct);
-		log_debug("proxy push token=%s provider=APNS ok", digest);
+		log_debug("proxy push token=%s provider=%s ok", digest, prov);
 		proxy_reply(j, 200, "");
 		break;
 	case VERDICT_GONE:
 		/* Dead for good: out of the heartbeat schedule too. */
 		if (heartbeat_store_remove(px->hb, j->plain, err) == 1)
 			metric_gauge_add(px->st.heartbeat_tokens, -1);
-		proxy_count_failure(px, "APNS", "410", res->reason);
-		log_info("proxy push token=%s gone reason=%s", digest,
-		    res->reason);
+		proxy_count_failure(px, prov, "410", res->reason);
+		log_info("proxy push token=%s provider=%s gone reason=%s",
+		    digest, prov, res->reason);
 		proxy_reply(j, 410, "token gone\n");
 		break;
 	case VERDICT_CONFIG:
-		proxy_count_failure(px, "APNS", "config", res->reason);
-		log_err("proxy APNs refused our request: %s (check the "
-		    "certificate, key and topic)", res->reason);
+		proxy_count_failure(px, prov, "config", res->reason);
+		log_err("proxy %s refused our request: %s (check the "
+		    "credentials and configuration)", prov, res->reason);
 		proxy_reply(j, 500, "provider configuration error\n");
 		break;
 	default:
-		proxy_count_failure(px, "APNS",
+		proxy_count_failure(px, prov,
 		    provider_verdict_name(res->verdict), res->reason);
-		log_info("proxy push token=%s failed reason=%s", digest,
-		    res->reason);
+		log_info("proxy push token=%s provider=%s failed reason=%s",
+		    digest, prov, res->reason);
 		proxy_reply(j, 500, "temporary failure\n");
 		break;
 	}
@@ -355,7 +336,7 @@ proxy_continue(struct proxy_job *j)
 	}
 	/* A push that cannot be sent fails now, not after a debounce window
 	 * has answered 200 for it: the relay must hear about it. */
-	if (!proxy_can_send(px, &j->token)) {
+	if (!push_enabled(px->push, push_provider_of(j->token.kind))) {
 		proxy_count_failure(px, proxy_provider_label(j->token.kind),
 		    proxy_is_apns(&j->token) ? "no_certificate" :
 		    "no_provider", "");
@@ -600,8 +581,8 @@ proxy_new(struct event_base *base, const struct proxy_config *cfg,
 		goto fail;
 	if ((n = heartbeat_store_count(px->hb, err)) >= 0)
 		metric_set(px->st.heartbeat_tokens, n);
-	if ((px->push = push_engine_new(base, &cfg->push, proxy_on_push_done,
-	    px, err)) == NULL)
+	if ((px->push = push_engine_new(base, &cfg->push, px->metrics,
+	    proxy_on_push_done, px, err)) == NULL)
 		goto fail;
 	if ((px->decrypt = workq_new(base, cfg->workers, PROXY_DECRYPT_QUEUE,
 	    proxy_decrypt_work, proxy_decrypt_done, px, err)) == NULL)

@@ -1265,7 +1265,7 @@ class Proxyd(Daemon):
                  password_file=None, debounce="1s", interval=None,
                  timeout="5s", workers=None, cache_size=None,
                  log_level="debug", extra_args=(), binary=None,
-                 name="proxyd"):
+                 name="proxyd", ubports_url=None):
         self.workdir = workdir
         self.port = free_tcp_port()
         self.metrics_port = free_tcp_port()
@@ -1294,6 +1294,9 @@ class Proxyd(Daemon):
                      "--topic", pki.topic]
         elif auth is not None:
             raise ValueError("auth must be cert, token or None")
+        # UBports needs no credentials, so it is always on: never let a
+        # test reach push.ubports.com (nothing listens on port 1 here).
+        argv += ["--ubports-url", ubports_url or "https://127.0.0.1:1/notify"]
         for flag, value in (("--debounce", debounce),
                             ("--interval", interval),
                             ("--timeout", timeout), ("--workers", workers),

@@ -1,0 +1,140 @@
+/* Loading provider credentials at start; see credentials.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "credentials.h"
+#include "fcm.h"
+#include "jwt.h"
+#include "log.h"
+#include "p12.h"
+#include "vapid.h"
+#include "xmalloc.h"
+
+#define CREDENTIALS_FILE_MAX	65536
+
+/* A small secret file, wiped after use by the caller. */
+static char *
+credentials_read(const char *flag, const char *path, size_t *len)
+{
+	char *buf = xmalloc(CREDENTIALS_FILE_MAX);
+	FILE *fp;
+
+	if ((fp = fopen(path, "r")) == NULL)
+		fatal("%s %s", flag, path);
+	*len = fread(buf, 1, CREDENTIALS_FILE_MAX - 1, fp);
+	fclose(fp);
+	buf[*len] = '\0';
+	return buf;
+}
+
+static void
+credentials_apns(const struct credentials_options *o, struct push_config *p,
+    struct credentials *c)
+{
+	char err[ERR_LEN], *text;
+	size_t len;
+
+	if (o->p8_path != NULL) {
+		if (p->apns.key_id == NULL || p->apns.team_id == NULL)
+			fatalx("--apns-key-path needs --apns-key-id and "
+			    "--apns-team-id");
+		text = credentials_read("--apns-key-path", o->p8_path, &len);
+		c->p8_key = jwt_load_key_pem(text, len, err);
+		OPENSSL_cleanse(text, len);
+		free(text);
+		if (c->p8_key == NULL)
+			fatalx("--apns-key-path %s: %s", o->p8_path, err);
+		if (p->apns.topic == NULL)
+			fatalx("token auth needs --topic (the app's bundle id)");
+		p->apns.key = c->p8_key;
+		p->apns_enabled = true;
+	} else if (p->apns_p12 != NULL) {
+		if (o->password_file != NULL) {
+			text = credentials_read("--password-file",
+			    o->password_file, &len);
+			text[strcspn(text, "\r\n")] = '\0';
+			c->password = xstrdup(text);
+			OPENSSL_cleanse(text, len);
+			free(text);
+			p->apns_p12_password = c->password;
+		}
+		if (p12_check(p->apns_p12, p->apns_p12_password ?
+		    p->apns_p12_password : "", &c->topic_from_cert, err) < 0)
+			fatalx("--certificate-file: %s", err);
+		if (p->apns.topic == NULL)
+			p->apns.topic = c->topic_from_cert;
+		p->apns_enabled = true;
+	} else
+		log_warnx("no APNs credentials (--certificate-file or "
+		    "--apns-key-path): iOS pushes will fail with 500");
+}
+
+void
+credentials_load(const struct credentials_options *o, struct push_config *p,
+    struct credentials *c)
+{
+	char err[ERR_LEN];
+
+	memset(c, 0, sizeof(*c));
+	credentials_apns(o, p, c);
+	if (o->fcm_key_path != NULL) {
+		if ((c->fcm_key = fcm_key_load(o->fcm_key_path, err)) == NULL)
+			fatalx("--fcm-key-path %s: %s", o->fcm_key_path, err);
+		p->fcm_key = c->fcm_key;
+		log_info("FCM project %s as %s", c->fcm_key->project_id,
+		    c->fcm_key->client_email);
+	} else
+		log_warnx("no FCM key (--fcm-key-path): Android pushes will "
+		    "fail with 500");
+	if (o->vapid_key_path != NULL) {
+		if ((c->vapid_key = vapid_key_load_file(o->vapid_key_path,
+		    err)) == NULL)
+			fatalx("--vapid-key-path %s: %s", o->vapid_key_path,
+			    err);
+		if ((c->vapid = vapid_new(c->vapid_key, o->vapid_subject,
+		    err)) == NULL)
+			fatalx("--vapid-key-path %s: %s", o->vapid_key_path,
+			    err);
+		p->vapid = c->vapid;
+		log_info("Web Push VAPID public key %s subject %s",
+		    vapid_public_key(c->vapid), vapid_subject(c->vapid));
+	} else
+		log_warnx("no VAPID key (--vapid-key-path): Web Push will "
+		    "fail with 500");
+}
+
+void
+credentials_print_vapid(const char *path)
+{
+	struct vapid *v;
+	EVP_PKEY *key;
+	char err[ERR_LEN];
+
+	if (path == NULL)
+		fatalx("--print-vapid-public-key needs --vapid-key-path");
+	if ((key = vapid_key_load_file(path, err)) == NULL ||
+	    (v = vapid_new(key, NULL, err)) == NULL)
+		fatalx("--vapid-key-path %s: %s", path, err);
+	printf("%s\n", vapid_public_key(v));
+	vapid_free(v);
+	EVP_PKEY_free(key);
+	exit(0);
+}
+
+void
+credentials_free(struct credentials *c)
+{
+	EVP_PKEY_free(c->p8_key);
+	free(c->topic_from_cert);
+	if (c->password != NULL) {
+		OPENSSL_cleanse(c->password, strlen(c->password));
+		free(c->password);
+	}
+	fcm_key_free(c->fcm_key);
+	vapid_free(c->vapid);
+	EVP_PKEY_free(c->vapid_key);
+	memset(c, 0, sizeof(*c));
+}
