@@ -720,7 +720,7 @@ static void
 h2_conn_try_connect(struct h2_conn *conn)
 {
 	struct evutil_addrinfo *ai;
-	int one = 1;
+	int one = 1, idle = 60, intvl = 10, cnt = 3;
 
 	while ((ai = conn->ai_next) != NULL) {
 		conn->ai_next = ai->ai_next;
@@ -733,8 +733,17 @@ h2_conn_try_connect(struct h2_conn *conn)
 		}
 		setsockopt(conn->fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		    sizeof(one));
+		/* A connection kept for hours must notice a dead path (a NAT
+		 * that forgot it) before a push waits on it: probe after a
+		 * minute of silence, give up after three unanswered. */
 		setsockopt(conn->fd, SOL_SOCKET, SO_KEEPALIVE, &one,
 		    sizeof(one));
+		setsockopt(conn->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle,
+		    sizeof(idle));
+		setsockopt(conn->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl,
+		    sizeof(intvl));
+		setsockopt(conn->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt,
+		    sizeof(cnt));
 		if (connect(conn->fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
 		    errno == EINPROGRESS) {
 			conn->state = CONN_CONNECTING;
