@@ -54,7 +54,9 @@ COMMON_SRCS = common/log.c common/cli.c common/db.c common/tabesc.c \
 	common/httpc.c common/h2client.c common/workq.c common/cliopt.c
 DICTD_LIB_SRCS = metadata-dictd/dict_proto.c metadata-dictd/dict_store.c \
 	metadata-dictd/dict_cmd.c metadata-dictd/dict_conn.c metadata-dictd/dict_key.c \
-	metadata-dictd/dict_server.c
+	metadata-dictd/dict_server.c metadata-dictd/dict_vendor.c \
+	metadata-dictd/dict_turn.c metadata-dictd/chatmaild_parse.c \
+	metadata-dictd/chatmaild_import.c
 DICTD_SRCS = metadata-dictd/main.c $(DICTD_LIB_SRCS)
 NOTIFIERD_LIB_SRCS = notifierd/queue.c \
 	notifierd/breaker.c notifierd/notifier.c
@@ -97,6 +99,8 @@ $(BUILD)/fuzz/replay_fcm_%: CPPFLAGS += -Iproxyd -Iproxyd/providers
 build-fuzz/fcm_%: CPPFLAGS += -Iproxyd -Iproxyd/providers
 $(BUILD)/fuzz/replay_dict_%: CPPFLAGS += -Imetadata-dictd
 build-fuzz/dict_%: CPPFLAGS += -Imetadata-dictd
+$(BUILD)/fuzz/replay_chatmaild_%: CPPFLAGS += -Imetadata-dictd
+build-fuzz/chatmaild_%: CPPFLAGS += -Imetadata-dictd
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -112,7 +116,7 @@ $(LIBDICTD): $(call obj,$(DICTD_LIB_SRCS))
 
 $(BUILD)/bin/metadata-dictd: $(call obj,metadata-dictd/main.c) $(LIBDICTD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(COMMON_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(JANSSON_LIBS) $(COMMON_LIBS)
 
 $(LIBNOTIFIERD): $(call obj,$(NOTIFIERD_LIB_SRCS))
 	@mkdir -p $(dir $@)
@@ -129,6 +133,8 @@ $(BUILD)/bin/proxyd: $(call obj,proxyd/main.c) $(LIBPROXYD) $(LIBCOMMON)
 
 ZLIB_LIBS := $(call pl,zlib)
 JANSSON_LIBS := $(call pl,jansson)
+# metadata-dictd reads JSON: the app versions file, chatmaild's files.
+$(BUILD)/obj/metadata-dictd/%.o: CPPFLAGS += $(call pc,jansson)
 $(BUILD)/obj/proxyd/%.o: CPPFLAGS += -Iproxyd -Iproxyd/providers \
 	$(call pc,jansson)
 CURL_LIBS := $(call pl,libcurl)
@@ -216,6 +222,9 @@ san:
 # when clang is there; fuzz runs libFuzzer for FUZZ_SECONDS per target.
 
 FUZZ_LIB_dict_proto = metadata-dictd/dict_proto.c common/tabesc.c common/xmalloc.c \
+	common/buf.c common/err.c
+FUZZ_LIB_chatmaild_parse = metadata-dictd/chatmaild_parse.c \
+	metadata-dictd/dict_turn.c common/unixsock.c common/xmalloc.c \
 	common/buf.c common/err.c
 FUZZ_LIB_openpgp = $(PROXYD_LIB_SRCS) $(COMMON_SRCS)
 FUZZ_LIB_token = $(PROXYD_LIB_SRCS) $(COMMON_SRCS)

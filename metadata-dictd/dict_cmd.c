@@ -89,15 +89,91 @@ dict_cmd_hello(struct dict_conn *c, struct dict_cmd *cmd, char err[ERR_LEN])
 	return 0;
 }
 
+/* The TURN helper answered (or failed, or c closed meanwhile: then the
+ * reply is dropped by dict_conn_wait_done). */
+static void
+dict_cmd_on_turn(void *arg, const char *cred, size_t len, const char *err)
+{
+	struct dict_conn *c = arg;
+	struct dict_server *srv = dict_conn_server(c);
+	struct buf *out = dict_conn_reply_buf(c);
+	struct buf value;
+
+	if (cred == NULL) {
+		log_warnx("dict conn=%llu turn credentials unavailable: %s",
+		    dict_conn_id(c), err);
+		metric_inc(dict_server_stats(srv)->fail_turn);
+		dict_proto_reply_not_found(out);
+	} else {
+		buf_init(&value);
+		dict_vendor_turn_value(dict_server_vendor(srv), cred, len,
+		    &value);
+		dict_proto_reply_value(out, value.data, value.len);
+		explicit_bzero(value.data, value.len);
+		buf_clear(&value);
+	}
+	dict_conn_wait_done(c);
+}
+
+/* A server-level entry (dict_vendor.c). Like chatmail relay's service,
+ * a source that fails answers NIL, not an error: GETMETADATA asks for
+ * several entries at once, and an error would lose them all. */
+static int
+dict_cmd_lookup_vendor(struct dict_conn *c, const struct dict_key *k)
+{
+	struct dict_server *srv = dict_conn_server(c);
+	struct dict_vendor *v = dict_server_vendor(srv);
+	struct buf *out = dict_conn_reply_buf(c);
+	struct dict_turn_req *req;
+	struct buf value;
+	char err[ERR_LEN];
+
+	err[0] = '\0';
+	buf_init(&value);
+	switch (dict_vendor_lookup(v, k->name, &value, err)) {
+	case DICT_VENDOR_VALUE:
+		dict_proto_reply_value(out, value.data, value.len);
+		break;
+	case DICT_VENDOR_NONE:
+		if (err[0] != '\0') {
+			log_warnx("dict conn=%llu %s", dict_conn_id(c), err);
+			metric_inc(dict_server_stats(srv)->fail_appversions);
+		}
+		dict_proto_reply_not_found(out);
+		break;
+	case DICT_VENDOR_TURN:
+		req = dict_turn_fetch(dict_server_base(srv),
+		    dict_vendor_turn_socket(v), dict_vendor_turn_timeout_ms(v),
+		    dict_cmd_on_turn, c, err);
+		if (req != NULL) {
+			buf_clear(&value);
+			dict_conn_wait(c, req);
+			return 0;
+		}
+		log_warnx("dict conn=%llu turn credentials unavailable: %s",
+		    dict_conn_id(c), err);
+		metric_inc(dict_server_stats(srv)->fail_turn);
+		dict_proto_reply_not_found(out);
+		break;
+	}
+	buf_clear(&value);
+	dict_conn_send(c);
+	return 0;
+}
+
 static int
 dict_cmd_lookup(struct dict_conn *c, struct dict_cmd *cmd)
 {
 	struct dict_server *srv = dict_conn_server(c);
 	struct buf *out = dict_conn_reply_buf(c);
+	struct dict_key k;
 	struct buf value;
 	char err[ERR_LEN];
 	int rc;
 
+	dict_key_parse(cmd->key, &k);
+	if (k.kind == DICT_KEY_DELTACHAT)
+		return dict_cmd_lookup_vendor(c, &k);
 	buf_init(&value);
 	rc = dict_store_lookup(dict_server_store(srv), cmd->user, cmd->key,
 	    db_now_ms(), &value, err);

@@ -26,6 +26,7 @@
 enum dict_conn_state {
 	DICT_CONN_READING,
 	DICT_CONN_COMMITTING,	/* a C waits for the group commit */
+	DICT_CONN_WAITING,	/* an L waits for the TURN helper */
 	DICT_CONN_CLOSING,	/* freed by the server from the loop */
 };
 
@@ -48,6 +49,7 @@ struct dict_conn {
 	struct dict_txn		*txns;		/* open, not committed */
 	unsigned int		 ntxns;
 	struct dict_txn		*committing;	/* owned while waiting */
+	struct dict_turn_req	*waiting;	/* owned while waiting */
 	struct buf		 reply;
 	struct dict_conn	*prev, *next;	/* the server's list */
 };
@@ -237,6 +239,29 @@ dict_conn_commit_done(struct dict_conn *c, struct dict_txn *t,
 }
 
 void
+dict_conn_wait(struct dict_conn *c, struct dict_turn_req *req)
+{
+	c->state = DICT_CONN_WAITING;
+	c->waiting = req;
+	event_del(c->rev);
+}
+
+void
+dict_conn_wait_done(struct dict_conn *c)
+{
+	c->waiting = NULL;	/* its owner frees it after this returns */
+	if (c->state == DICT_CONN_CLOSING) {
+		buf_reset(&c->reply);
+		return;
+	}
+	dict_conn_send(c);
+	c->state = DICT_CONN_READING;
+	dict_conn_process(c);
+	if (c->state == DICT_CONN_READING && !c->output_full)
+		event_add(c->rev, NULL);
+}
+
+void
 dict_conn_close_later(struct dict_conn *c, const char *reason)
 {
 	if (c->state == DICT_CONN_CLOSING)
@@ -261,6 +286,7 @@ dict_conn_free(struct dict_conn *c)
 		dict_txn_free(t);
 	}
 	dict_txn_free(c->committing);
+	dict_turn_cancel(c->waiting);
 	buf_clear(&c->reply);
 	buf_clear(&c->in);
 	buf_clear(&c->out);

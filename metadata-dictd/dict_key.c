@@ -5,6 +5,11 @@
  * devicetoken (a chatmail client's push token) and messagenew (set by
  * push.lua on delivery). Both are matched on the entry name alone,
  * whatever mailbox GUID precedes it, like chatmail relay's own server.
+ *
+ * Server-level entries (GETMETADATA "" /shared/...) arrive under the
+ * user's INBOX GUID followed by vendor/vendor.dovecot/pvt/server/ (protocol
+ * doc §6); those under vendor/deltachat/ are the relay's, answered by
+ * dict_vendor.c whatever the GUID, again like chatmail relay's server.
  */
 #include <string.h>
 
@@ -12,6 +17,9 @@
 
 #define DICT_KEY_PREFIX_PRIV	"priv/"
 #define DICT_KEY_PREFIX_SHARED	"shared/"
+/* What follows the GUID in a server-level deltachat entry's key. */
+#define DICT_KEY_DELTACHAT_PATH	\
+	"/vendor/vendor.dovecot/pvt/server/vendor/deltachat/"
 
 void
 dict_key_parse(const char *key, struct dict_key *out)
@@ -22,6 +30,16 @@ dict_key_parse(const char *key, struct dict_key *out)
 	if (strncmp(key, DICT_KEY_PREFIX_SHARED,
 	    strlen(DICT_KEY_PREFIX_SHARED)) == 0) {
 		out->kind = DICT_KEY_SHARED;
+		guid = key + strlen(DICT_KEY_PREFIX_SHARED);
+		slash = strchr(guid, '/');
+		if (slash != NULL && slash != guid && strncmp(slash,
+		    DICT_KEY_DELTACHAT_PATH,
+		    strlen(DICT_KEY_DELTACHAT_PATH)) == 0) {
+			out->kind = DICT_KEY_DELTACHAT;
+			out->guid = guid;
+			out->guid_len = (size_t)(slash - guid);
+			out->name = slash + strlen(DICT_KEY_DELTACHAT_PATH);
+		}
 		return;
 	}
 	if (strncmp(key, DICT_KEY_PREFIX_PRIV,
@@ -47,7 +65,8 @@ dict_key_parse(const char *key, struct dict_key *out)
 const char *
 dict_key_owner(const struct dict_key *k, const char *user)
 {
-	return k->kind == DICT_KEY_SHARED ? "" : user;
+	return k->kind == DICT_KEY_SHARED || k->kind == DICT_KEY_DELTACHAT ?
+	    "" : user;
 }
 
 /* Tokens are joined by single spaces in lookups (what chatmail relay's

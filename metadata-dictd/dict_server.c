@@ -45,6 +45,7 @@ struct dict_pending {
 struct dict_server {
 	struct event_base	*base;
 	struct dict_store	*store;
+	struct dict_vendor	*vendor;
 	struct evconnlistener	*listener;
 	char			*socket_path;
 	int			 notify_fd;
@@ -73,6 +74,12 @@ struct dict_stats *
 dict_server_stats(struct dict_server *srv)
 {
 	return &srv->stats;
+}
+
+struct dict_vendor *
+dict_server_vendor(struct dict_server *srv)
+{
+	return srv->vendor;
 }
 
 struct event_base *
@@ -337,6 +344,10 @@ dict_server_register_metrics(struct dict_server *srv)
 	    "Failed operations", "reason=\"storage\"");
 	st->fail_txn = metrics_counter(m, "dictd_failures",
 	    "Failed operations", "reason=\"transaction\"");
+	st->fail_turn = metrics_counter(m, "dictd_failures",
+	    "Failed operations", "reason=\"turn\"");
+	st->fail_appversions = metrics_counter(m, "dictd_failures",
+	    "Failed operations", "reason=\"appversions\"");
 }
 
 static int
@@ -394,6 +405,7 @@ dict_server_new(struct event_base *base, const struct dict_server_config *cfg,
 	srv->base = base;
 	srv->store = store;
 	srv->notify_fd = -1;
+	srv->vendor = dict_vendor_new(&cfg->vendor);
 	srv->metrics = metrics_new();
 	dict_server_register_metrics(srv);
 	srv->after_io = event_new(base, -1, 0, dict_server_on_after_io, srv);
@@ -405,6 +417,8 @@ dict_server_new(struct event_base *base, const struct dict_server_config *cfg,
 		srv->sweep_period_ms = DICT_SWEEP_MIN_PERIOD_MS;
 	evtimer_add(srv->sweep, &now);
 
+	if (dict_vendor_config_check(&cfg->vendor, err) < 0)
+		goto fail;
 	if (cfg->notify_socket != NULL) {
 		if (unixsock_addr(cfg->notify_socket, &srv->notify_addr,
 		    err) < 0)
@@ -462,6 +476,7 @@ dict_server_free(struct dict_server *srv)
 		close(srv->notify_fd);
 	free(srv->socket_path);
 	metrics_free(srv->metrics);
+	dict_vendor_free(srv->vendor);
 	dict_store_close(srv->store);
 	free(srv);
 }

@@ -31,6 +31,10 @@ enum dict_stmt {
 	ST_QUEUE_INSERT,
 	ST_SWEEP,
 	ST_COUNT,
+	ST_TOKEN_FIND,
+	ST_TOKEN_IMPORT,
+	ST_TOKEN_TOUCH,
+	ST_QUEUE_IMPORT,
 	ST_BEGIN,
 	ST_BEGIN_READ,
 	ST_COMMIT,
@@ -83,6 +87,22 @@ static const char *const dict_store_sql[ST_COUNT_OF_STATEMENTS] = {
 	    "DELETE FROM tokens WHERE id IN (SELECT id FROM tokens "
 	    "WHERE updated_at < ?1 LIMIT ?2)",
 	[ST_COUNT] = "SELECT count(*) FROM tokens",
+	/* Imports (chatmaild_import.c) */
+	[ST_TOKEN_FIND] =
+	    "SELECT id, updated_at FROM tokens "
+	    "WHERE user = ?1 AND token_hash = ?2",
+	[ST_TOKEN_IMPORT] =
+	    "INSERT INTO tokens(user, token, mailbox, updated_at, "
+	    "token_hash) VALUES (?1, ?2, '', ?3, ?4)",
+	[ST_TOKEN_TOUCH] =
+	    "UPDATE tokens SET updated_at = ?2 "
+	    "WHERE id = ?1 AND updated_at < ?2",
+	/* The same coalescing as ST_QUEUE_INSERT. */
+	[ST_QUEUE_IMPORT] =
+	    "INSERT INTO queue(token_id, user, created_at, attempts, "
+	    "next_at, state) SELECT ?1, ?2, ?3, 0, ?4, 0 WHERE NOT EXISTS ("
+	    "SELECT 1 FROM queue WHERE token_id = ?1 AND state = 0 "
+	    "AND attempts = 0)",
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_BEGIN_READ] = "BEGIN",
 	[ST_COMMIT] = "COMMIT",
@@ -225,6 +245,8 @@ dict_store_lookup(struct dict_store *s, const char *user, const char *key,
 		return rc < 0 ? -1 : rc > 0;
 	case DICT_KEY_MESSAGENEW:
 		return 0;		/* an event, never stored */
+	case DICT_KEY_DELTACHAT:
+		return 0;		/* dict_vendor.c's, never stored */
 	case DICT_KEY_PRIVATE:
 	case DICT_KEY_SHARED:
 		break;
@@ -361,7 +383,7 @@ dict_store_iterate(struct dict_store *s, const char *user, const char *path,
 	/* The path's own kind decides the owner: priv/ paths are the
 	 * user's, shared/ paths global. An empty path lists the user's. */
 	dict_key_parse(path, &k);
-	owner = k.kind == DICT_KEY_SHARED ? "" : user;
+	owner = dict_key_owner(&k, user);
 	if (strncmp(path, "priv/", path_len < 5 ? path_len : 5) == 0 &&
 	    dict_store_iterate_tokens(s, user, path, path_len, flags, now_ms,
 	    rows, err) < 0)
@@ -529,6 +551,13 @@ dict_store_change(struct dict_store *s, const char *user,
 		err_set(err, "key is neither priv/ nor shared/");
 		return -1;
 	}
+	/* The relay's server-level entries come from its configuration;
+	 * a client may read them, never change them. */
+	if (k.kind == DICT_KEY_DELTACHAT) {
+		err_set(err, "server entries under /shared/vendor/deltachat/ "
+		    "are read-only");
+		return -1;
+	}
 	owner = dict_key_owner(&k, user);
 	switch (ch->kind) {
 	case DICT_CHANGE_SET:
@@ -608,6 +637,92 @@ dict_store_apply(struct dict_store *s, const struct dict_txn *txn,
 		*tokens_set_out += tokens_set;
 	}
 	return result;
+}
+
+/* 1 and the row's id and updated_at if user has token, 0 if not, -1. */
+static int
+dict_store_token_find(struct dict_store *s, const char *user,
+    const char *token, size_t len, int64_t *id_out, int64_t *updated_out,
+    char err[ERR_LEN])
+{
+	sqlite3_stmt *st = db_stmt_ready(s->st[ST_TOKEN_FIND]);
+	int rc;
+
+	dict_store_bind_text(st, 1, user, strlen(user));
+	sqlite3_bind_int64(st, 2, relay_db_token_hash(token, len));
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*id_out = sqlite3_column_int64(st, 0);
+		*updated_out = sqlite3_column_int64(st, 1);
+		sqlite3_reset(st);
+		return 1;
+	}
+	if (rc != SQLITE_DONE)
+		return db_stmt_fail(st, err);
+	sqlite3_reset(st);
+	return 0;
+}
+
+int
+dict_store_token_import(struct dict_store *s, const char *user,
+    const char *token, size_t len, int64_t updated_at_ms, bool refresh,
+    enum dict_import_result *result_out, char err[ERR_LEN])
+{
+	sqlite3_stmt *st;
+	int64_t id, updated;
+	int rc;
+
+	if (dict_key_token_check(token, len, err) < 0)
+		return -1;
+	if ((rc = dict_store_token_find(s, user, token, len, &id, &updated,
+	    err)) < 0)
+		return -1;
+	if (rc == 0) {
+		st = db_stmt_ready(s->st[ST_TOKEN_IMPORT]);
+		dict_store_bind_text(st, 1, user, strlen(user));
+		dict_store_bind_text(st, 2, token, len);
+		sqlite3_bind_int64(st, 3, updated_at_ms);
+		sqlite3_bind_int64(st, 4, relay_db_token_hash(token, len));
+		*result_out = DICT_IMPORT_ADDED;
+		return db_stmt_run(st, err);
+	}
+	*result_out = DICT_IMPORT_PRESENT;
+	if (!refresh || updated >= updated_at_ms)
+		return 0;
+	st = db_stmt_ready(s->st[ST_TOKEN_TOUCH]);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, updated_at_ms);
+	*result_out = DICT_IMPORT_REFRESHED;
+	return db_stmt_run(st, err);
+}
+
+int
+dict_store_queue_import(struct dict_store *s, const char *user,
+    const char *token, size_t len, int64_t created_at_ms, int64_t now_ms,
+    enum dict_import_job_result *result_out, char err[ERR_LEN])
+{
+	sqlite3_stmt *st;
+	int64_t id, updated;
+	int rc;
+
+	if ((rc = dict_store_token_find(s, user, token, len, &id, &updated,
+	    err)) < 0)
+		return -1;
+	/* An expired token gets no job, as with new mail. */
+	if (rc == 0 || updated < dict_store_cutoff(s, now_ms)) {
+		*result_out = DICT_IMPORT_JOB_NO_TOKEN;
+		return 0;
+	}
+	st = db_stmt_ready(s->st[ST_QUEUE_IMPORT]);
+	sqlite3_bind_int64(st, 1, id);
+	dict_store_bind_text(st, 2, user, strlen(user));
+	sqlite3_bind_int64(st, 3, created_at_ms);
+	sqlite3_bind_int64(st, 4, now_ms);
+	if (db_stmt_run(st, err) < 0)
+		return -1;
+	*result_out = sqlite3_changes(s->db) > 0 ? DICT_IMPORT_JOB_QUEUED :
+	    DICT_IMPORT_JOB_COALESCED;
+	return 0;
 }
 
 int

@@ -9,10 +9,15 @@
  *   dict_key.c     what a dict key means: device token, new-mail event,
  *                  private or shared attribute
  *   dict_store.c   SQLite: tokens, metadata, queue (knows no protocol)
+ *   dict_vendor.c  the server-level /shared/vendor/deltachat/ entries
+ *                  (values from flags, the app versions file, TURN)
+ *   dict_turn.c    TURN credentials from the TURN helper's Unix socket
  *   dict_cmd.c     one handler per command letter, transactions
  *   dict_conn.c    one client connection: socket, lines, reply order
  *   dict_server.c  listener, group commit, wake-ups, sweep, metrics
  *   main.c         options, set-up, loop, tear-down
+ *   chatmaild_parse.c   chatmaild's metadata.json and queue files (pure)
+ *   chatmaild_import.c  --import-chatmaild: chatmaild's tree into the db
  *
  * The wire rules cited as "protocol doc §n" are in the steering repo's
  * docs/dovecot-dict-protocol.md, verified against Dovecot 2.3.19.
@@ -39,6 +44,10 @@
 #define DICT_CONN_MAX_TXNS		64
 /* Stop reading a peer that does not read its replies. */
 #define DICT_CONN_OUTPUT_MAX_BYTES	(1024 * 1024)
+/* chatmail-turn answers "<user>:<password>\n", about 60 bytes. */
+#define DICT_TURN_REPLY_MAX_BYTES	512
+/* The app versions index chatmaild ships is ~400 bytes. */
+#define DICT_APPVERSIONS_MAX_BYTES	(64 * 1024)
 
 /* Iterate flags (protocol doc §3). */
 #define DICT_ITER_RECURSE	0x01
@@ -89,6 +98,10 @@ enum dict_key_kind {
 	DICT_KEY_MESSAGENEW,	/* priv/<guid>/messagenew */
 	DICT_KEY_PRIVATE,	/* any other priv/... */
 	DICT_KEY_SHARED,	/* shared/... */
+	/* shared/<guid>/vendor/vendor.dovecot/pvt/server/vendor/deltachat/
+	 * <name>: a server-level entry (GETMETADATA "" /shared/vendor/
+	 * deltachat/<name>, protocol doc §6), answered by dict_vendor.c. */
+	DICT_KEY_DELTACHAT,
 };
 
 struct dict_key {
@@ -97,6 +110,9 @@ struct dict_key {
 	 * (borrowed from the key string, not NUL-terminated). */
 	const char		*guid;
 	size_t			 guid_len;
+	/* DELTACHAT: the entry name after .../vendor/deltachat/ (borrowed,
+	 * NUL-terminated, may be empty). */
+	const char		*name;
 };
 
 /* One row of an iteration: key and value are owned by the row list. */
@@ -216,6 +232,95 @@ int	dict_store_sweep(struct dict_store *, int64_t now_ms, int limit,
 	    char err[ERR_LEN]);
 /* Number of stored tokens (all, expired or not), or -1 and err. */
 int64_t	dict_store_count_tokens(struct dict_store *, char err[ERR_LEN]);
+/* Imports of another server's state (chatmaild_import.c), each inside
+ * dict_store_batch_begin ... dict_store_batch_commit. */
+enum dict_import_result {
+	DICT_IMPORT_ADDED,		/* a new row */
+	DICT_IMPORT_REFRESHED,		/* present, moved forward in time */
+	DICT_IMPORT_PRESENT,		/* present and left as it was */
+};
+/* Adds user's token with updated_at_ms and no mailbox ('': it answers on
+ * any mailbox until the device sets it again through Dovecot), unless the
+ * user has it already. A present token's updated_at moves forward to
+ * updated_at_ms when refresh is true, never back. 0 and *result_out, or
+ * -1 and err (a token failing dict_key_token_check among the reasons). */
+int	dict_store_token_import(struct dict_store *, const char *user,
+	    const char *token, size_t len, int64_t updated_at_ms, bool refresh,
+	    enum dict_import_result *result_out, char err[ERR_LEN]);
+enum dict_import_job_result {
+	DICT_IMPORT_JOB_QUEUED,
+	DICT_IMPORT_JOB_COALESCED,	/* a job for the token still waits */
+	DICT_IMPORT_JOB_NO_TOKEN,	/* user has no such valid token */
+};
+/* One queue row for user's token, created at created_at_ms and due at
+ * now_ms, unless a row for that token still waits unsent: the coalescing
+ * new mail gets, which also makes a second import add nothing. 0 and
+ * *result_out, or -1 and err. */
+int	dict_store_queue_import(struct dict_store *, const char *user,
+	    const char *token, size_t len, int64_t created_at_ms,
+	    int64_t now_ms, enum dict_import_job_result *result_out,
+	    char err[ERR_LEN]);
+
+/* dict_vendor.c */
+struct dict_vendor;
+/* Where the server-level entries come from; strings are borrowed for
+ * the life of the dict_vendor. NULL (0 for the number) leaves an entry
+ * unanswered (NIL). */
+struct dict_vendor_config {
+	const char	*iroh_relay;		/* irohrelay */
+	uint64_t	 max_smtp_recipients;	/* maxsmtprecipients */
+	const char	*appversions_path;	/* appversions */
+	const char	*turn_host;		/* turn */
+	unsigned int	 turn_port;
+	const char	*turn_socket;		/* the TURN helper's */
+	int64_t		 turn_timeout_ms;
+};
+enum dict_vendor_answer {
+	DICT_VENDOR_NONE,	/* NIL */
+	DICT_VENDOR_VALUE,	/* the value was appended to out */
+	DICT_VENDOR_TURN,	/* fetch credentials (dict_turn_fetch) */
+};
+/* 0 if the values are usable, else -1 and err naming the flag. */
+int	dict_vendor_config_check(const struct dict_vendor_config *,
+	    char err[ERR_LEN]);
+struct dict_vendor *dict_vendor_new(const struct dict_vendor_config *);
+void	dict_vendor_free(struct dict_vendor *);
+/* The answer to a lookup of the entry name (the part after
+ * .../vendor/deltachat/). With DICT_VENDOR_NONE, err is filled when a
+ * configured source failed in a way not reported before (the caller
+ * logs it); it is left alone otherwise. Loop thread only. */
+enum dict_vendor_answer dict_vendor_lookup(struct dict_vendor *,
+	    const char *name, struct buf *out, char err[ERR_LEN]);
+const char *dict_vendor_turn_socket(const struct dict_vendor *);
+int64_t	dict_vendor_turn_timeout_ms(const struct dict_vendor *);
+/* The turn entry's value for credentials cred (len bytes). */
+void	dict_vendor_turn_value(const struct dict_vendor *, const char *cred,
+	    size_t len, struct buf *out);
+/* Compact one-line JSON (caller frees) of the JSON object in data; NULL
+ * and err when data is not one. */
+char	*dict_vendor_appversions_compact(const char *data, size_t len,
+	    char err[ERR_LEN]);
+
+/* dict_turn.c */
+struct dict_turn_req;
+/* Called once per request: cred (len bytes, borrowed for the call) and
+ * err NULL, or cred NULL and the reason in err. The request is freed when
+ * the callback returns; the callback must not cancel it. */
+typedef void dict_turn_cb(void *arg, const char *cred, size_t len,
+	    const char *err);
+/* Starts fetching TURN credentials from the helper's stream socket; cb
+ * runs from the loop within timeout_ms. NULL and err when the connect
+ * fails at once (socket absent, helper not listening). */
+struct dict_turn_req *dict_turn_fetch(struct event_base *,
+	    const char *socket_path, int64_t timeout_ms, dict_turn_cb *cb,
+	    void *arg, char err[ERR_LEN]);
+/* Drops a pending request without calling its callback. NULL is a no-op. */
+void	dict_turn_cancel(struct dict_turn_req *);
+/* The helper's answer so far (len bytes; eof when it closed): 1 and
+ * *cred_len_out (the line without its newline) when complete and valid,
+ * 0 when more is needed, -1 and err when it cannot become valid. */
+int	dict_turn_parse(const char *data, size_t len, bool eof,
+	    size_t *cred_len_out, char err[ERR_LEN]);
 
 /* dict_cmd.c */
 struct dict_txn *dict_txn_new(unsigned int id, const char *user);
@@ -254,6 +359,12 @@ struct dict_txn *dict_conn_txn_take(struct dict_conn *, unsigned int id);
 void	dict_conn_commit(struct dict_conn *, struct dict_txn *);
 void	dict_conn_commit_done(struct dict_conn *, struct dict_txn *,
 	    enum dict_commit_result, const char *reason);
+/* c waits for req (a lookup's TURN credentials) and reads nothing more
+ * until dict_conn_wait_done(); closing c cancels req. */
+void	dict_conn_wait(struct dict_conn *, struct dict_turn_req *req);
+/* req has finished (and is about to be freed by its owner): send the
+ * reply built in dict_conn_reply_buf() and read on. */
+void	dict_conn_wait_done(struct dict_conn *);
 void	dict_conn_set_hello(struct dict_conn *);
 bool	dict_conn_has_hello(const struct dict_conn *);
 
@@ -265,6 +376,7 @@ struct dict_server_config {
 	const char	*notify_socket;		/* NULL: none */
 	int64_t		 token_ttl_ms;
 	const char	*metrics_addr;		/* NULL: no listener */
+	struct dict_vendor_config vendor;	/* server-level entries */
 };
 
 /* Counters the commands update; owned by the server. */
@@ -281,6 +393,7 @@ struct dict_stats {
 	struct metric	*queue_rows;
 	struct metric	*err_line_too_long, *err_parse, *err_protocol;
 	struct metric	*fail_store, *fail_txn;
+	struct metric	*fail_turn, *fail_appversions;
 };
 
 /* Takes ownership of store and base is borrowed. NULL and err on
@@ -293,6 +406,7 @@ void	dict_server_shutdown(struct dict_server *);
 void	dict_server_free(struct dict_server *);
 struct dict_store *dict_server_store(struct dict_server *);
 struct dict_stats *dict_server_stats(struct dict_server *);
+struct dict_vendor *dict_server_vendor(struct dict_server *);
 struct event_base *dict_server_base(struct dict_server *);
 void	dict_server_conn_closed(struct dict_server *, struct dict_conn *);
 /* End the pass's read transaction once this loop pass's I/O is done. */
@@ -300,5 +414,99 @@ void	dict_server_read_done_later(struct dict_server *);
 /* Queue a transaction for the next group commit. */
 void	dict_server_commit_enqueue(struct dict_server *, struct dict_conn *,
 	    struct dict_txn *);
+
+/* chatmaild_parse.c: chatmail relay's Python service's files (pure) */
+/* Addresses: RFC 5321's 256-octet path less its angle brackets. */
+#define CHATMAILD_ADDR_MAX_BYTES	254
+/* metadata.json holds one user's tokens, ~700 bytes each: 1 MiB is over
+ * a thousand devices. A queue file is an address, a time and one token. */
+#define CHATMAILD_METADATA_MAX_BYTES	(1024 * 1024)
+#define CHATMAILD_PENDING_MAX_BYTES	(CHATMAILD_ADDR_MAX_BYTES + 32 + \
+					 DICT_TOKEN_MAX_BYTES)
+/* A token of metadata.json's old list form has no timestamp. */
+#define CHATMAILD_TS_NONE		(-1)
+
+struct chatmaild_token {
+	char	*token;		/* owned, NUL-terminated */
+	size_t	 len;
+	int64_t	 ts;		/* unix s, or CHATMAILD_TS_NONE */
+};
+
+struct chatmaild_tokens {
+	struct chatmaild_token	*v;
+	size_t			 n, cap;
+};
+
+/* One notifier queue file. Strings owned (chatmaild_pending_clear). */
+struct chatmaild_pending {
+	char	*addr;
+	int64_t	 start_ts;	/* unix seconds */
+	char	*token;
+	size_t	 token_len;
+};
+
+/* The device tokens of one metadata.json (len bytes), in file order: 0
+ * and *out (clear it with chatmaild_tokens_clear; empty when the file has
+ * no "devicetoken"), or -1 and err when the file is not a JSON object
+ * whose "devicetoken" is a list of strings or an object of strings to
+ * positive integers. The tokens themselves are not checked here. */
+int	chatmaild_parse_metadata(const char *data, size_t len,
+	    struct chatmaild_tokens *out, char err[ERR_LEN]);
+void	chatmaild_tokens_clear(struct chatmaild_tokens *);
+/* One queue file "<addr>\n<start_ts>\n<token>": 0 and *out, or -1 and
+ * err. The token is the rest of the file, unchecked. */
+int	chatmaild_parse_pending(const char *data, size_t len,
+	    struct chatmaild_pending *out, char err[ERR_LEN]);
+void	chatmaild_pending_clear(struct chatmaild_pending *);
+/* 0 if s (len bytes) is a plain ASCII address local@domain, as a
+ * chatmail relay makes them, else -1 and err. */
+int	chatmaild_parse_addr(const char *s, size_t len, char err[ERR_LEN]);
+
+/* chatmaild_import.c: --import-chatmaild */
+/* Why a file was left out; chatmaild_import_skip_name() names each. */
+enum chatmaild_skip {
+	CHATMAILD_SKIP_BAD_ADDRESS,	/* user directory name */
+	CHATMAILD_SKIP_WRONG_TYPE,	/* symlink, directory, device... */
+	CHATMAILD_SKIP_TOO_LARGE,
+	CHATMAILD_SKIP_UNREADABLE,
+	CHATMAILD_SKIP_BAD_FORMAT,
+	CHATMAILD_SKIP_PARTIAL,		/* a queue file's .tmp */
+	CHATMAILD_SKIP_INVALID_TOKEN,
+	CHATMAILD_SKIP_EXPIRED,		/* past chatmaild's 5 h limit */
+	CHATMAILD_SKIP_UNKNOWN_TOKEN,	/* not a valid token of its user */
+	CHATMAILD_SKIP_COUNT,
+};
+
+struct chatmaild_import_report {
+	uint64_t	users;		/* address directories */
+	uint64_t	metadata_files;	/* metadata.json files read */
+	uint64_t	tokens_imported;
+	uint64_t	tokens_present;	/* already there, left alone */
+	uint64_t	tokens_refreshed; /* already there, older */
+	uint64_t	tokens_expired;	/* older than --token-ttl */
+	uint64_t	tokens_invalid;	/* refused as the daemon would */
+	uint64_t	pending_queued;
+	uint64_t	pending_present; /* a waiting job had it already */
+	uint64_t	skipped[CHATMAILD_SKIP_COUNT];
+};
+
+const char *chatmaild_import_skip_name(enum chatmaild_skip);
+/* Imports every <vmail_dir>/<addr>/metadata.json, then every file of
+ * <vmail_dir>/pending_notifications, into store, in short transactions.
+ * Idempotent: tokens already there are kept (only moved forward in
+ * time), queue files for a token with a waiting job add nothing. Logs
+ * each file and token left out (never a token itself). 0, or -1 and err
+ * when the import cannot go on (the report then counts what was read;
+ * the batch under way was rolled back). */
+int	chatmaild_import_run(struct dict_store *, const char *vmail_dir,
+	    int64_t now_ms, int64_t token_ttl_ms,
+	    struct chatmaild_import_report *report_out, char err[ERR_LEN]);
+/* The report as one line of key=value pairs, appended to out. */
+void	chatmaild_import_report_format(
+	    const struct chatmaild_import_report *, struct buf *out);
+/* The whole --import-chatmaild run: open the database, import, print the
+ * report on stdout. Returns the exit status. */
+int	chatmaild_import_main(const char *db_path, enum db_sync,
+	    int64_t token_ttl_ms, const char *vmail_dir);
 
 #endif

@@ -17,11 +17,18 @@
 #include "log.h"
 
 #define DICTD_DEFAULT_TOKEN_TTL	"90d"
+/* chatmail relay's TURN helper and the port it serves (its Python
+ * service's defaults). */
+#define DICTD_DEFAULT_TURN_SOCKET	"/run/chatmail-turn/turn.socket"
+#define DICTD_DEFAULT_TURN_PORT		3478
+/* Under Dovecot's 5 s slow-reply warning (protocol doc §5). */
+#define DICTD_DEFAULT_TURN_TIMEOUT	"3s"
 /* Each Dovecot imap/lmtp process opens its own connection. */
 #define DICTD_WANT_NOFILE	65536
 
 static const char dictd_usage[] =
 "usage: metadata-dictd --socket PATH --db PATH [options]\n"
+"       metadata-dictd --db PATH --import-chatmaild VMAIL_DIR\n"
 "\n"
 "Dovecot dict server for chatmail relays: stores IMAP METADATA (device\n"
 "tokens among them) in SQLite and queues a push job per device token\n"
@@ -38,11 +45,45 @@ static const char dictd_usage[] =
 "                            crashes, full also power loss (default normal)\n"
 "  -M, --metrics HOST:PORT   serve OpenMetrics at http://HOST:PORT/metrics\n"
 "  -l, --log-level LEVEL     error, warn, info, debug (default info)\n"
-"  -h, --help                show this help\n";
+"  -h, --help                show this help\n"
+"\n"
+"Server entries for GETMETADATA \"\" /shared/vendor/deltachat/<name>\n"
+"(read-only to clients; NIL when not set):\n"
+"      --iroh-relay URL          irohrelay: the iroh relay URL\n"
+"      --max-smtp-recipients N   maxsmtprecipients: recipients per mail\n"
+"                                the MTA accepts (default 1000, as chatmaild)\n"
+"      --appversions FILE        appversions: a JSON object, re-read when\n"
+"                                it changes, sent as one compact line\n"
+"      --turn-host HOST          turn: HOST:PORT:<credentials> with fresh\n"
+"                                credentials from the TURN helper\n"
+"      --turn-port PORT          TURN server port (default 3478)\n"
+"      --turn-socket PATH        the TURN helper's socket (default\n"
+"                                /run/chatmail-turn/turn.socket)\n"
+"      --turn-timeout DURATION   wait for the helper (default 3s)\n"
+"\n"
+"Moving from chatmail relay's Python service (chatmaild):\n"
+"      --import-chatmaild VMAIL_DIR\n"
+"                                import the device tokens of every\n"
+"                                VMAIL_DIR/<addr>/metadata.json and the\n"
+"                                pushes in VMAIL_DIR/pending_notifications\n"
+"                                into --db, print the counts and exit\n"
+"                                (running it twice changes nothing)\n";
+
+enum {
+	DICTD_OPT_IMPORT = 256,
+	DICTD_OPT_IROH,
+	DICTD_OPT_MAX_RCPT,
+	DICTD_OPT_APPVERSIONS,
+	DICTD_OPT_TURN_HOST,
+	DICTD_OPT_TURN_PORT,
+	DICTD_OPT_TURN_SOCKET,
+	DICTD_OPT_TURN_TIMEOUT,
+};
 
 struct dictd_options {
 	struct dict_server_config	 server;
 	const char			*db_path;
+	const char			*import_dir;	/* chatmaild's */
 	enum db_sync			 sync;
 	enum log_level			 log_level;
 };
@@ -68,8 +109,23 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 		{ "metrics", required_argument, NULL, 'M' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "import-chatmaild", required_argument, NULL,
+		    DICTD_OPT_IMPORT },
+		{ "iroh-relay", required_argument, NULL, DICTD_OPT_IROH },
+		{ "max-smtp-recipients", required_argument, NULL,
+		    DICTD_OPT_MAX_RCPT },
+		{ "appversions", required_argument, NULL,
+		    DICTD_OPT_APPVERSIONS },
+		{ "turn-host", required_argument, NULL, DICTD_OPT_TURN_HOST },
+		{ "turn-port", required_argument, NULL, DICTD_OPT_TURN_PORT },
+		{ "turn-socket", required_argument, NULL,
+		    DICTD_OPT_TURN_SOCKET },
+		{ "turn-timeout", required_argument, NULL,
+		    DICTD_OPT_TURN_TIMEOUT },
 		{ NULL, 0, NULL, 0 },
 	};
+	struct dict_vendor_config *v = &o->server.vendor;
+	bool turn_opts = false;
 	char err[ERR_LEN];
 	mode_t mode;
 	int ch;
@@ -80,6 +136,13 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 	o->log_level = LOG_LEVEL_INFO;
 	o->server.token_ttl_ms = cliopt_duration_ms("token-ttl",
 	    DICTD_DEFAULT_TOKEN_TTL);
+	v->turn_port = DICTD_DEFAULT_TURN_PORT;
+	v->turn_socket = DICTD_DEFAULT_TURN_SOCKET;
+	/* What chatmaild always answered (Postfix's smtpd_recipient_limit):
+	 * replacing it must not change what clients see. */
+	v->max_smtp_recipients = 1000;
+	v->turn_timeout_ms = cliopt_duration_ms("turn-timeout",
+	    DICTD_DEFAULT_TURN_TIMEOUT);
 	while ((ch = getopt_long(argc, argv, "s:d:m:g:n:t:S:M:l:h", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
@@ -106,18 +169,61 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 				fatalx("--log-level: expected error, warn, "
 				    "info or debug");
 			break;
+		case DICTD_OPT_IMPORT: o->import_dir = optarg; break;
+		case DICTD_OPT_IROH: v->iroh_relay = optarg; break;
+		case DICTD_OPT_APPVERSIONS: v->appversions_path = optarg; break;
+		case DICTD_OPT_TURN_HOST: v->turn_host = optarg; break;
+		case DICTD_OPT_MAX_RCPT:
+			v->max_smtp_recipients = cliopt_uint(
+			    "max-smtp-recipients", optarg, 1, 1000000);
+			break;
+		case DICTD_OPT_TURN_PORT:
+			v->turn_port = (unsigned int)cliopt_uint("turn-port",
+			    optarg, 1, 65535);
+			turn_opts = true;
+			break;
+		case DICTD_OPT_TURN_SOCKET:
+			v->turn_socket = optarg;
+			turn_opts = true;
+			break;
+		case DICTD_OPT_TURN_TIMEOUT:
+			v->turn_timeout_ms = cliopt_duration_ms("turn-timeout",
+			    optarg);
+			turn_opts = true;
+			break;
 		case 'h':
 			dictd_usage_exit(0);
 		default:
 			dictd_usage_exit(2);
 		}
 	}
-	if (optind != argc || o->server.socket_path == NULL ||
-	    o->db_path == NULL) {
+	if (optind != argc || o->db_path == NULL ||
+	    (o->server.socket_path == NULL && o->import_dir == NULL)) {
 		fprintf(stderr, "metadata-dictd: --socket and --db are "
-		    "required\n");
+		    "required (--db alone with --import-chatmaild)\n");
 		dictd_usage_exit(2);
 	}
+	if (turn_opts && v->turn_host == NULL)
+		fatalx("--turn-port, --turn-socket and --turn-timeout need "
+		    "--turn-host");
+	if (dict_vendor_config_check(v, err) < 0)
+		fatalx("%s", err);
+}
+
+/* A bad --appversions file shows at start, not at the first login (the
+ * lookup reports a failure once, so it is not logged again then). */
+static void
+dictd_probe_appversions(struct dict_server *srv)
+{
+	char err[ERR_LEN];
+	struct buf value;
+
+	err[0] = '\0';
+	buf_init(&value);
+	if (dict_vendor_lookup(dict_server_vendor(srv), "appversions", &value,
+	    err) == DICT_VENDOR_NONE && err[0] != '\0')
+		log_warnx("dict %s", err);
+	buf_clear(&value);
 }
 
 static void
@@ -143,6 +249,9 @@ main(int argc, char **argv)
 	log_init("metadata-dictd", LOG_LEVEL_INFO);
 	dictd_parse_options(argc, argv, &o);
 	log_set_level(o.log_level);
+	if (o.import_dir != NULL)
+		return chatmaild_import_main(o.db_path, o.sync,
+		    o.server.token_ttl_ms, o.import_dir);
 
 	nofile = evloop_raise_nofile(DICTD_WANT_NOFILE);
 	if ((base = evloop_new(err)) == NULL)
@@ -152,6 +261,7 @@ main(int argc, char **argv)
 		fatalx("database: %s", err);
 	if ((srv = dict_server_new(base, &o.server, store, err)) == NULL)
 		fatalx("%s", err);
+	dictd_probe_appversions(srv);
 	sigs = evloop_signals_add(base, dictd_on_stop, base);
 	log_info("dict listening socket=%s db=%s max_open_files=%llu",
 	    o.server.socket_path, o.db_path, (unsigned long long)nofile);

@@ -9,20 +9,24 @@ order of tests does not matter.
 """
 
 import base64
+import json
 import os
 import resource
 import selectors
 import signal
 import socket
 import struct
+import subprocess
+import threading
 import time
 import urllib.request
 import uuid
 
 import pytest
 
-from harness import (HANDSHAKE, dict_reply_fields, free_tcp_port, imap_quote,
-                     leaked_secrets, tab_escape, wait_until)
+from harness import (HANDSHAKE, PUSHSTACK_BIN, dict_reply_fields,
+                     free_tcp_port, imap_quote, leaked_secrets,
+                     register_secret, tab_escape, wait_until)
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
@@ -708,3 +712,296 @@ def test_dict_10k_concurrent_connections(dictd):
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert_still_serving(dictd)
+
+
+# ---------------------------------------------------------------------------
+# --import-chatmaild: moving from chatmail relay's Python service
+# (docs/metadata-dictd.md, "Moving from chatmaild")
+
+
+def write_chatmaild_tree(root, files):
+    """files: {relative path: str or bytes}; directories made as needed."""
+    for rel, content in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(content.encode() if isinstance(content, str)
+                    else content)
+
+
+def run_import(dictd, vmail, expect_rc=0):
+    """metadata-dictd --db <dictd's db> --import-chatmaild vmail, while
+    the daemon runs; returns ({count: int}, stdout + stderr)."""
+    binary = os.path.join(PUSHSTACK_BIN, "metadata-dictd")
+    r = subprocess.run([binary, "--db", dictd.db_path,
+                        "--import-chatmaild", vmail],
+                       capture_output=True, timeout=30)
+    out = (r.stdout + r.stderr).decode(errors="replace")
+    assert r.returncode == expect_rc, "import exited %d:\n%s" % (
+        r.returncode, out)
+    counts = {}
+    if expect_rc == 0:
+        lines = r.stdout.decode().splitlines()
+        assert len(lines) == 1, "expected one report line: %r" % lines
+        counts = {k: int(v) for k, v in
+                  (kv.split("=") for kv in lines[0].split())}
+    return counts, out
+
+
+def pending_item(addr, start_ts, token):
+    # chatmaild's PersistentQueueItem.create: f"{addr}\n{start_ts}\n{token}"
+    return "%s\n%d\n%s" % (addr, start_ts, token)
+
+
+def test_import_chatmaild_tree_then_getmetadata(dovecot, dictd, tmpdir):
+    now = int(time.time())
+    a1, a2, a_old = openpgp_token(), openpgp_token(), openpgp_token()
+    b1, b2 = apns_token(), openpgp_token()
+    tokens = [a1, a2, a_old, b1, b2]
+    for t in tokens:
+        register_secret(t)
+    vmail = os.path.join(tmpdir, "vmail")
+    write_chatmaild_tree(vmail, {
+        # relay >= 1.7: {token: unix seconds}; json.dump's spacing
+        ALICE + "/metadata.json": json.dumps({"devicetoken": {
+            a1: now - 86400, a2: now - 60, a_old: now - 91 * 86400}}),
+        ALICE + "/password": "x",
+        # older relays: a plain list
+        BOB + "/metadata.json": json.dumps({"devicetoken": [b1, b2]}),
+        "pending_notifications/" + uuid.uuid4().hex:
+            pending_item(ALICE, now - 30, a1),
+        "pending_notifications/" + uuid.uuid4().hex:
+            pending_item(BOB, now - 60, b2),
+        "pending_notifications/" + uuid.uuid4().hex + ".tmp":
+            pending_item(BOB, now, b1)[:10],
+        "pending_notifications/" + uuid.uuid4().hex: "garbage",
+        "carol@example.org/metadata.json": "{\"devicetoken\": [",
+        "dave@example.org/metadata.json":
+            b"{" + b" " * (1024 * 1024) + b"}",
+    })
+
+    counts, out = run_import(dictd, vmail)
+    assert leaked_secrets(out, tokens) == [], "a token in the output"
+    assert counts["users"] == 4 and counts["metadata_files"] == 2, counts
+    assert counts["tokens_imported"] == 4, counts
+    assert counts["tokens_expired"] == 1, counts
+    assert counts["pending_queued"] == 2, counts
+    assert counts["files_skipped"] == 4, counts
+    assert (counts["skipped_partial"], counts["skipped_bad_format"],
+            counts["skipped_too_large"]) == (1, 2, 1), counts
+    assert "carol@example.org/metadata.json reason=bad_format" in out, out
+    assert "dave@example.org/metadata.json reason=too_large" in out, out
+
+    # Read back through Dovecot, as a client would: the file's times
+    # order alice's tokens; the expired one is gone.
+    with dovecot.imap(ALICE) as c:
+        assert tokens_of(c.get_entry("INBOX", "/private/devicetoken")) == [
+            a1, a2]
+    with dovecot.imap(BOB) as c:
+        assert sorted(tokens_of(c.get_entry("INBOX",
+                                            "/private/devicetoken"))) == \
+            sorted([b1, b2])
+    assert dictd.db_query("SELECT updated_at FROM tokens WHERE token = ?",
+                          (a1,)) == [((now - 86400) * 1000,)]
+    assert sorted(dictd.db_query(QUEUE_ROWS)) == sorted([
+        (ALICE, a1, 0, 0), (BOB, b2, 0, 0)])
+
+    # A second run changes nothing.
+    tables = ("SELECT * FROM tokens ORDER BY id",
+              "SELECT * FROM queue ORDER BY id")
+    before = [dictd.db_query(q) for q in tables]
+    counts, out = run_import(dictd, vmail)
+    assert [dictd.db_query(q) for q in tables] == before
+    assert (counts["tokens_imported"], counts["tokens_present"],
+            counts["pending_queued"], counts["pending_present"]) == (
+                0, 4, 0, 2), counts
+
+    # New mail for alice: a job for a2; a1's imported job still waits
+    # and absorbs it, as with the daemon's own jobs.
+    assert dovecot.lmtp_deliver(BOB, ALICE) == {}
+    assert sorted(dictd.db_query(QUEUE_ROWS)) == sorted([
+        (ALICE, a1, 0, 0), (ALICE, a2, 0, 0), (BOB, b2, 0, 0)])
+    # The device sets its token again: the same row, now on INBOX.
+    set_token(dovecot, ALICE, a2)
+    rows = dictd.db_query("SELECT mailbox FROM tokens WHERE user = ? "
+                          "ORDER BY updated_at", (ALICE,))
+    assert len(rows) == 2 and rows[0][0] == "" and len(rows[1][0]) == 32
+    # Opting out through Dovecot removes the imported tokens too.
+    with dovecot.imap(ALICE) as c:
+        assert c.setmetadata("INBOX", [("/private/devicetoken", None)]
+                             ).status == "OK"
+        assert c.get_entry("INBOX", "/private/devicetoken") is None
+    assert db_tokens(dictd, ALICE) == []
+
+
+def test_import_chatmaild_failures(dictd, tmpdir):
+    binary = os.path.join(PUSHSTACK_BIN, "metadata-dictd")
+    _, out = run_import(dictd, os.path.join(tmpdir, "no-such-dir"),
+                        expect_rc=1)
+    assert "no-such-dir" in out and "No such file" in out, out
+    # --db is needed, and only --db, in import mode.
+    r = subprocess.run([binary, "--import-chatmaild", tmpdir],
+                       capture_output=True, timeout=10)
+    assert r.returncode == 2 and b"--db" in r.stderr, r
+    assert dictd.db_query("SELECT * FROM tokens") == []
+
+
+# ---------------------------------------------------------------------------
+# Server-level entries: GETMETADATA "" /shared/vendor/deltachat/<name>
+
+DELTACHAT = "/shared/vendor/deltachat/"
+SERVER_ENTRIES = [DELTACHAT + n for n in ("irohrelay", "turn",
+                                          "maxsmtprecipients",
+                                          "appversions")]
+
+
+class FakeTurnHelper:
+    """The TURN helper's Unix socket as chatmail-turn serves it: one line
+    "<username>:<password>\\n" per connection, then close. With
+    silent=True it accepts and never answers."""
+
+    def __init__(self, path, silent=False):
+        self.path = path
+        self.silent = silent
+        self.connections = 0
+        self.held = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(16)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def credentials(self, n):
+        return "%d:c2VjcmV0LXBhc3N3b3JkLSVk%d" % (1700000000 + n, n)
+
+    def _run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return                       # closed by stop()
+            self.connections += 1
+            if self.silent:
+                self.held.append(conn)
+                continue
+            conn.sendall(self.credentials(self.connections).encode() +
+                         b"\n")
+            conn.close()
+
+    def stop(self):
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.thread.join(timeout=5)
+        for c in self.held:
+            c.close()
+
+
+def test_server_entries_through_dovecot(dovecot, dictd, tmpdir):
+    # Nothing configured: NIL for each, as chatmaild without them, except
+    # maxsmtprecipients, which chatmaild always answered (1000).
+    with dovecot.imap(ALICE) as c:
+        r, md = c.getmetadata("", *SERVER_ENTRIES)
+        assert r.status == "OK", r.text
+        want = {name: None for name in SERVER_ENTRIES}
+        want[DELTACHAT + "maxsmtprecipients"] = b"1000"
+        assert md == want, md
+
+    turn_path = os.path.join(tmpdir, "turn.socket")
+    helper = FakeTurnHelper(turn_path)
+    appversions = os.path.join(tmpdir, "appversions.json")
+    index = {"clients": [{"clientId": "deltachat", "sources": [
+        {"sourceId": "gplay", "versionInteger": 754,
+         "versionString": "2.57.0"}]}]}
+    with open(appversions, "w") as f:
+        json.dump(index, f, indent=2)
+    try:
+        dictd.restart(extra_args=[
+            "--iroh-relay", "https://iroh.example.org",
+            "--max-smtp-recipients", "1000",
+            "--appversions", appversions,
+            "--turn-host", "turn.example.org", "--turn-socket", turn_path])
+        # One GETMETADATA for all four, as chatmail core asks.
+        with dovecot.imap(ALICE) as c:
+            r, md = c.getmetadata("", *SERVER_ENTRIES)
+            assert r.status == "OK", r.text
+        assert md[DELTACHAT + "irohrelay"] == b"https://iroh.example.org"
+        assert md[DELTACHAT + "maxsmtprecipients"] == b"1000"
+        # chatmaild's value: f"{turn_hostname}:3478:{credentials}"
+        assert md[DELTACHAT + "turn"] == (
+            "turn.example.org:3478:" + helper.credentials(1)).encode()
+        assert helper.connections == 1
+        # one line, compact, the same JSON
+        value = md[DELTACHAT + "appversions"]
+        assert b"\n" not in value and b": " not in value, value
+        assert json.loads(value) == index
+        # Fresh credentials at every lookup, for every user.
+        with dovecot.imap(BOB) as c:
+            assert c.get_entry("", DELTACHAT + "turn") == (
+                "turn.example.org:3478:" + helper.credentials(2)).encode()
+            # an unknown entry of that namespace is NIL
+            assert c.get_entry("", DELTACHAT + "nothere") is None
+
+        # The app versions file is re-read when it changes.
+        index["clients"][0]["sources"][0]["versionInteger"] = 755
+        with open(appversions + ".new", "w") as f:
+            json.dump(index, f)
+        os.rename(appversions + ".new", appversions)
+        with dovecot.imap(ALICE) as c:
+            assert json.loads(c.get_entry("", DELTACHAT + "appversions")
+                              ) == index
+
+        # Read-only to clients: set and unset are refused, nothing stored.
+        with dovecot.imap(ALICE) as c:
+            for name in SERVER_ENTRIES:
+                for value in ("https://evil.example", None):
+                    r = c.setmetadata("", [(name, value)])
+                    assert r.status == "NO", "%s %r -> %s %s" % (
+                        name, value, r.status, r.text)
+            assert c.get_entry("", DELTACHAT + "irohrelay") == \
+                b"https://iroh.example.org"
+        assert dictd.db_query("SELECT * FROM metadata") == []
+        assert "are read-only" in dictd.log_text()
+        # Credentials are not logged.
+        for n in (1, 2):
+            assert helper.credentials(n).split(":")[1] not in \
+                dictd.log_text()
+    finally:
+        helper.stop()
+
+
+def test_turn_helper_absent_or_silent(dovecot, dictd, tmpdir):
+    turn_path = os.path.join(tmpdir, "turn.socket")
+    dictd.restart(extra_args=[
+        "--iroh-relay", "https://iroh.example.org",
+        "--turn-host", "turn.example.org", "--turn-socket", turn_path,
+        "--turn-timeout", "500ms"])
+    # No helper: TURN is NIL, and the other entries of the same command
+    # still answer (an error would lose them all).
+    with dovecot.imap(ALICE) as c:
+        r, md = c.getmetadata("", DELTACHAT + "irohrelay", DELTACHAT + "turn")
+        assert r.status == "OK", r.text
+        assert md == {DELTACHAT + "irohrelay": b"https://iroh.example.org",
+                      DELTACHAT + "turn": None}, md
+    assert ("turn credentials unavailable: TURN helper %s: No such file"
+            % turn_path) in dictd.log_text()
+
+    # A helper that accepts and never answers: NIL after --turn-timeout,
+    # and the daemon serves everybody else meanwhile.
+    helper = FakeTurnHelper(turn_path, silent=True)
+    try:
+        turn_key = ("shared/%s/vendor/vendor.dovecot/pvt/server/vendor/"
+                    "deltachat/turn" % guid())
+        iroh_key = turn_key.rsplit("/", 1)[0] + "/irohrelay"
+        with dictd.client() as waiting:
+            # pipelined: the second reply must wait for the first
+            waiting.send(b"L%s\t%s\nL%s\t%s\n" % (
+                turn_key.encode(), ALICE.encode(), iroh_key.encode(),
+                ALICE.encode()))
+            wait_until(lambda: helper.connections == 1, timeout=5,
+                       what="the helper's connection")
+            assert_still_serving(dictd)
+            assert waiting.readline() == b"N"
+            assert waiting.readline() == b"Ohttps://iroh.example.org"
+        assert "no answer within 500 ms" in dictd.log_text()
+    finally:
+        helper.stop()
