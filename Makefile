@@ -16,7 +16,9 @@ DESTDIR ?=
 BINDIR ?= $(PREFIX)/bin
 SYSCONFDIR ?= /etc
 UNITDIR ?= /lib/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
 DOVECOT_CONFDIR ?= $(SYSCONFDIR)/dovecot
+DOCDIR ?= $(PREFIX)/share/doc/chatmail-push
 
 BUILD ?= build
 CC ?= cc
@@ -298,18 +300,34 @@ deps:
 	scripts/install-deps.sh
 
 # ---- install ---------------------------------------------------------------
+# The binaries, the systemd units (with their paths filled in), the
+# sysusers.d entry of the relay daemons' user, the Dovecot drop-in and Lua
+# script where Dovecot reads them (the drop-in names the script's
+# installed path), and the operator guides. Nothing is started or enabled:
+# docs/operator-relay.md and docs/operator-proxy.md say what to run.
+
+OPERATOR_DOCS = docs/operator-relay.md docs/operator-proxy.md \
+	docs/metadata-dictd.md docs/notifierd.md docs/proxyd.md \
+	docs/debounce.md docs/openpgp.md
+UNIT_SED = -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g'
 
 install: $(PROGRAMS)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
-		$(DESTDIR)$(DOVECOT_CONFDIR)/conf.d
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(DOVECOT_CONFDIR)/conf.d \
+		$(DESTDIR)$(DOCDIR)
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
-	install -m 644 dovecot-conf/95-chatmail-push.conf \
-		$(DESTDIR)$(DOVECOT_CONFDIR)/conf.d/
-	install -m 644 dovecot-conf/push.lua $(DESTDIR)$(DOVECOT_CONFDIR)/
 	for u in systemd/*.service; do \
-		sed 's|@BINDIR@|$(BINDIR)|g' $$u \
-			>$(DESTDIR)$(UNITDIR)/$$(basename $$u); \
-		chmod 644 $(DESTDIR)$(UNITDIR)/$$(basename $$u); done
+		sed $(UNIT_SED) $$u >$(DESTDIR)$(UNITDIR)/$$(basename $$u) && \
+		chmod 644 $(DESTDIR)$(UNITDIR)/$$(basename $$u) || exit 1; \
+	done
+	install -m 644 systemd/chatmail-push.sysusers \
+		$(DESTDIR)$(SYSUSERSDIR)/chatmail-push.conf
+	sed 's|/etc/dovecot/push.lua|$(DOVECOT_CONFDIR)/push.lua|g' \
+		dovecot-conf/95-chatmail-push.conf \
+		>$(DESTDIR)$(DOVECOT_CONFDIR)/conf.d/95-chatmail-push.conf
+	chmod 644 $(DESTDIR)$(DOVECOT_CONFDIR)/conf.d/95-chatmail-push.conf
+	install -m 644 dovecot-conf/push.lua $(DESTDIR)$(DOVECOT_CONFDIR)/
+	install -m 644 $(OPERATOR_DOCS) $(DESTDIR)$(DOCDIR)/
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -19,6 +19,14 @@ for p in $PACKAGES; do
 	fi
 done
 
+# Node.js and npm run OpenPGP.js and web-push, the independent encryptors
+# the e2e tests check proxyd against. Judged by the commands, not by
+# package names: a machine may have Node.js from elsewhere (nodesource),
+# whose nodejs package conflicts with Debian's npm.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	missing="$missing nodejs npm"
+fi
+
 if [ -z "$missing" ]; then
 	exit 0
 fi

@@ -39,7 +39,7 @@ def webpush_factory(apns_pki):
         return f
     yield make
     for f in made:
-        f.stop()
+        f.close()
 
 
 @pytest.fixture
