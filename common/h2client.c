@@ -35,6 +35,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pkcs12.h>
 #include <openssl/ssl.h>
@@ -100,7 +101,7 @@ struct h2_conn {
 	nghttp2_session		*sess;
 	struct evutil_addrinfo	*ai;		/* resolved addresses */
 	struct evutil_addrinfo	*ai_next;	/* next to try */
-	struct evdns_getaddrinfo_request *dns_req;
+	struct h2_dns_wait	*dns_wait;	/* a lookup in flight */
 	char			 error[96];	/* why it died */
 	bool			 settings_seen;	/* the server's first */
 	struct h2_stream_list	 streams;
@@ -109,6 +110,14 @@ struct h2_conn {
 	size_t			 out_off;
 	size_t			 out_cap;
 	LIST_ENTRY(h2_conn)	 link;
+};
+
+/* What evdns calls back with. libevent 2.1 calls a cancelled lookup back
+ * later, from the loop: by then the connection may be freed, so the
+ * callback reaches it only through this record, which outlives it. */
+struct h2_dns_wait {
+	struct h2_conn		*conn;		/* NULL once it is gone */
+	struct evdns_getaddrinfo_request *req;
 };
 
 struct h2_origin {
@@ -201,6 +210,25 @@ h2_stream_free(struct h2_stream *s)
 	free(s);
 }
 
+/* The stream never reached the server's processing (refused, or still
+ * in nghttp2's queue when its connection ended): it waits for the
+ * origin's next connection, once. */
+static void
+h2_stream_requeue(struct h2_stream *s)
+{
+	if (s->conn != NULL && s->conn->sess != NULL && s->id > 0)
+		nghttp2_session_set_stream_user_data(s->conn->sess, s->id,
+		    NULL);
+	h2_stream_unlink(s);
+	s->retried = true;
+	s->conn = NULL;
+	s->id = 0;
+	s->sent = 0;
+	TAILQ_INSERT_TAIL(&s->origin->queue, s, link);
+	s->where = ON_QUEUE;
+	event_active(s->c->kick, EV_WRITE, 0);
+}
+
 /* Makes the done callbacks for every finished stream. A callback may send
  * new requests (they are only queued). */
 static void
@@ -252,8 +280,17 @@ h2_conn_fail(struct h2_conn *conn, const char *fmt, ...)
 	conn->state = CONN_DEAD;
 	if (conn->origin->conn == conn)
 		conn->origin->conn = NULL;
-	while ((s = TAILQ_FIRST(&conn->streams)) != NULL)
+	while ((s = TAILQ_FIRST(&conn->streams)) != NULL) {
+		/* Submitted but never opened (waiting in nghttp2 for the
+		 * server's concurrency limit): never sent, so safe to send
+		 * again. Apple closes after GOAWAY with such streams. */
+		if (!s->retried && conn->sess != NULL && s->id > 0 &&
+		    nghttp2_session_find_stream(conn->sess, s->id) == NULL) {
+			h2_stream_requeue(s);
+			continue;
+		}
 		h2_stream_finish(s, "connection failed");
+	}
 	/* The streams that waited for this connection to open fail with it
 	 * (no reconnecting in a loop); those that waited behind an open one
 	 * that died get a new connection. */
@@ -267,8 +304,12 @@ static void
 h2_conn_free(struct h2_conn *conn)
 {
 	LIST_REMOVE(conn, link);
-	if (conn->dns_req != NULL)
-		evdns_getaddrinfo_cancel(conn->dns_req);
+	if (conn->dns_wait != NULL) {
+		/* The callback still comes, and frees the record. */
+		conn->dns_wait->conn = NULL;
+		if (conn->dns_wait->req != NULL)
+			evdns_getaddrinfo_cancel(conn->dns_wait->req);
+	}
 	if (conn->sess != NULL)
 		nghttp2_session_del(conn->sess);
 	if (conn->ssl != NULL)
@@ -281,7 +322,11 @@ h2_conn_free(struct h2_conn *conn)
 		close(conn->fd);
 	if (conn->ai != NULL)
 		evutil_freeaddrinfo(conn->ai);
-	free(conn->out);
+	if (conn->out != NULL) {
+		/* HEADERS frames: device tokens, bearer tokens. */
+		OPENSSL_cleanse(conn->out, conn->out_cap);
+		free(conn->out);
+	}
 	free(conn);
 }
 
@@ -499,15 +544,7 @@ h2_on_stream_close(nghttp2_session *sess, int32_t id, uint32_t code,
 	 * beyond a GOAWAY's last stream): safe to send again, once. */
 	if (code == NGHTTP2_REFUSED_STREAM && s->status == 0 &&
 	    !s->retried) {
-		nghttp2_session_set_stream_user_data(sess, id, NULL);
-		h2_stream_unlink(s);
-		s->retried = true;
-		s->conn = NULL;
-		s->id = 0;
-		s->sent = 0;
-		TAILQ_INSERT_TAIL(&s->origin->queue, s, link);
-		s->where = ON_QUEUE;
-		event_active(s->c->kick, EV_WRITE, 0);
+		h2_stream_requeue(s);
 		return 0;
 	}
 	if (code != NGHTTP2_NO_ERROR && s->status == 0)
@@ -765,12 +802,18 @@ h2_conn_try_connect(struct h2_conn *conn)
 static void
 h2_conn_on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 {
-	struct h2_conn *conn = arg;
-	struct h2client *c = conn->c;
+	struct h2_dns_wait *w = arg;
+	struct h2_conn *conn = w->conn;
+	struct h2client *c;
 
-	conn->dns_req = NULL;
-	if (result == EVUTIL_EAI_CANCEL)
-		return;		/* the connection is being freed */
+	free(w);
+	if (conn == NULL) {		/* the connection is gone */
+		if (res != NULL)
+			evutil_freeaddrinfo(res);
+		return;
+	}
+	conn->dns_wait = NULL;
+	c = conn->c;
 	if (result != 0) {
 		h2_conn_fail(conn, "resolving %s: %s", conn->origin->host,
 		    evutil_gai_strerror(result));
@@ -788,6 +831,7 @@ static void
 h2_origin_connect(struct h2client *c, struct h2_origin *o)
 {
 	struct h2_conn *conn = xcalloc(1, sizeof(*conn));
+	struct evdns_getaddrinfo_request *req;
 	struct evutil_addrinfo hints;
 	struct timeval tv;
 
@@ -809,8 +853,13 @@ h2_origin_connect(struct h2client *c, struct h2_origin *o)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_protocol = IPPROTO_TCP;
 	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
-	conn->dns_req = evdns_getaddrinfo(c->dns, o->host, o->port, &hints,
-	    h2_conn_on_resolved, conn);
+	conn->dns_wait = xcalloc(1, sizeof(*conn->dns_wait));
+	conn->dns_wait->conn = conn;
+	req = evdns_getaddrinfo(c->dns, o->host, o->port, &hints,
+	    h2_conn_on_resolved, conn->dns_wait);
+	/* A numeric host is answered inside the call: the record is gone. */
+	if (conn->dns_wait != NULL)
+		conn->dns_wait->req = req;
 }
 
 /* ---- submitting ---- */
@@ -1053,8 +1102,12 @@ h2client_load_p12(SSL_CTX *ctx, const char *path, const char *password,
 		goto out;
 	}
 	for (i = 0; chain != NULL && i < sk_X509_num(chain); i++)
-		if (SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i)) != 1)
+		if (SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i)) !=
+		    1) {
+			err_set(err, "%s: cannot use its certificate chain",
+			    path);
 			goto out;
+		}
 	rv = 0;
 out:
 	ERR_clear_error();

@@ -34,9 +34,10 @@
 struct event_base;
 struct h2client;
 
-/* cfg: ca_file, timeout_ms, max_streams (before the server's SETTINGS
- * arrive; 0: 100), max_body_bytes, client_p12 (+password), user_agent.
- * max_connections is ignored (one per origin). Only https:// URLs. */
+/* cfg: ca_file, timeout_ms, max_body_bytes, client_p12 (+password),
+ * user_agent. max_connections and max_streams are ignored: one connection
+ * per origin, and streams wait for the server's SETTINGS, whose
+ * concurrency limit rules. Only https:// URLs. */
 struct h2client *h2client_new(struct event_base *,
 	    const struct httpc_config *, httpc_done_fn *, void *arg,
 	    char err[ERR_LEN]);

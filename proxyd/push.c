@@ -47,6 +47,7 @@ struct push_call {
 	struct token		 token;		/* strings borrowed */
 	char			*device;	/* APNs: the hex, a secret */
 	bool			 retried;	/* after a renewed credential */
+	int64_t			 apns_jwt_issued;	/* the JWT it carried */
 	uint64_t		 fcm_generation;
 	struct provider_request	 req;
 	/* Deferred verdict (push_fail). */
@@ -218,8 +219,11 @@ push_origin_pause(struct push_engine *e, const struct token *t, int64_t ms)
 		e->origin_pause_next = (e->origin_pause_next + 1) %
 		    PUSH_ORIGIN_PAUSES;
 		snprintf(op->origin, sizeof(op->origin), "%s", origin);
+		op->until_ms = 0;
 	}
-	op->until_ms = evloop_mono_ms() + ms;
+	/* A shorter Retry-After does not end a longer pause early. */
+	if (op->until_ms < evloop_mono_ms() + ms)
+		op->until_ms = evloop_mono_ms() + ms;
 }
 
 static bool
@@ -273,7 +277,10 @@ push_on_answer(void *ctx, const struct httpc_response *resp, void *arg)
 		/* APNs: a new provider token unless the current one is too
 		 * young to be replaced (Apple's limit). FCM: the access token
 		 * is dropped and the push waits for a new one. */
-		if (c->prov == PROVIDER_APNS ? apns_jwt_expired(e->apns, now) :
+		if (c->prov == PROVIDER_APNS ?
+		    /* Another push's answer renewed it already, or we may. */
+		    apns_jwt_issued_at(e->apns) > c->apns_jwt_issued ||
+		    apns_jwt_expired(e->apns, now) :
 		    c->prov == PROVIDER_FCM) {
 			if (c->prov == PROVIDER_FCM)
 				fcm_auth_rejected(e->fcm_auth,
@@ -332,7 +339,8 @@ push_on_fcm_token(void *ctx, const struct httpc_response *resp, void *arg)
 		/* 4xx from the token endpoint: our key is refused. */
 		e->fcm_auth_config_error = resp->status >= 400 &&
 		    resp->status < 500;
-		log_warnx("push FCM access token: %s%s", err,
+		log_warnx("push FCM access token: %s%s%s", err,
+		    resp->status == 0 ? ": " : "",
 		    resp->status == 0 ? resp->error : "");
 		push_fcm_fail_waiting(e);
 		return;
@@ -447,6 +455,7 @@ push_start(struct push_call *c)
 		rv = apns_build(e->apns, c->kind, c->device,
 		    c->token.kind == TOKEN_APNS_SANDBOX, db_now_ms(), &c->req,
 		    err);
+		c->apns_jwt_issued = apns_jwt_issued_at(e->apns);
 		break;
 	case PROVIDER_FCM:
 		if ((rv = push_fcm_build(c, err)) == 1)

@@ -157,3 +157,24 @@ def test_untrusted_server_certificate_is_refused(proxyd_factory, fake_apns,
     p = proxyd_factory(extra_args=("--ca-file", apns_pki.other_ca_cert))
     assert notify_all(p, tokens(2)) == [500, 500]
     assert fake_apns.requests == []
+
+
+def test_goaway_then_close_resends_streams_never_sent(proxyd_factory,
+                                                      fake_apns_factory):
+    """A one-stream server says GOAWAY, answers its stream and closes, as
+    Apple does, while five pushes still wait in proxyd for a free stream:
+    they were never sent, so they go out on a new connection and the
+    relay sees 200 for all six."""
+    fake = fake_apns_factory("cert", max_concurrent_streams=1, delay=0.5)
+    p = proxyd_factory(apns=fake)
+    assert notify_all(p, tokens(1)) == [200]    # limit 1 acknowledged
+    toks = tokens(6)
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        f = ex.submit(notify_all, p, toks)
+        wait_until(lambda: len(fake.requests) == 2, timeout=10)
+        time.sleep(0.1)             # the other five are queued in proxyd
+        fake.goaway("Shutdown")
+        fake.delay = 0.0
+        assert f.result() == [200] * 6
+    assert fake.connections == 2
+    assert sorted(r.token for r in fake.requests[1:]) == sorted(toks)
