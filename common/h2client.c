@@ -52,6 +52,10 @@
 #define H2_WRITE_BATCH_BYTES	65536	/* frames gathered per SSL_write */
 #define H2_DEFAULT_STREAMS	100
 #define H2_DRAINED		"drained after GOAWAY"
+#define H2_TIMEOUTS_TO_REPLACE	3
+/* Unacknowledged data for this long ends a connection (TCP_USER_TIMEOUT):
+ * a path that silently drops packets while pushes are in flight. */
+#define H2_USER_TIMEOUT_MS	30000
 
 struct h2_conn;
 struct h2_origin;
@@ -104,6 +108,7 @@ struct h2_conn {
 	struct h2_dns_wait	*dns_wait;	/* a lookup in flight */
 	char			 error[96];	/* why it died */
 	bool			 settings_seen;	/* the server's first */
+	unsigned int		 timeouts_in_row;
 	struct h2_stream_list	 streams;
 	char			*out;		/* frames not yet written */
 	size_t			 out_len;
@@ -547,6 +552,8 @@ h2_on_stream_close(nghttp2_session *sess, int32_t id, uint32_t code,
 		h2_stream_requeue(s);
 		return 0;
 	}
+	if (s->conn != NULL && s->status != 0)
+		s->conn->timeouts_in_row = 0;	/* it answers */
 	if (code != NGHTTP2_NO_ERROR && s->status == 0)
 		h2_stream_finish(s, "stream reset by the server");
 	else
@@ -758,6 +765,7 @@ h2_conn_try_connect(struct h2_conn *conn)
 {
 	struct evutil_addrinfo *ai;
 	int one = 1, idle = 60, intvl = 10, cnt = 3;
+	unsigned int utimeout = H2_USER_TIMEOUT_MS;
 
 	while ((ai = conn->ai_next) != NULL) {
 		conn->ai_next = ai->ai_next;
@@ -781,6 +789,8 @@ h2_conn_try_connect(struct h2_conn *conn)
 		    sizeof(intvl));
 		setsockopt(conn->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt,
 		    sizeof(cnt));
+		setsockopt(conn->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &utimeout,
+		    sizeof(utimeout));
 		if (connect(conn->fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
 		    errno == EINPROGRESS) {
 			conn->state = CONN_CONNECTING;
@@ -974,6 +984,7 @@ h2client_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct h2client *c = arg;
 	struct h2_stream *s;
+	struct h2_conn *conn;
 	int64_t now = h2_now_us();
 
 	(void)fd;
@@ -981,15 +992,24 @@ h2client_on_timer(evutil_socket_t fd, short what, void *arg)
 	c->timer_armed = false;
 	while ((s = TAILQ_FIRST(&c->timeouts)) != NULL &&
 	    s->deadline_us <= now) {
-		if (s->conn != NULL && s->conn->sess != NULL && s->id > 0) {
-			nghttp2_submit_rst_stream(s->conn->sess,
+		conn = s->conn;
+		if (conn != NULL && conn->sess != NULL && s->id > 0) {
+			nghttp2_submit_rst_stream(conn->sess,
 			    NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
 			event_active(c->kick, EV_WRITE, 0);
 		}
 		h2_stream_finish(s, "timed out");
+		/* A server that takes streams and never answers would get
+		 * every push until TCP gives up: a few timeouts in a row
+		 * with no answer between them replace the connection. */
+		if (conn != NULL && ++conn->timeouts_in_row >=
+		    H2_TIMEOUTS_TO_REPLACE)
+			h2_conn_fail(conn, "%u requests in a row timed out",
+			    conn->timeouts_in_row);
 	}
 	h2client_arm_timer(c);
 	h2client_deliver(c);
+	h2client_reap(c);
 }
 
 /* ---- origins ---- */

@@ -133,6 +133,18 @@ def test_no_answer_times_out_with_500(proxyd_factory, fake_apns):
     assert notify_all(p, tokens(1)) == [200]
 
 
+def test_unresponsive_connection_is_replaced(proxyd_factory, fake_apns):
+    """Three pushes in a row time out with no answer between them: the
+    connection is given up and the next push opens a new one."""
+    p = proxyd_factory(timeout="1s")
+    assert notify_all(p, tokens(1)) == [200]
+    fake_apns.delay = 5.0
+    assert notify_all(p, tokens(3)) == [500] * 3
+    fake_apns.delay = 0.0
+    assert notify_all(p, tokens(1)) == [200]
+    assert fake_apns.connections == 2
+
+
 def test_server_down_then_back(proxyd_factory, fake_apns_factory,
                                apns_pki):
     """Nothing listens: 500 at once (connection refused), no hang. The
