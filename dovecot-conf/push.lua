@@ -12,14 +12,33 @@ function dovecot_lua_notify_begin_txn(user)
   return user
 end
 
+-- A dict server that restarts (or dies mid-commit) fails one attempt;
+-- Dovecot's dict client reconnects on the next, so try a few times before
+-- giving up (the error then lands in Dovecot's log).
+local SET_ATTEMPTS = 3
+
+local function set_messagenew(box)
+  local ok, err
+  for _ = 1, SET_ATTEMPTS do
+    ok, err = pcall(box.metadata_set, box, "/private/messagenew", "")
+    if ok then
+      return true
+    end
+  end
+  return false, err
+end
+
 function dovecot_lua_notify_event_message_new(user, event)
   if user.username == event.from_address then
     return
   end
   local box = user:mailbox(event.mailbox)
   box:sync()
-  box:metadata_set("/private/messagenew", "")
+  local ok, err = set_messagenew(box)
   box:free()
+  if not ok then
+    error(err)
+  end
 end
 
 function dovecot_lua_notify_end_txn(ctx, success)

@@ -4,8 +4,9 @@
  * MHD calls api_on_request several times per request: first with the
  * headers (we route and check the size), then with pieces of the body
  * (we collect them, bounded), then once more with nothing (we hand the
- * request to the handler and suspend the connection). api_reply()
- * resumes it; MHD then calls us a last time and we queue the response.
+ * request to the handler; an answer it gives at once is queued there and
+ * then, otherwise the connection is suspended). api_reply() resumes it;
+ * MHD then calls us a last time and we queue the response.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -23,6 +24,8 @@
 
 enum api_req_state {
 	API_REQ_READING,	/* body coming in */
+	API_REQ_HANDLING,	/* inside the handler: an answer now is
+				 * queued at once, no suspend */
 	API_REQ_WAITING,	/* suspended, the handler has it */
 	API_REQ_ANSWERED,	/* resumed, response to queue */
 };
@@ -141,6 +144,16 @@ api_on_request(void *arg, struct MHD_Connection *conn, const char *url,
 			return api_queue(conn, MHD_HTTP_NOT_FOUND,
 			    "not found\n");
 		}
+		if (r->body.data == NULL)
+			buf_append(&r->body, "", 0);
+		/* An answer given inside the handler (debounced, malformed,
+		 * cached) is queued right here: suspending and resuming in
+		 * the same call left such answers unsent on a new
+		 * connection while another one was open (MHD 0.9.75). */
+		r->state = API_REQ_HANDLING;
+		a->handler(r, r->route, r->body.data, r->body.len, a->arg);
+		if (r->state == API_REQ_ANSWERED)
+			return api_queue(conn, r->status, r->answer);
 		r->state = API_REQ_WAITING;
 		r->next = a->pending;
 		if (a->pending != NULL)
@@ -148,11 +161,8 @@ api_on_request(void *arg, struct MHD_Connection *conn, const char *url,
 		a->pending = r;
 		a->npending++;
 		MHD_suspend_connection(conn);
-		if (r->body.data == NULL)
-			buf_append(&r->body, "", 0);
-		/* The handler may answer at once (api_reply resumes). */
-		a->handler(r, r->route, r->body.data, r->body.len, a->arg);
 		return MHD_YES;
+	case API_REQ_HANDLING:
 	case API_REQ_WAITING:
 		return MHD_YES;		/* not resumed yet */
 	case API_REQ_ANSWERED:
@@ -185,6 +195,12 @@ api_reply(struct api_request *r, unsigned int status, const char *body)
 {
 	struct api *a = r->api;
 
+	if (r->state == API_REQ_HANDLING) {	/* queued by the caller */
+		r->state = API_REQ_ANSWERED;
+		r->status = status;
+		r->answer = xstrdup(body != NULL ? body : "");
+		return;
+	}
 	if (r->state != API_REQ_WAITING)
 		return;
 	api_pending_unlink(a, r);
