@@ -59,7 +59,8 @@ struct chatmaild_import {
 	int64_t				 now_ms;
 	int64_t				 token_ttl_ms;
 	struct chatmaild_import_report	*r;
-	unsigned int			 in_batch;
+	unsigned int			 in_batch;	/* items in it */
+	bool				 batch_open;
 };
 
 static const char *const chatmaild_skip_names[CHATMAILD_SKIP_COUNT] = {
@@ -134,8 +135,10 @@ chatmaild_import_read(int dirfd, const char *name, size_t max,
 		close(fd);
 		return 1;
 	}
+	/* Sized from the file (most are tiny), one byte more than that:
+	 * a file that grows meanwhile is skipped, not cut. */
+	max = (size_t)st.st_size;
 	data = xmalloc(max + 1);
-	/* Read one byte more than allowed: the file may grow meanwhile. */
 	while (len <= max && (n = read(fd, data + len, max + 1 - len)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -161,14 +164,25 @@ fail:
 	return 1;
 }
 
-/* Commit every CHATMAILD_IMPORT_BATCH items; begin a new batch lazily. */
+/* Before an item's writes: a batch is open (begun lazily). */
+static int
+chatmaild_import_batch_open(struct chatmaild_import *im, char err[ERR_LEN])
+{
+	if (im->batch_open)
+		return 0;
+	if (dict_store_batch_begin(im->store, err) < 0)
+		return -1;
+	im->batch_open = true;
+	return 0;
+}
+
+/* After an item's writes: commit every CHATMAILD_IMPORT_BATCH items. */
 static int
 chatmaild_import_batch_step(struct chatmaild_import *im, char err[ERR_LEN])
 {
-	if (im->in_batch == 0 && dict_store_batch_begin(im->store, err) < 0)
-		return -1;
 	if (++im->in_batch < CHATMAILD_IMPORT_BATCH)
 		return 0;
+	im->batch_open = false;
 	im->in_batch = 0;
 	return dict_store_batch_commit(im->store, err);
 }
@@ -176,8 +190,9 @@ chatmaild_import_batch_step(struct chatmaild_import *im, char err[ERR_LEN])
 static int
 chatmaild_import_batch_end(struct chatmaild_import *im, char err[ERR_LEN])
 {
-	if (im->in_batch == 0)
+	if (!im->batch_open)
 		return 0;
+	im->batch_open = false;
 	im->in_batch = 0;
 	return dict_store_batch_commit(im->store, err);
 }
@@ -284,6 +299,10 @@ chatmaild_import_user(struct chatmaild_import *im, int vfd, const char *addr,
 		return 0;
 	}
 	im->r->metadata_files++;
+	if (chatmaild_import_batch_open(im, err) < 0) {
+		chatmaild_tokens_clear(&tokens);
+		return -1;
+	}
 	rc = chatmaild_import_tokens(im, addr, &tokens, err);
 	chatmaild_tokens_clear(&tokens);
 	if (rc < 0)
@@ -339,6 +358,8 @@ chatmaild_import_pending_file(struct chatmaild_import *im, int pfd,
 		chatmaild_import_skip(im, CHATMAILD_SKIP_EXPIRED,
 		    CHATMAILD_PENDING_DIR, name,
 		    "older than chatmaild's 5 h deadline");
+	else if (chatmaild_import_batch_open(im, err) < 0)
+		rc = -1;
 	else if (dict_store_queue_import(im->store, p.addr, p.token,
 	    p.token_len, start_ms, im->now_ms, &res, err) < 0)
 		rc = -1;

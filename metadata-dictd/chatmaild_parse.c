@@ -67,8 +67,10 @@ chatmaild_parse_metadata(const char *data, size_t len,
 	/* No JSON_ALLOW_NUL: a NUL in a token is refused with the file. */
 	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
-		err_set(err, "invalid JSON at line %d: %s", jerr.line,
-		    jerr.text);
+		/* Position only: jansson's text quotes the input near the
+		 * error, which may be a device token (a secret). */
+		err_set(err, "invalid JSON at line %d, column %d", jerr.line,
+		    jerr.column);
 		return -1;
 	}
 	if (!json_is_object(root)) {

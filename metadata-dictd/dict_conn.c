@@ -46,6 +46,7 @@ struct dict_conn {
 	enum dict_conn_state	 state;
 	bool			 hello;
 	bool			 output_full;	/* paused until drained */
+	bool			 closing;	/* on the server's free list */
 	struct dict_txn		*txns;		/* open, not committed */
 	unsigned int		 ntxns;
 	struct dict_txn		*committing;	/* owned while waiting */
@@ -230,8 +231,12 @@ dict_conn_commit_done(struct dict_conn *c, struct dict_txn *t,
 	}
 	dict_proto_reply_commit(&c->reply, t->id, t->async, result, reason);
 	dict_txn_free(t);
-	dict_conn_send(c);
+	/* READING before sending: a failed write makes it CLOSING, which
+	 * must stick (the connection is then queued to be freed once). */
 	c->state = DICT_CONN_READING;
+	dict_conn_send(c);
+	if (c->state != DICT_CONN_READING)
+		return;
 	/* Commands that arrived behind the commit are already buffered. */
 	dict_conn_process(c);
 	if (c->state == DICT_CONN_READING && !c->output_full)
@@ -254,8 +259,10 @@ dict_conn_wait_done(struct dict_conn *c)
 		buf_reset(&c->reply);
 		return;
 	}
+	c->state = DICT_CONN_READING;	/* as in dict_conn_commit_done */
 	dict_conn_send(c);
-	c->state = DICT_CONN_READING;
+	if (c->state != DICT_CONN_READING)
+		return;
 	dict_conn_process(c);
 	if (c->state == DICT_CONN_READING && !c->output_full)
 		event_add(c->rev, NULL);
@@ -264,9 +271,11 @@ dict_conn_wait_done(struct dict_conn *c)
 void
 dict_conn_close_later(struct dict_conn *c, const char *reason)
 {
-	if (c->state == DICT_CONN_CLOSING)
+	/* Once only: the server frees each connection on its list once. */
+	if (c->state == DICT_CONN_CLOSING || c->closing)
 		return;
 	log_debug("dict conn=%llu closed reason=%s", c->id, reason);
+	c->closing = true;
 	c->state = DICT_CONN_CLOSING;
 	event_del(c->rev);
 	event_del(c->wev);

@@ -562,6 +562,33 @@ def test_dict_abrupt_close_discards_open_transaction(dictd):
     assert_still_serving(dictd)
 
 
+def test_dict_client_gone_while_its_commit_waits(dictd):
+    """A client pipelines a commit and a lookup, then hangs up while the
+    commit waits for SQLite's write lock (held by another writer, as the
+    chatmaild importer does): the data is stored, and the daemon, whose
+    reply writes then fail, keeps serving (it once freed such a
+    connection twice)."""
+    import sqlite3
+    g = guid()
+    k = "priv/%s/k" % g
+    other = sqlite3.connect(dictd.db_path, isolation_level=None, timeout=5)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(dictd.socket_path)
+        s.sendall(HANDSHAKE + b"B1\t%s\nS1\t%s\tv\nC1\nL%s\t%s\n"
+                  % (ALICE.encode(), k.encode(), k.encode(), ALICE.encode()))
+        time.sleep(0.2)             # read by the daemon, commit waiting
+        s.close()
+        time.sleep(0.3)
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    wait_until(lambda: dictd.db_query("SELECT key FROM metadata") == [(k,)],
+               timeout=10, what="the commit stored")
+    assert_still_serving(dictd)
+
+
 def test_dict_pipelined_replies_in_order(dictd):
     g = guid().encode()
     user = ALICE.encode()

@@ -91,6 +91,11 @@ test_metadata_table(void **state)
 		    "invalid JSON" },
 		{ "{\"devicetoken\": [\"\\u00e4\"]}", 0, 1, NULL },
 		{ "{\"devicetoken\": [\"\xff\"]}", -1, 0, "invalid JSON" },
+		/* The error never quotes the input (tokens are secrets). */
+		{ "{\"devicetoken\": {\"SECRET-A\": 1700000000 "
+		    "\"SECRET-B\": 1}}", -1, 0, "invalid JSON" },
+		{ "{\"devicetoken\": {\"SECRET-A\": 1, \"SECRET-A\": 2}}", -1,
+		    0, "invalid JSON" },
 	};
 	struct chatmaild_tokens t;
 	char err[ERR_LEN];
@@ -113,6 +118,8 @@ test_metadata_table(void **state)
 			    rows[i].err);
 		if (rc < 0 && t.n != 0)
 			fail_msg("row %zu: tokens left after a failure", i);
+		if (rc < 0 && strstr(err, "SECRET") != NULL)
+			fail_msg("row %zu: error quotes the input: %s", i, err);
 		chatmaild_tokens_clear(&t);
 	}
 }
