@@ -147,26 +147,30 @@ $(BUILD)/bin/notifierd: $(call obj,notifierd/main.c) $(LIBNOTIFIERD) $(LIBCOMMON
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CURL_LIBS) $(COMMON_LIBS)
 
-$(BUILD)/bin/dict-load: $(call obj,tests/bench/dict_load.c) $(LIBCOMMON)
+$(BUILD)/bin/dict-load: $(call obj,tests/bench/dict_load.c \
+    tests/bench/bench_util.c) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(COMMON_LIBS)
 
 # The notifierd bench's sink and baseline client share no code with the
 # daemon: libc and zlib, libc and libcurl.
 $(BUILD)/obj/tests/bench/notify_sink.o: CPPFLAGS += $(call pc,zlib)
-$(BUILD)/bin/notify-sink: $(call obj,tests/bench/notify_sink.c)
+$(BUILD)/bin/notify-sink: $(call obj,tests/bench/notify_sink.c \
+    tests/bench/bench_util.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pl,zlib)
 
 $(BUILD)/obj/tests/bench/http_flood.o: CPPFLAGS += $(call pc,libcurl)
-$(BUILD)/bin/http-flood: $(call obj,tests/bench/http_flood.c)
+$(BUILD)/bin/http-flood: $(call obj,tests/bench/http_flood.c \
+    tests/bench/bench_util.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pl,libcurl)
 
 # The proxyd bench's load generator: libc only, a few us of CPU per
 # request where http-flood's libcurl costs about 30 (the generator shares
 # the machine's CPUs with proxyd).
-$(BUILD)/bin/notify-flood: $(call obj,tests/bench/notify_flood.c)
+$(BUILD)/bin/notify-flood: $(call obj,tests/bench/notify_flood.c \
+    tests/bench/bench_util.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
@@ -183,9 +187,10 @@ $(BUILD)/bin/debounce-mem: $(call obj,tests/bench/debounce_mem.c \
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(COMMON_LIBS)
 
 # The proxyd bench's fake APNs shares no code with proxyd: OpenSSL and
-# libnghttp2 only (proxyd reaches them through libcurl).
+# libnghttp2 directly, and the benchmarks' own helpers (bench_util.c).
 $(BUILD)/obj/tests/bench/apns_sink.o: CPPFLAGS += $(call pc,libnghttp2 openssl)
-$(BUILD)/bin/apns-sink: $(call obj,tests/bench/apns_sink.c)
+$(BUILD)/bin/apns-sink: $(call obj,tests/bench/apns_sink.c \
+    tests/bench/bench_util.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pl,libnghttp2 openssl)
 

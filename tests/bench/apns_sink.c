@@ -66,6 +66,8 @@
 #include <unistd.h>
 
 #include <nghttp2/nghttp2.h>
+
+#include "bench_util.h"
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -923,23 +925,6 @@ asink_usage(FILE *f)
 	    "%d)\n", ASINK_DEFAULT_STREAMS);
 }
 
-static int
-asink_parse_uint(const char *name, const char *arg, unsigned long max,
-    unsigned long *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtoul(arg, &end, 10);
-	if (errno != 0 || end == arg || *end != '\0' || *arg == '-' ||
-	    *out > max) {
-		fprintf(stderr, "apns-sink: --%s: want an integer in 0..%lu\n",
-		    name, max);
-		return -1;
-	}
-	return 0;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -955,7 +940,7 @@ main(int argc, char **argv)
 	};
 	static struct asink s;	/* the read buffer is big */
 	const char *cert = NULL, *key = NULL, *ca = NULL;
-	unsigned long v;
+	unsigned long long v;
 	int ch, status = 2;
 
 	s.lfd = s.epfd = s.sigfd = -1;
@@ -968,12 +953,13 @@ main(int argc, char **argv)
 		case 'a': ca = optarg; break;
 		case 'N': s.client_cert = false; break;
 		case 'p':
-			if (asink_parse_uint("port", optarg, 65535, &v) == -1)
+			if (bench_parse_uint("apns-sink", "port", optarg, 0,
+			    65535, &v) == -1)
 				return 2;
 			s.port = (uint16_t)v;
 			break;
 		case 'm':
-			if (asink_parse_uint("max-streams", optarg,
+			if (bench_parse_uint("apns-sink", "max-streams", optarg, 0,
 			    ASINK_MAX_STREAMS, &v) == -1 || v == 0)
 				return 2;
 			s.max_streams = (uint32_t)v;

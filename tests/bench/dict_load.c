@@ -27,10 +27,8 @@
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/un.h>
 
 #include <errno.h>
@@ -48,9 +46,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NS_PER_US		1000ull
-#define NS_PER_MS		1000000ull
-#define NS_PER_S		1000000000ull
+#include "bench_util.h"
+
+static const char prog[] = "dict-load";
+
 
 /* Protocol doc section 2: sent once per connection, never answered. */
 #define LOAD_HANDSHAKE		"H3\t2\t0\t\tmetadata\n"
@@ -82,19 +81,6 @@
 #define LOAD_MAX_CONNS		10000
 #define LOAD_DEFAULT_USERS	10000
 #define LOAD_DEFAULT_WARMUP_S	1.0
-
-/*
- * Histogram in nanoseconds, log-linear like HdrHistogram: values below
- * LOAD_HIST_SUB are exact, above that each power of two is cut into
- * LOAD_HIST_HALF equal steps, so a bucket's middle is within 1/64 (1.6%)
- * of any value in it.  Values are clamped to 10 s = 2^33.2 ns, whose index
- * is below 28 * 32 + 64 = 960 <= LOAD_HIST_BUCKETS.
- */
-#define LOAD_HIST_SUB_BITS	6
-#define LOAD_HIST_SUB		(1u << LOAD_HIST_SUB_BITS)
-#define LOAD_HIST_HALF		(LOAD_HIST_SUB / 2)
-#define LOAD_HIST_MAX_NS	(10 * NS_PER_S)
-#define LOAD_HIST_BUCKETS	1024
 
 /* The baseline responder's per-client line buffer: our requests are
  * below LOAD_REQ_MAX_BYTES. */
@@ -148,13 +134,6 @@ struct load_opts {
 	const char	*user_prefix;
 };
 
-struct load_hist {
-	uint64_t	 bucket[LOAD_HIST_BUCKETS];
-	uint64_t	 n;
-	uint64_t	 sum_ns;
-	uint64_t	 max_ns;
-};
-
 enum load_conn_state {
 	LOAD_CONN_IDLE,		/* connected, nothing in flight */
 	LOAD_CONN_BUSY,		/* one request in flight */
@@ -200,8 +179,8 @@ struct load_ctx {
 	unsigned		 alive;		/* conns not dead */
 	unsigned		 broken;	/* conns in LOAD_CONN_BROKEN */
 
-	struct load_hist	 hist;		/* measured window only */
-	struct load_hist	 prep_hist;
+	struct bench_hist	 hist;		/* measured window only */
+	struct bench_hist	 prep_hist;
 	uint64_t		 ops;		/* good, in the window */
 	uint64_t		 all_ops;	/* good, warmup included */
 	uint64_t		 found;		/* O to L, in window */
@@ -226,15 +205,6 @@ struct load_stub {
 	pthread_t		 thread;
 	struct load_stub_client	*clients;	/* all ever accepted */
 };
-
-static uint64_t
-load_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
 
 /* splitmix64: cheap, and good enough that users and tokens look random. */
 static uint64_t
@@ -262,91 +232,10 @@ load_hash_str(const char *s)
 	return h;
 }
 
-static unsigned
-load_hist_index(uint64_t ns)
-{
-	unsigned idx, shift;
-
-	if (ns > LOAD_HIST_MAX_NS)
-		ns = LOAD_HIST_MAX_NS;
-	if (ns < LOAD_HIST_SUB)
-		return (unsigned)ns;
-	shift = 63 - (unsigned)__builtin_clzll(ns) - (LOAD_HIST_SUB_BITS - 1);
-	idx = shift * LOAD_HIST_HALF + (unsigned)(ns >> shift);
-	return idx < LOAD_HIST_BUCKETS ? idx : LOAD_HIST_BUCKETS - 1;
-}
-
-/* The middle of bucket idx, in ns. */
-static uint64_t
-load_hist_value(unsigned idx)
-{
-	unsigned shift;
-
-	if (idx < LOAD_HIST_SUB)
-		return idx;
-	shift = idx / LOAD_HIST_HALF - 1;
-	return ((uint64_t)(idx % LOAD_HIST_HALF + LOAD_HIST_HALF) << shift) +
-	    ((1ull << shift) >> 1);
-}
-
-static void
-load_hist_add(struct load_hist *h, uint64_t ns)
-{
-	h->bucket[load_hist_index(ns)]++;
-	h->n++;
-	h->sum_ns += ns;
-	if (ns > h->max_ns)
-		h->max_ns = ns;
-}
-
-/* The value below which ppm millionths of the samples fall, in ns. */
-static uint64_t
-load_hist_quantile(const struct load_hist *h, uint64_t ppm)
-{
-	uint64_t want, seen = 0, v;
-	unsigned i;
-
-	if (h->n == 0)
-		return 0;
-	want = (h->n * ppm + 999999) / 1000000;
-	if (want == 0)
-		want = 1;
-	for (i = 0; i < LOAD_HIST_BUCKETS; i++) {
-		seen += h->bucket[i];
-		if (seen >= want)
-			break;
-	}
-	v = load_hist_value(i < LOAD_HIST_BUCKETS ? i : LOAD_HIST_BUCKETS - 1);
-	/* A bucket's middle may lie above the largest sample in it. */
-	return v < h->max_ns ? v : h->max_ns;
-}
-
 static double
 load_us(uint64_t ns)
 {
 	return (double)ns / (double)NS_PER_US;
-}
-
-/* Copy at most LOAD_ERR_DETAIL_BYTES of peer bytes into out, printable. */
-static void
-load_escape(const char *s, size_t len, char *out, size_t size)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < len && i < LOAD_ERR_DETAIL_BYTES && o + 5 < size;
-	    i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (ch >= 0x20 && ch < 0x7f && ch != '\\' && ch != '"')
-			out[o++] = (char)ch;
-		else
-			o += (size_t)snprintf(out + o, size - o, "\\x%02x", ch);
-	}
-	if (i < len && o + 4 < size) {
-		memcpy(out + o, "...", 3);
-		o += 3;
-	}
-	out[o] = '\0';
 }
 
 /* Count one error; the first few also go to stderr with their detail,
@@ -361,7 +250,7 @@ load_error(struct load_ctx *ctx, const struct load_conn *c,
 	if (ctx->err_samples >= LOAD_ERR_SAMPLES)
 		return;
 	ctx->err_samples++;
-	load_escape(detail, len, esc, sizeof(esc));
+	bench_escape(detail, len, LOAD_ERR_DETAIL_BYTES, esc, sizeof(esc));
 	fprintf(stderr, "dict-load: conn=%u mode=%s error=%s detail=\"%s\"%s\n",
 	    c->idx, load_mode_names[ctx->kind], load_err_names[kind], esc,
 	    ctx->err_samples == LOAD_ERR_SAMPLES ?
@@ -607,7 +496,7 @@ load_conn_issue(struct load_ctx *ctx, struct load_conn *c)
 	c->seq++;
 	c->state = LOAD_CONN_BUSY;
 	ctx->busy++;
-	c->sent_ns = load_now_ns();
+	c->sent_ns = bench_now_ns();
 	load_conn_flush(ctx, c);
 }
 
@@ -625,7 +514,7 @@ load_conn_on_reply(struct load_ctx *ctx, struct load_conn *c,
 	}
 	if (ctx->kind == LOAD_MODE_PREPARE) {
 		ctx->prepare_done++;
-		load_hist_add(&ctx->prep_hist, lat);
+		bench_hist_add(&ctx->prep_hist, lat);
 		return;
 	}
 	ctx->all_ops++;
@@ -634,7 +523,7 @@ load_conn_on_reply(struct load_ctx *ctx, struct load_conn *c,
 	if (now < ctx->measure_start_ns || now > ctx->stop_ns)
 		return;
 	ctx->ops++;
-	load_hist_add(&ctx->hist, lat);
+	bench_hist_add(&ctx->hist, lat);
 	if (line[0] == 'O' && (ctx->kind == LOAD_MODE_LOOKUP ||
 	    ctx->kind == LOAD_MODE_BASELINE))
 		ctx->found++;
@@ -679,7 +568,7 @@ load_conn_on_readable(struct load_ctx *ctx, struct load_conn *c)
 		    strlen(strerror(errno)));
 		return;
 	}
-	now = load_now_ns();
+	now = bench_now_ns();
 	c->in_len += (size_t)n;
 	start = c->in;
 	end = c->in + c->in_len;
@@ -829,7 +718,7 @@ load_run(struct load_ctx *ctx, enum load_mode kind, uint64_t measure_start_ns,
 		load_conn_issue(ctx, &ctx->conns[i]);
 	for (;;) {
 		load_conns_repair(ctx);
-		now = load_now_ns();
+		now = bench_now_ns();
 		if (!ctx->stopping && (now >= ctx->stop_ns ||
 		    (kind == LOAD_MODE_PREPARE &&
 		    ctx->prepare_next >= ctx->opt.users))) {
@@ -1098,23 +987,6 @@ load_usage(FILE *f)
 }
 
 static int
-load_parse_uint(const char *name, const char *s, unsigned long min,
-    unsigned long max, unsigned long *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtoul(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || *s == '-' ||
-	    *out < min || *out > max) {
-		fprintf(stderr, "dict-load: --%s: want an integer in "
-		    "%lu..%lu, got \"%s\"\n", name, min, max, s);
-		return -1;
-	}
-	return 0;
-}
-
-static int
 load_parse_secs(const char *name, const char *s, double *out)
 {
 	char *end;
@@ -1148,7 +1020,7 @@ load_parse_args(int argc, char **argv, struct load_opts *o)
 		{ NULL, 0, NULL, 0 },
 	};
 	bool have_mode = false, have_conns = false, have_dur = false;
-	unsigned long v;
+	unsigned long long v;
 	size_t i;
 	int ch;
 
@@ -1174,7 +1046,7 @@ load_parse_args(int argc, char **argv, struct load_opts *o)
 			have_mode = true;
 			break;
 		case 'c':
-			if (load_parse_uint("connections", optarg, 1,
+			if (bench_parse_uint(prog, "connections", optarg, 1,
 			    LOAD_MAX_CONNS, &v) == -1)
 				return -1;
 			o->conns = (unsigned)v;
@@ -1187,8 +1059,8 @@ load_parse_args(int argc, char **argv, struct load_opts *o)
 			have_dur = true;
 			break;
 		case 'u':
-			if (load_parse_uint("users", optarg, 1, UINT32_MAX,
-			    &v) == -1)
+			if (bench_parse_uint(prog, "users", optarg, 1,
+			    UINT32_MAX, &v) == -1)
 				return -1;
 			o->users = (uint32_t)v;
 			break;
@@ -1244,23 +1116,9 @@ load_parse_args(int argc, char **argv, struct load_opts *o)
 	return 0;
 }
 
-/* Room for every connection, the epoll fd, the stub and stdio. */
-static void
-load_raise_nofile(unsigned conns)
-{
-	struct rlimit rl;
-	rlim_t want = (rlim_t)conns * 2 + 32;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= want)
-		return;
-	rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-		perror("dict-load: setrlimit");
-}
-
 static void
 load_report(const struct load_ctx *ctx, const char *mode, uint64_t ops,
-    uint64_t all_ops, double secs, const struct load_hist *h)
+    uint64_t all_ops, double secs, const struct bench_hist *h)
 {
 	char found[48] = "";
 
@@ -1273,10 +1131,10 @@ load_report(const struct load_ctx *ctx, const char *mode, uint64_t ops,
 	    mode, ctx->opt.conns, ctx->opt.users, ops, secs,
 	    secs > 0 ? (double)ops / secs : 0.0,
 	    h->n > 0 ? load_us(h->sum_ns / h->n) : 0.0,
-	    load_us(load_hist_quantile(h, 500000)),
-	    load_us(load_hist_quantile(h, 900000)),
-	    load_us(load_hist_quantile(h, 990000)),
-	    load_us(load_hist_quantile(h, 999000)),
+	    load_us(bench_hist_quantile(h, 500000)),
+	    load_us(bench_hist_quantile(h, 900000)),
+	    load_us(bench_hist_quantile(h, 990000)),
+	    load_us(bench_hist_quantile(h, 999000)),
 	    load_us(h->max_ns), all_ops, found, load_errors_total(ctx));
 	fflush(stdout);
 }
@@ -1302,7 +1160,8 @@ main(int argc, char **argv)
 		return rc == 1 ? 0 : 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	load_raise_nofile(ctx->opt.conns);
+	/* Room for every connection, the epoll fd, the stub and stdio. */
+	bench_raise_nofile(prog, (unsigned long long)ctx->opt.conns * 2 + 32);
 	ctx->epfd = -1;
 	ctx->prefix_hash = load_hash_str(ctx->opt.user_prefix);
 	{
@@ -1342,11 +1201,11 @@ main(int argc, char **argv)
 	}
 
 	if (ctx->opt.prepare) {
-		t0 = load_now_ns();
+		t0 = bench_now_ns();
 		if (load_run(ctx, LOAD_MODE_PREPARE, t0,
 		    t0 + LOAD_PREPARE_TIMEOUT_NS) == -1)
 			goto out;
-		t1 = load_now_ns();
+		t1 = bench_now_ns();
 		fprintf(stderr, "dict-load: prepared %" PRIu32 " of %" PRIu32
 		    " users in %.2f s\n", ctx->prepare_done, ctx->opt.users,
 		    (double)(t1 - t0) / NS_PER_S);
@@ -1362,7 +1221,7 @@ main(int argc, char **argv)
 		}
 	}
 	if (ctx->opt.duration_s > 0) {
-		warm = load_now_ns() + (uint64_t)(ctx->opt.warmup_s * NS_PER_S);
+		warm = bench_now_ns() + (uint64_t)(ctx->opt.warmup_s * NS_PER_S);
 		if (load_run(ctx, ctx->opt.mode, warm,
 		    warm + (uint64_t)(ctx->opt.duration_s * NS_PER_S)) == -1)
 			goto out;

@@ -42,8 +42,6 @@
  */
 
 #include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/time.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -54,13 +52,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
-#define NS_PER_MS		1000000ull
-#define NS_PER_S		1000000000ull
+#include "bench_util.h"
+
+static const char prog[] = "http-flood";
+
 
 #define FLOOD_TOKEN_PREFIX	"openpgp:"
 #define FLOOD_SEQ_DIGITS	10
@@ -121,15 +120,6 @@ struct flood {
 	uint64_t		 codes[FLOOD_STATUS_MAX];	/* [0]: none */
 };
 
-static uint64_t
-flood_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
 /* curl: watch fd for what, or stop watching it.  sockp is non-NULL once
  * the fd is in the epoll set: curl keeps it for us per socket. */
 static int
@@ -171,19 +161,8 @@ flood_on_timer(CURLM *multi, long timeout_ms, void *arg)
 	(void)multi;
 	f->timer_set = timeout_ms >= 0;
 	if (f->timer_set)
-		f->timer_ns = flood_now_ns() + (uint64_t)timeout_ms * NS_PER_MS;
+		f->timer_ns = bench_now_ns() + (uint64_t)timeout_ms * NS_PER_MS;
 	return 0;
-}
-
-static double
-flood_cpu_secs(void)
-{
-	struct rusage ru;
-
-	if (getrusage(RUSAGE_SELF, &ru) == -1)
-		return 0;
-	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static size_t
@@ -271,7 +250,7 @@ static bool
 flood_may_start(const struct flood *f)
 {
 	return f->started < f->requests && (f->deadline_ns == 0 ||
-	    flood_now_ns() < f->deadline_ns);
+	    bench_now_ns() < f->deadline_ns);
 }
 
 static void
@@ -338,7 +317,7 @@ flood_run(struct flood *f)
 	while (f->finished < f->started) {
 		wait_ms = FLOOD_IDLE_MS;
 		if (f->timer_set) {
-			now = flood_now_ns();
+			now = bench_now_ns();
 			wait_ms = f->timer_ns <= now ? 0 :
 			    (int)((f->timer_ns - now + NS_PER_MS - 1) /
 			    NS_PER_MS);
@@ -363,7 +342,7 @@ flood_run(struct flood *f)
 			curl_multi_socket_action(f->multi, evs[i].data.fd,
 			    flags, &running);
 		}
-		if (f->timer_set && flood_now_ns() >= f->timer_ns) {
+		if (f->timer_set && bench_now_ns() >= f->timer_ns) {
 			f->timer_set = false;
 			curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT,
 			    0, &running);
@@ -389,23 +368,6 @@ flood_usage(FILE *f)
 	    "  --body-file FILE the bodies: its lines, round-robin\n"
 	    "  --duration S     start no request after S seconds\n",
 	    FLOOD_DEFAULT_REQUESTS, FLOOD_DEFAULT_CONC, FLOOD_DEFAULT_BODY);
-}
-
-static int
-flood_parse_uint(const char *name, const char *s, unsigned long long min,
-    unsigned long long max, unsigned long long *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || *s == '-' ||
-	    *out < min || *out > max) {
-		fprintf(stderr, "http-flood: --%s: want an integer in "
-		    "%llu..%llu, got \"%s\"\n", name, min, max, s);
-		return -1;
-	}
-	return 0;
 }
 
 /* 0, -1 on bad usage (reason on stderr), 1 after --help. */
@@ -436,20 +398,20 @@ flood_parse_args(int argc, char **argv, struct flood *f)
 			f->url = optarg;
 			break;
 		case 'n':
-			if (flood_parse_uint("requests", optarg, 1,
+			if (bench_parse_uint(prog, "requests", optarg, 1,
 			    UINT64_MAX, &v) == -1)
 				return -1;
 			f->requests = v;
 			requests_set = true;
 			break;
 		case 'c':
-			if (flood_parse_uint("concurrency", optarg, 1,
+			if (bench_parse_uint(prog, "concurrency", optarg, 1,
 			    FLOOD_MAX_CONCURRENCY, &v) == -1)
 				return -1;
 			f->conc = (unsigned)v;
 			break;
 		case 'b':
-			if (flood_parse_uint("body-bytes", optarg,
+			if (bench_parse_uint(prog, "body-bytes", optarg,
 			    FLOOD_MIN_BODY, FLOOD_MAX_BODY, &v) == -1)
 				return -1;
 			f->body_bytes = (size_t)v;
@@ -459,7 +421,7 @@ flood_parse_args(int argc, char **argv, struct flood *f)
 			f->body_file = optarg;
 			break;
 		case 'd':
-			if (flood_parse_uint("duration", optarg, 1,
+			if (bench_parse_uint(prog, "duration", optarg, 1,
 			    FLOOD_MAX_DURATION_S, &v) == -1)
 				return -1;
 			f->duration_s = v;
@@ -510,34 +472,13 @@ flood_grow_bodies(struct flood *f, size_t *cap)
 static int
 flood_load_bodies(struct flood *f)
 {
-	FILE *fp;
-	char *p, *end, *nl;
-	size_t cap = 0, len = 0, n;
-	long size;
+	const char *p, *end, *line;
+	size_t cap = 0, len, n;
 
-	if ((fp = fopen(f->body_file, "r")) == NULL ||
-	    fseek(fp, 0, SEEK_END) == -1 || (size = ftell(fp)) < 0 ||
-	    fseek(fp, 0, SEEK_SET) == -1) {
-		perror(f->body_file);
-		if (fp != NULL)
-			fclose(fp);
+	if ((f->file_buf = bench_read_file(prog, f->body_file, &n)) == NULL)
 		return -1;
-	}
-	if ((f->file_buf = malloc((size_t)size + 1)) == NULL ||
-	    (n = fread(f->file_buf, 1, (size_t)size, fp)) != (size_t)size) {
-		fprintf(stderr, "http-flood: cannot read %s\n", f->body_file);
-		fclose(fp);
-		return -1;
-	}
-	fclose(fp);
-	f->file_buf[n] = '\0';
-	for (p = f->file_buf, end = p + n; p < end; p = nl + 1) {
-		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
-			nl = end;
-		*nl = '\0';
-		len = (size_t)(nl - p);
-		if (len > 0 && p[len - 1] == '\r')
-			p[--len] = '\0';
+	for (p = f->file_buf, end = p + n; bench_next_line(&p, end, &line,
+	    &len);) {
 		if (len == 0)
 			continue;
 		if (len > FLOOD_MAX_BODY) {
@@ -549,7 +490,8 @@ flood_load_bodies(struct flood *f)
 			fprintf(stderr, "http-flood: out of memory\n");
 			return -1;
 		}
-		f->bodies[f->nbodies] = p;
+		/* Into file_buf, which main keeps until the end. */
+		f->bodies[f->nbodies] = f->file_buf + (line - f->file_buf);
 		f->body_lens[f->nbodies++] = len;
 	}
 	if (f->nbodies == 0) {
@@ -558,44 +500,6 @@ flood_load_bodies(struct flood *f)
 		return -1;
 	}
 	return 0;
-}
-
-/* " codes=200:N,..." into out (size bytes). */
-static void
-flood_format_codes(const struct flood *f, char *out, size_t size)
-{
-	size_t len;
-	int i;
-
-	len = (size_t)snprintf(out, size, "codes=");
-	for (i = 1; i <= FLOOD_STATUS_MAX && len < size; i++) {
-		int code = i % FLOOD_STATUS_MAX;	/* "none" last */
-
-		if (f->codes[code] == 0)
-			continue;
-		if (code == 0)
-			len += (size_t)snprintf(out + len, size - len,
-			    "%snone:%" PRIu64, len > 6 ? "," : "",
-			    f->codes[code]);
-		else
-			len += (size_t)snprintf(out + len, size - len,
-			    "%s%d:%" PRIu64, len > 6 ? "," : "", code,
-			    f->codes[code]);
-	}
-}
-
-/* A socket per connection, plus stdio and curl's own. */
-static void
-flood_raise_nofile(unsigned conc)
-{
-	struct rlimit rl;
-	rlim_t want = (rlim_t)conc + 64;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= want)
-		return;
-	rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-		perror("http-flood: setrlimit");
 }
 
 int
@@ -615,7 +519,8 @@ main(int argc, char **argv)
 	if (f.body_file != NULL && flood_load_bodies(&f) == -1)
 		goto out;
 	signal(SIGPIPE, SIG_IGN);
-	flood_raise_nofile(f.conc);
+	/* A socket per connection, plus stdio and curl's own. */
+	bench_raise_nofile(prog, (unsigned long long)f.conc + 64);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "http-flood: curl_global_init failed\n");
 		return 2;
@@ -648,8 +553,8 @@ main(int argc, char **argv)
 			goto out;
 		}
 
-	t0 = flood_now_ns();
-	cpu0 = flood_cpu_secs();
+	t0 = bench_now_ns();
+	cpu0 = bench_cpu_secs();
 	if (f.duration_s > 0)
 		f.deadline_ns = t0 + f.duration_s * NS_PER_S;
 	for (i = 0; i < f.conc && f.started < f.requests; i++)
@@ -657,14 +562,14 @@ main(int argc, char **argv)
 			goto out;
 	if (flood_run(&f) == -1)
 		goto out;
-	t1 = flood_now_ns();
+	t1 = bench_now_ns();
 	secs = (double)(t1 - t0) / NS_PER_S;
-	flood_format_codes(&f, codes, sizeof(codes));
+	bench_format_codes(f.codes, FLOOD_STATUS_MAX, codes, sizeof(codes));
 	printf("http-flood requests=%" PRIu64 " secs=%.3f req_per_s=%.0f "
 	    "concurrency=%u connects=%" PRIu64 " cpu_secs=%.2f errors=%"
 	    PRIu64 " %s\n", f.finished, secs, secs > 0 ?
 	    (double)f.finished / secs : 0, f.conc, f.connects,
-	    flood_cpu_secs() - cpu0, f.errors, codes);
+	    bench_cpu_secs() - cpu0, f.errors, codes);
 	status = f.errors > 0;
 out:
 	/* calloc'ed: a request that never got set up is all NULL. */

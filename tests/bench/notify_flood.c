@@ -64,9 +64,7 @@
  */
 
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -82,12 +80,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 
-#define NS_PER_US		1000ull
-#define NS_PER_MS		1000000ull
-#define NS_PER_S		1000000000ull
+#include "bench_util.h"
+
+static const char prog[] = "notify-flood";
+
 
 #define NFLOOD_TOKEN_PREFIX	"openpgp:"
 #define NFLOOD_SEQ_DIGITS	10
@@ -122,19 +120,6 @@
 #define NFLOOD_ERR_DETAIL_BYTES	80
 /* Statuses are three digits (RFC 9110 15); [0] counts no answer. */
 #define NFLOOD_STATUS_MAX	1000
-
-/*
- * Latency histogram in nanoseconds, log-linear like dict-load's: values
- * below NFLOOD_HIST_SUB are exact, above that each power of two is cut
- * into NFLOOD_HIST_HALF equal steps, so a bucket's middle is within 1/64
- * (1.6%) of any value in it.  Values are clamped to 100 s < 2^37 ns,
- * whose index is below 32 * 32 + 64 = 1088 <= NFLOOD_HIST_BUCKETS.
- */
-#define NFLOOD_HIST_SUB_BITS	6
-#define NFLOOD_HIST_SUB		(1u << NFLOOD_HIST_SUB_BITS)
-#define NFLOOD_HIST_HALF	(NFLOOD_HIST_SUB / 2)
-#define NFLOOD_HIST_MAX_NS	(100 * NS_PER_S)
-#define NFLOOD_HIST_BUCKETS	1152
 
 /* Filler: a token is base64 after its prefix. */
 static const char nflood_base64[] =
@@ -173,12 +158,6 @@ struct nflood_conn {
 	size_t		 answer_bytes;	/* of the answer so far */
 	char		*gen;		/* without --body-file: own request */
 	char		 in[NFLOOD_HEAD_MAX_BYTES];
-};
-
-struct nflood_hist {
-	uint64_t	 bucket[NFLOOD_HIST_BUCKETS];
-	uint64_t	 n;
-	uint64_t	 max_ns;
 };
 
 struct nflood {
@@ -220,116 +199,12 @@ struct nflood {
 	uint64_t		 connects;
 	uint64_t		 retries;
 	uint64_t		 codes[NFLOOD_STATUS_MAX];	/* [0]: none */
-	struct nflood_hist	 hist;
+	struct bench_hist	 hist;
 };
-
-static uint64_t
-nflood_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
-static double
-nflood_cpu_secs(void)
-{
-	struct rusage ru;
-
-	if (getrusage(RUSAGE_SELF, &ru) == -1)
-		return 0;
-	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
 
 /* ---- latency histogram ---------------------------------------------- */
 
-static unsigned
-nflood_hist_index(uint64_t ns)
-{
-	unsigned idx, shift;
-
-	if (ns > NFLOOD_HIST_MAX_NS)
-		ns = NFLOOD_HIST_MAX_NS;
-	if (ns < NFLOOD_HIST_SUB)
-		return (unsigned)ns;
-	shift = 63 - (unsigned)__builtin_clzll(ns) -
-	    (NFLOOD_HIST_SUB_BITS - 1);
-	idx = shift * NFLOOD_HIST_HALF + (unsigned)(ns >> shift);
-	return idx < NFLOOD_HIST_BUCKETS ? idx : NFLOOD_HIST_BUCKETS - 1;
-}
-
-/* The middle of bucket idx, in ns. */
-static uint64_t
-nflood_hist_value(unsigned idx)
-{
-	unsigned shift;
-
-	if (idx < NFLOOD_HIST_SUB)
-		return idx;
-	shift = idx / NFLOOD_HIST_HALF - 1;
-	return ((uint64_t)(idx % NFLOOD_HIST_HALF + NFLOOD_HIST_HALF) <<
-	    shift) + ((1ull << shift) >> 1);
-}
-
-static void
-nflood_hist_add(struct nflood_hist *h, uint64_t ns)
-{
-	h->bucket[nflood_hist_index(ns)]++;
-	h->n++;
-	if (ns > h->max_ns)
-		h->max_ns = ns;
-}
-
-/* The value below which ppm millionths of the samples fall, in ns. */
-static uint64_t
-nflood_hist_quantile(const struct nflood_hist *h, uint64_t ppm)
-{
-	uint64_t want, seen = 0, v;
-	unsigned i;
-
-	if (h->n == 0)
-		return 0;
-	want = (h->n * ppm + 999999) / 1000000;
-	if (want == 0)
-		want = 1;
-	for (i = 0; i < NFLOOD_HIST_BUCKETS - 1; i++) {
-		seen += h->bucket[i];
-		if (seen >= want)
-			break;
-	}
-	v = nflood_hist_value(i);
-	/* A bucket's middle may lie above the largest sample in it. */
-	return v < h->max_ns ? v : h->max_ns;
-}
-
 /* ---- errors ------------------------------------------------------------ */
-
-/* Up to NFLOOD_ERR_DETAIL_BYTES of peer bytes, printable, into out. */
-static void
-nflood_escape(const char *p, size_t len, char *out, size_t size)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < len && i < NFLOOD_ERR_DETAIL_BYTES && o + 5 < size;
-	    i++) {
-		unsigned char ch = (unsigned char)p[i];
-
-		if (ch == '\r')
-			o += (size_t)snprintf(out + o, size - o, "\\r");
-		else if (ch == '\n')
-			o += (size_t)snprintf(out + o, size - o, "\\n");
-		else if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
-			o += (size_t)snprintf(out + o, size - o, "\\x%02x",
-			    ch);
-		else
-			out[o++] = (char)ch;
-	}
-	out[o] = '\0';
-	if (i < len && o + 4 < size)
-		strcpy(out + o, "...");
-}
 
 /* Count an error, and print the first few. */
 static void
@@ -470,7 +345,7 @@ nflood_conn_count(struct nflood *f, struct nflood_conn *c, unsigned status,
 		nflood_error(f, c, what);
 		nflood_conn_close(c);
 	} else {
-		nflood_hist_add(&f->hist, now - c->sent_ns);
+		bench_hist_add(&f->hist, now - c->sent_ns);
 		if (status != 200) {
 			snprintf(buf, sizeof(buf), "status %u", status);
 			nflood_error(f, c, buf);
@@ -587,7 +462,7 @@ nflood_conn_send(struct nflood *f, struct nflood_conn *c, uint64_t now)
 			goto fail;
 		return;
 	}
-	c->sent_ns = c->req_off == (size_t)n ? now : nflood_now_ns();
+	c->sent_ns = c->req_off == (size_t)n ? now : bench_now_ns();
 	c->state = NFLOOD_READING;
 	if (nflood_conn_watch(f, c, EPOLLIN) == -1)
 		goto fail;
@@ -732,7 +607,7 @@ nflood_conn_garbage(struct nflood *f, struct nflood_conn *c, const char *why,
 	char esc[NFLOOD_ERR_DETAIL_BYTES * 4 + 8];
 	char what[sizeof(esc) + 160];
 
-	nflood_escape(p, len, esc, sizeof(esc));
+	bench_escape(p, len, NFLOOD_ERR_DETAIL_BYTES, esc, sizeof(esc));
 	snprintf(what, sizeof(what), "bad answer: %s: \"%s\"", why, esc);
 	nflood_conn_finish(f, c, 0, what, now);
 }
@@ -862,7 +737,7 @@ static void
 nflood_conn_on_event(struct nflood *f, struct nflood_conn *c,
     uint32_t events)
 {
-	uint64_t now = nflood_now_ns();
+	uint64_t now = bench_now_ns();
 
 	switch (c->state) {
 	case NFLOOD_CONNECTING:
@@ -916,7 +791,7 @@ nflood_run(struct nflood *f)
 	unsigned i;
 	int n, j;
 
-	now = nflood_now_ns();
+	now = bench_now_ns();
 	for (i = 0; i < f->conc; i++)
 		nflood_conn_next(f, &f->conns[i], now);
 	next_tick = now + NFLOOD_TICK_MS * NS_PER_MS;
@@ -933,7 +808,7 @@ nflood_run(struct nflood *f)
 		for (j = 0; j < n; j++)
 			nflood_conn_on_event(f, evs[j].data.ptr,
 			    evs[j].events);
-		if ((now = nflood_now_ns()) >= next_tick) {
+		if ((now = bench_now_ns()) >= next_tick) {
 			nflood_check_timeouts(f, now);
 			next_tick = now + NFLOOD_TICK_MS * NS_PER_MS;
 		}
@@ -970,23 +845,6 @@ nflood_usage(FILE *fp)
 	    "Exit status 0, 1 if a request failed, 2 on bad usage.\n",
 	    NFLOOD_DEFAULT_REQUESTS, NFLOOD_DEFAULT_CONC,
 	    NFLOOD_DEFAULT_BODY);
-}
-
-static int
-nflood_parse_uint(const char *name, const char *s, unsigned long long min,
-    unsigned long long max, unsigned long long *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || *s == '-' ||
-	    *out < min || *out > max) {
-		fprintf(stderr, "notify-flood: --%s: want an integer in "
-		    "%llu..%llu, got \"%s\"\n", name, min, max, s);
-		return -1;
-	}
-	return 0;
 }
 
 /* Cut --url ("http://HOST[:PORT][/PATH]", HOST maybe "[v6]") into host,
@@ -1072,8 +930,8 @@ nflood_parse_args(int argc, char **argv, struct nflood *f)
 			f->host = optarg;
 			break;
 		case 'p':
-			if (nflood_parse_uint("port", optarg, 1, 65535, &v) ==
-			    -1)
+			if (bench_parse_uint(prog, "port", optarg, 1, 65535,
+			    &v) == -1)
 				return -1;
 			f->port = optarg;
 			break;
@@ -1081,20 +939,20 @@ nflood_parse_args(int argc, char **argv, struct nflood *f)
 			f->path = optarg;
 			break;
 		case 'n':
-			if (nflood_parse_uint("requests", optarg, 1,
+			if (bench_parse_uint(prog, "requests", optarg, 1,
 			    UINT64_MAX, &v) == -1)
 				return -1;
 			f->requests = v;
 			requests_set = true;
 			break;
 		case 'c':
-			if (nflood_parse_uint("concurrency", optarg, 1,
+			if (bench_parse_uint(prog, "concurrency", optarg, 1,
 			    NFLOOD_MAX_CONCURRENCY, &v) == -1)
 				return -1;
 			f->conc = (unsigned)v;
 			break;
 		case 'b':
-			if (nflood_parse_uint("body-bytes", optarg,
+			if (bench_parse_uint(prog, "body-bytes", optarg,
 			    NFLOOD_MIN_BODY, NFLOOD_MAX_BODY, &v) == -1)
 				return -1;
 			f->body_bytes = (size_t)v;
@@ -1104,7 +962,7 @@ nflood_parse_args(int argc, char **argv, struct nflood *f)
 			f->body_file = optarg;
 			break;
 		case 'd':
-			if (nflood_parse_uint("duration", optarg, 1,
+			if (bench_parse_uint(prog, "duration", optarg, 1,
 			    NFLOOD_MAX_DURATION_S, &v) == -1)
 				return -1;
 			f->duration_s = v;
@@ -1131,8 +989,8 @@ nflood_parse_args(int argc, char **argv, struct nflood *f)
 		return -1;
 	}
 	if (f->url != NULL && (nflood_parse_url(f) == -1 ||
-	    (f->port != NULL && nflood_parse_uint("url's port", f->port, 1,
-	    65535, &v) == -1)))
+	    (f->port != NULL && bench_parse_uint(prog, "url's port", f->port,
+	    1, 65535, &v) == -1)))
 		return -1;
 	if (f->port == NULL)
 		f->port = "80";
@@ -1195,57 +1053,20 @@ nflood_format_head(const struct nflood *f, size_t len, char *out,
 	return (size_t)n;
 }
 
-/* The next line of [*p, end) (a CR before the LF dropped) in *line_out
- * and *len_out, *p moved past it; false at the end. */
-static bool
-nflood_next_line(const char **p, const char *end, const char **line_out,
-    size_t *len_out)
-{
-	const char *nl;
-	size_t len;
-
-	if (*p >= end)
-		return false;
-	if ((nl = memchr(*p, '\n', (size_t)(end - *p))) == NULL)
-		nl = end;
-	len = (size_t)(nl - *p);
-	if (len > 0 && (*p)[len - 1] == '\r')
-		len--;
-	*line_out = *p;
-	*len_out = len;
-	*p = nl + 1;
-	return true;
-}
-
 /* Read --body-file and build one request per line (empty lines skipped)
  * into f->req_buf: a first pass sizes it, a second fills it.  0, -1 with
  * the reason on stderr. */
 static int
 nflood_load_bodies(struct nflood *f)
 {
-	FILE *fp;
-	char *file = NULL, head[NFLOOD_REQ_HEAD_MAX_BYTES];
+	char *file, head[NFLOOD_REQ_HEAD_MAX_BYTES];
 	const char *p, *end, *line;
 	size_t len, n, lines = 0, total = 0, used = 0, head_len;
-	long size;
 	int rc = -1;
 
-	if ((fp = fopen(f->body_file, "r")) == NULL ||
-	    fseek(fp, 0, SEEK_END) == -1 || (size = ftell(fp)) < 0 ||
-	    fseek(fp, 0, SEEK_SET) == -1) {
-		fprintf(stderr, "notify-flood: %s: %s\n", f->body_file,
-		    strerror(errno));
-		if (fp != NULL)
-			fclose(fp);
+	if ((file = bench_read_file(prog, f->body_file, &n)) == NULL)
 		return -1;
-	}
-	if ((file = malloc((size_t)size + 1)) == NULL ||
-	    (n = fread(file, 1, (size_t)size, fp)) != (size_t)size) {
-		fprintf(stderr, "notify-flood: cannot read %s\n",
-		    f->body_file);
-		goto out;
-	}
-	for (p = file, end = file + n; nflood_next_line(&p, end, &line,
+	for (p = file, end = file + n; bench_next_line(&p, end, &line,
 	    &len);) {
 		if (len == 0)
 			continue;
@@ -1267,7 +1088,7 @@ nflood_load_bodies(struct nflood *f)
 		fprintf(stderr, "notify-flood: out of memory\n");
 		goto out;
 	}
-	for (p = file; nflood_next_line(&p, end, &line, &len);) {
+	for (p = file; bench_next_line(&p, end, &line, &len);) {
 		if (len == 0)
 			continue;
 		head_len = nflood_format_head(f, len, head, sizeof(head));
@@ -1279,7 +1100,6 @@ nflood_load_bodies(struct nflood *f)
 	f->req_offs[f->nreqs] = used;
 	rc = 0;
 out:
-	fclose(fp);
 	free(file);
 	return rc;
 }
@@ -1309,44 +1129,6 @@ nflood_make_gen(struct nflood *f)
 			c->gen[f->gen_head_len + j] = nflood_base64[j % 64];
 	}
 	return 0;
-}
-
-/* "codes=200:N,..." into out (size bytes). */
-static void
-nflood_format_codes(const struct nflood *f, char *out, size_t size)
-{
-	size_t len;
-	int i;
-
-	len = (size_t)snprintf(out, size, "codes=");
-	for (i = 1; i <= NFLOOD_STATUS_MAX && len < size; i++) {
-		int code = i % NFLOOD_STATUS_MAX;	/* "none" last */
-
-		if (f->codes[code] == 0)
-			continue;
-		if (code == 0)
-			len += (size_t)snprintf(out + len, size - len,
-			    "%snone:%" PRIu64, len > 6 ? "," : "",
-			    f->codes[code]);
-		else
-			len += (size_t)snprintf(out + len, size - len,
-			    "%s%d:%" PRIu64, len > 6 ? "," : "", code,
-			    f->codes[code]);
-	}
-}
-
-/* A socket per connection, plus stdio. */
-static void
-nflood_raise_nofile(unsigned conc)
-{
-	struct rlimit rl;
-	rlim_t want = (rlim_t)conc + 64;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= want)
-		return;
-	rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-		perror("notify-flood: setrlimit");
 }
 
 int
@@ -1384,22 +1166,23 @@ main(int argc, char **argv)
 	    nflood_make_gen(f) == -1)
 		goto out;
 	signal(SIGPIPE, SIG_IGN);
-	nflood_raise_nofile(f->conc);
+	/* A socket per connection, plus stdio. */
+	bench_raise_nofile(prog, (unsigned long long)f->conc + 64);
 	if ((f->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1) {
 		perror("notify-flood: epoll_create1");
 		goto out;
 	}
 
-	t0 = nflood_now_ns();
-	cpu0 = nflood_cpu_secs();
+	t0 = bench_now_ns();
+	cpu0 = bench_cpu_secs();
 	if (f->duration_s > 0)
 		f->deadline_ns = t0 + f->duration_s * NS_PER_S;
 	if (nflood_run(f) == -1)
 		goto out;
-	t1 = nflood_now_ns();
-	cpu = nflood_cpu_secs() - cpu0;
+	t1 = bench_now_ns();
+	cpu = bench_cpu_secs() - cpu0;
 	secs = (double)(t1 - t0) / NS_PER_S;
-	nflood_format_codes(f, codes, sizeof(codes));
+	bench_format_codes(f->codes, NFLOOD_STATUS_MAX, codes, sizeof(codes));
 	printf("notify-flood requests=%" PRIu64 " secs=%.3f req_per_s=%.0f "
 	    "concurrency=%u connects=%" PRIu64 " cpu_secs=%.2f errors=%"
 	    PRIu64 " %s cpu_us_per_req=%.2f p50_us=%.0f p99_us=%.0f "
@@ -1407,8 +1190,8 @@ main(int argc, char **argv)
 	    (double)f->finished / secs : 0, f->conc, f->connects, cpu,
 	    f->errors, codes, f->finished > 0 ? cpu * 1e6 /
 	    (double)f->finished : 0,
-	    (double)nflood_hist_quantile(&f->hist, 500000) / NS_PER_US,
-	    (double)nflood_hist_quantile(&f->hist, 990000) / NS_PER_US,
+	    (double)bench_hist_quantile(&f->hist, 500000) / NS_PER_US,
+	    (double)bench_hist_quantile(&f->hist, 990000) / NS_PER_US,
 	    f->retries);
 	status = f->errors > 0 ? 1 : 0;
 	if (fflush(stdout) != 0)

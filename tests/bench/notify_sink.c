@@ -31,7 +31,6 @@
  */
 
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 
@@ -52,6 +51,8 @@
 #include <unistd.h>
 
 #include <zlib.h>
+
+#include "bench_util.h"
 
 /* A curl POST head is ~200 bytes; a proxy would refuse far less than
  * this, and anything longer is not what we are here to measure. */
@@ -571,19 +572,6 @@ sink_signals(struct sink *s)
 }
 
 static void
-sink_raise_nofile(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 ||
-	    rl.rlim_cur >= SINK_MAX_CONNS)
-		return;
-	rl.rlim_cur = rl.rlim_max < SINK_MAX_CONNS ? rl.rlim_max :
-	    SINK_MAX_CONNS;
-	setrlimit(RLIMIT_NOFILE, &rl);
-}
-
-static void
 sink_usage(FILE *f)
 {
 	fprintf(f,
@@ -635,7 +623,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	memset(&s, 0, sizeof(s));
-	sink_raise_nofile();
+	bench_raise_nofile("notify-sink", SINK_MAX_CONNS);
 	if ((s.epfd = epoll_create1(EPOLL_CLOEXEC)) == -1) {
 		perror("notify-sink: epoll_create1");
 		return 2;
