@@ -218,6 +218,22 @@ dict_conn_commit(struct dict_conn *c, struct dict_txn *t)
 	dict_server_commit_enqueue(c->srv, c, t);
 }
 
+/* The wait (commit, TURN lookup) is over and its reply is in c->reply:
+ * send it, then go on with the commands buffered behind it. */
+static void
+dict_conn_resume(struct dict_conn *c)
+{
+	/* READING before sending: a failed write makes it CLOSING, which
+	 * must stick (the connection is then queued to be freed once). */
+	c->state = DICT_CONN_READING;
+	dict_conn_send(c);
+	if (c->state != DICT_CONN_READING)
+		return;
+	dict_conn_process(c);
+	if (c->state == DICT_CONN_READING && !c->output_full)
+		event_add(c->rev, NULL);
+}
+
 void
 dict_conn_commit_done(struct dict_conn *c, struct dict_txn *t,
     enum dict_commit_result result, const char *reason)
@@ -231,16 +247,7 @@ dict_conn_commit_done(struct dict_conn *c, struct dict_txn *t,
 	}
 	dict_proto_reply_commit(&c->reply, t->id, t->async, result, reason);
 	dict_txn_free(t);
-	/* READING before sending: a failed write makes it CLOSING, which
-	 * must stick (the connection is then queued to be freed once). */
-	c->state = DICT_CONN_READING;
-	dict_conn_send(c);
-	if (c->state != DICT_CONN_READING)
-		return;
-	/* Commands that arrived behind the commit are already buffered. */
-	dict_conn_process(c);
-	if (c->state == DICT_CONN_READING && !c->output_full)
-		event_add(c->rev, NULL);
+	dict_conn_resume(c);
 }
 
 void
@@ -259,13 +266,7 @@ dict_conn_wait_done(struct dict_conn *c)
 		buf_reset(&c->reply);
 		return;
 	}
-	c->state = DICT_CONN_READING;	/* as in dict_conn_commit_done */
-	dict_conn_send(c);
-	if (c->state != DICT_CONN_READING)
-		return;
-	dict_conn_process(c);
-	if (c->state == DICT_CONN_READING && !c->output_full)
-		event_add(c->rev, NULL);
+	dict_conn_resume(c);
 }
 
 void

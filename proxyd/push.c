@@ -310,6 +310,19 @@ push_on_answer(void *ctx, const struct httpc_response *resp, void *arg)
 	push_finish(c, &res);
 }
 
+/* What a transport sends for a provider's request (strings borrowed). */
+static void
+push_transport_request(const struct provider_request *pr,
+    struct httpc_request *q)
+{
+	memset(q, 0, sizeof(*q));
+	q->url = pr->url;
+	q->headers = (const char *const *)pr->headers;
+	q->nheaders = pr->nheaders;
+	q->body = pr->body;
+	q->body_len = pr->body_len;
+}
+
 /* ---- FCM access tokens ----------------------------------------------- */
 
 static void
@@ -369,12 +382,7 @@ push_fcm_renew(struct push_engine *e)
 		push_fcm_fail_waiting(e);
 		return;
 	}
-	memset(&q, 0, sizeof(q));
-	q.url = e->fcm_auth_req.url;
-	q.headers = (const char *const *)e->fcm_auth_req.headers;
-	q.nheaders = e->fcm_auth_req.nheaders;
-	q.body = e->fcm_auth_req.body;
-	q.body_len = e->fcm_auth_req.body_len;
+	push_transport_request(&e->fcm_auth_req, &q);
 	if (httpc_send(e->fcm_auth_http, &q, e, err) < 0) {
 		provider_request_clear(&e->fcm_auth_req);
 		fcm_auth_renewal_done(e->fcm_auth, 0, NULL, 0, db_now_ms(),
@@ -481,12 +489,7 @@ push_start(struct push_call *c)
 		break;
 	}
 	if (rv == 0) {
-		memset(&q, 0, sizeof(q));
-		q.url = c->req.url;
-		q.headers = (const char *const *)c->req.headers;
-		q.nheaders = c->req.nheaders;
-		q.body = c->req.body;
-		q.body_len = c->req.body_len;
+		push_transport_request(&c->req, &q);
 		switch (c->prov) {
 		case PROVIDER_APNS:
 			rv = h2client_send(e->apns_h2, &q, c, err);
