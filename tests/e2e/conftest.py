@@ -348,3 +348,64 @@ def openpgp_js():
                 (r.stdout + r.stderr).decode(errors="replace")[-3000:]),
                 pytrace=False)
     return openpgp_js_encrypt
+
+
+# ---- the other providers' fakes (FCM, UBports, Web Push) ----------------
+
+
+@pytest.fixture
+def fake_fcm(apns_pki):
+    """A started FakeFcm (OAuth2 token endpoint + messages:send); teardown
+    fails the test on an exception inside it or a message proxyd must not
+    send (violations)."""
+    from fake_fcm import FakeFcm
+    f = FakeFcm(apns_pki).start()
+    yield f
+    f.stop()
+    assert not f.errors, f.errors
+    assert not f.violations, f.violations
+
+
+@pytest.fixture
+def fake_ubports(apns_pki):
+    """A started FakeUbports, checked like fake_fcm in teardown."""
+    from fake_ubports import FakeUbports
+    f = FakeUbports(apns_pki).start()
+    yield f
+    f.stop()
+    assert not f.errors, f.errors
+    assert not f.violations, f.violations
+
+
+@pytest.fixture
+def webpush_factory(apns_pki):
+    """webpush_factory(**kw): a started FakeWebPush(apns_pki, **kw);
+    teardown closes each (certificate directory removed) and fails the
+    test on an exception inside one."""
+    from fake_webpush import FakeWebPush
+    made = []
+
+    def make(**kw):
+        f = FakeWebPush(apns_pki, **kw).start()
+        made.append(f)
+        return f
+    yield make
+    for f in made:
+        f.close()
+    errors = [e for f in made for e in f.errors]
+    assert not errors, errors
+
+
+@pytest.fixture
+def fake_webpush(webpush_factory):
+    """One FakeWebPush over HTTPS on 127.0.0.1."""
+    return webpush_factory()
+
+
+@pytest.fixture(scope="session")
+def vapid_key(tmp_path_factory):
+    """A VAPID key as operators make it (openssl ecparam: SEC1 PEM)."""
+    path = str(tmp_path_factory.mktemp("vapid") / "vapid.pem")
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey",
+                    "-noout", "-out", path], check=True)
+    return path

@@ -1363,6 +1363,18 @@ class Proxyd(Daemon):
     def metric(self, name, default=0.0):
         return self.metrics().get(name, default)
 
+    def failures(self):
+        """{(provider, reason, details): count} of notification_failures."""
+        out = {}
+        for series, value in self.metrics().items():
+            if series.startswith("notification_failures_total{"):
+                labels = dict(kv.split("=", 1) for kv in
+                              series[series.index("{") + 1:-1].split(","))
+                key = tuple(labels[k].strip('"') for k in
+                            ("provider", "reason", "details"))
+                out[key] = value
+        return out
+
     def db_rows(self):
         """[(token, next_at ms)] of the heartbeat schedule, read-only."""
         con = sqlite3.connect("file:%s?mode=ro" % self.db_path, uri=True,

@@ -111,34 +111,6 @@ def dovecot_server():
 # Providers' fakes beyond the APNs one (conftest's fake_apns)
 
 
-@pytest.fixture
-def fake_fcm(apns_pki):
-    from fake_fcm import FakeFcm
-    f = FakeFcm(apns_pki).start()
-    yield f
-    f.stop()
-    assert not f.errors, f.errors
-    assert not f.violations, f.violations
-
-
-@pytest.fixture
-def fake_webpush(apns_pki):
-    from fake_webpush import FakeWebPush
-    f = FakeWebPush(apns_pki).start()
-    yield f
-    f.close()               # stop() and remove its certificate directory
-    assert not f.errors, f.errors
-
-
-@pytest.fixture(scope="module")
-def vapid_key(tmp_path_factory):
-    """A VAPID key as operators make it (openssl ecparam: SEC1 PEM)."""
-    path = str(tmp_path_factory.mktemp("vapid") / "vapid.pem")
-    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey",
-                    "-noout", "-out", path], check=True)
-    return path
-
-
 # ---------------------------------------------------------------------------
 # The chain
 

@@ -60,19 +60,6 @@ def random_apns_token():
     return t
 
 
-def failures(p):
-    """{(provider, reason, details): count} of notification_failures."""
-    out = {}
-    for series, value in p.metrics().items():
-        if series.startswith("notification_failures_total{"):
-            labels = dict(kv.split("=", 1) for kv in
-                          series[series.index("{") + 1:-1].split(","))
-            key = tuple(labels[k].strip('"') for k in
-                        ("provider", "reason", "details"))
-            out[key] = value
-    return out
-
-
 def assert_visible_push(req, token, pki):
     """One visible push for `token`, exactly as push-providers.md 1.3."""
     assert req.method == "POST" and req.path == "/3/device/" + token, req
@@ -186,7 +173,7 @@ def test_vectors_other_providers_answer_500(proxyd_factory, fake_apns):
             key = ((provider, "temporary", "send") if provider == "UBports"
                    else (provider, "no_provider", ""))
             expected[key] = expected.get(key, 0) + 1
-        assert failures(p) == expected
+        assert p.failures() == expected
     assert fake_apns.requests == []
 
 
@@ -337,7 +324,7 @@ def test_apns_gone_and_failure_answers(proxyd_factory, fake_apns):
     assert left == {t for t, (_, want) in zip(tokens, script)
                     if want != 410}
     assert p.metric("heartbeat_tokens") == len(left)
-    assert failures(p) == {
+    assert p.failures() == {
         ("APNS", "410", "Unregistered"): 1,
         ("APNS", "410", "BadDeviceToken"): 1,
         ("APNS", "410", "DeviceTokenNotForTopic"): 1,
@@ -404,7 +391,7 @@ def test_register_heartbeats_survive_restart_until_gone(proxyd_factory,
     wait_until(lambda: p.db_rows() == [], timeout=5,
                what="the gone token to leave the db")
     assert p.metric("heartbeat_tokens") == 0
-    assert failures(p).get(("APNS", "410", "Unregistered")) == 1
+    assert p.failures().get(("APNS", "410", "Unregistered")) == 1
 
 
 def test_register_rejects_what_cannot_get_heartbeats(proxyd, fake_apns):
@@ -537,7 +524,7 @@ def test_no_credentials_warns_and_answers_500(proxyd_factory, fake_apns):
                                              b"provider not configured\n")
     assert p.notify(APNS_K1["input"])[0] == 500
     assert fake_apns.requests == [] and fake_apns.connections == 0
-    assert failures(p) == {("APNS", "no_certificate", ""): 2}
+    assert p.failures() == {("APNS", "no_certificate", ""): 2}
 
 
 def test_unsendable_push_is_never_debounced(proxyd_factory, fake_apns):

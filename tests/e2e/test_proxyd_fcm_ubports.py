@@ -21,26 +21,6 @@ PACKAGE = "chat.delta"
 
 
 @pytest.fixture
-def fake_fcm(apns_pki):
-    from fake_fcm import FakeFcm
-    f = FakeFcm(apns_pki).start()
-    yield f
-    f.stop()
-    assert not f.errors, f.errors
-    assert not f.violations, f.violations
-
-
-@pytest.fixture
-def fake_ubports(apns_pki):
-    from fake_ubports import FakeUbports
-    f = FakeUbports(apns_pki).start()
-    yield f
-    f.stop()
-    assert not f.errors, f.errors
-    assert not f.violations, f.violations
-
-
-@pytest.fixture
 def proxyd_fcm(proxyd_factory, fake_fcm, tmpdir):
     def make(*extra, **kw):
         key = os.path.join(tmpdir, "service-account-%d.json" %
@@ -59,17 +39,6 @@ def fcm_token():
     register_secret(t)
     register_secret(reg)
     return reg, t
-
-
-def failures(p):
-    out = {}
-    for series, value in p.metrics().items():
-        if series.startswith("notification_failures_total{"):
-            labels = dict(kv.split("=", 1) for kv in
-                          series[series.index("{") + 1:-1].split(","))
-            out[tuple(labels[k].strip('"') for k in
-                      ("provider", "reason", "details"))] = value
-    return out
 
 
 # ---- FCM -------------------------------------------------------------------
@@ -112,7 +81,7 @@ def test_fcm_gone_is_410(proxyd_fcm, fake_fcm, reply):
     reg, t = fcm_token()
     fake_fcm.set_replies(reg, reply)
     assert p.notify(t)[0] == 410
-    ((prov, reason, _),) = failures(p).keys()
+    ((prov, reason, _),) = p.failures().keys()
     assert (prov, reason) == ("FCM", "410")
 
 
@@ -161,7 +130,7 @@ def test_fcm_refused_key_is_500_never_410(proxyd_fcm, fake_fcm):
                                     "Invalid JWT Signature."))
     assert p.notify(fcm_token()[1])[0] == 500
     assert fake_fcm.sends == []
-    ((prov, reason, details),) = failures(p).keys()
+    ((prov, reason, details),) = p.failures().keys()
     assert (prov, reason, details) == ("FCM", "config", "oauth")
 
 

@@ -19,29 +19,6 @@ from harness import register_secret, wait_until
 SUBJECT = "mailto:ops@relay.example"
 
 
-@pytest.fixture(scope="module")
-def vapid_key(tmp_path_factory):
-    """A VAPID key as operators make it (openssl ecparam: SEC1 PEM)."""
-    path = str(tmp_path_factory.mktemp("vapid") / "vapid.pem")
-    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey",
-                    "-noout", "-out", path], check=True)
-    return path
-
-
-@pytest.fixture
-def webpush_factory(apns_pki):
-    from fake_webpush import FakeWebPush
-    made = []
-
-    def make(**kw):
-        f = FakeWebPush(apns_pki, **kw).start()
-        made.append(f)
-        return f
-    yield make
-    for f in made:
-        f.close()
-
-
 @pytest.fixture
 def proxyd_wp(proxyd_factory, vapid_key):
     """proxyd with a VAPID key; the fakes listen on loopback, so
@@ -58,17 +35,6 @@ def subscribe(wp, **kw):
     sub = wp.subscribe(**kw)
     register_secret(sub.token)
     return sub
-
-
-def failures(p):
-    out = {}
-    for series, value in p.metrics().items():
-        if series.startswith("notification_failures_total{"):
-            labels = dict(kv.split("=", 1) for kv in
-                          series[series.index("{") + 1:-1].split(","))
-            out[tuple(labels[k].strip('"') for k in
-                      ("provider", "reason", "details"))] = value
-    return out
 
 
 def test_push_is_encrypted_and_signed(proxyd_wp, webpush_factory):
@@ -115,7 +81,7 @@ def test_gone_subscription_is_410(proxyd_wp, webpush_factory, status):
     wp.set_replies(sub, status)
     assert p.notify(sub.token)[0] == 410
     # details: autopush's errno when the body has one (the fake's does).
-    assert failures(p) == {("WebPush", "410",
+    assert p.failures() == {("WebPush", "410",
                             {404: "errno-102", 410: "errno-106"}[status]): 1}
 
 
@@ -137,7 +103,7 @@ def test_answers_about_us_are_500_never_410(proxyd_wp, webpush_factory,
     sub = subscribe(wp)
     wp.set_replies(sub, status)
     assert p.notify(sub.token)[0] == 500
-    ((prov, reason, _),) = failures(p).keys()
+    ((prov, reason, _),) = p.failures().keys()
     assert (prov, reason) == ("WebPush", "config")
 
 
@@ -195,7 +161,7 @@ def test_ssrf_loopback_and_unspecified_never_connected(proxyd_wp,
     register_secret(zero)
     assert p.notify(zero)[0] == 410
     assert [wp.connections for wp in fakes] == [0, 0, 0, 0]
-    got = failures(p)
+    got = p.failures()
     assert got[("WebPush", "410", "address_refused")] == 4
     assert got[("WebPush", "temporary", "address_refused")] == 1
 
@@ -207,7 +173,7 @@ def test_http_endpoint_refused_without_allow_private(proxyd_wp,
     sub = subscribe(wp)
     assert p.notify(sub.token)[0] == 410
     assert wp.connections == 0
-    assert failures(p) == {("WebPush", "410", "insecure_endpoint"): 1}
+    assert p.failures() == {("WebPush", "410", "insecure_endpoint"): 1}
 
 
 def test_allow_private_permits_http_and_loopback(proxyd_wp, webpush_factory):
