@@ -161,6 +161,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import \
 from cryptography.x509.oid import NameOID
 from hyperframe.frame import GoAwayFrame
 
+from fake_wait import wait_for_requests
+
 PUSH_TYPES = frozenset({"alert", "background", "voip", "location",
                         "complication", "fileprovider", "mdm",
                         "liveactivity", "pushtotalk"})
@@ -445,27 +447,13 @@ class FakeApns:
         count) or pred(requests) is truthy (returns its value); pred is
         evaluated on every change (request, connection, GOAWAY, TLS
         failure). Raises ApnsWaitTimeout."""
-        if callable(count):
-            count, pred = None, count
-        if pred is None:
-            n = count if count is not None else 1
-
-            def pred(reqs):
-                return reqs[:n] if len(reqs) >= n else None
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                v = pred(self.requests)
-                if v:
-                    return v
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise ApnsWaitTimeout(
-                        "fake APNs: timed out after %.1fs (%d requests, %d "
-                        "connections, TLS failures %r)" % (
-                            timeout, len(self.requests), self.connections,
-                            self.tls_failures[-3:]))
-                self._lock.wait(left)
+        return wait_for_requests(
+            self._lock, lambda: self.requests, count, pred, timeout,
+            timed_out=lambda t: ApnsWaitTimeout(
+                "fake APNs: timed out after %.1fs (%d requests, %d "
+                "connections, TLS failures %r)" % (
+                    t, len(self.requests), self.connections,
+                    self.tls_failures[-3:])))
 
     def goaway(self, reason="Shutdown", error_code=0, conn_id=None,
                last_stream_id=None):

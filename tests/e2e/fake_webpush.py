@@ -134,6 +134,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from fake_wait import wait_for_requests
+
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 URGENCIES = frozenset({"very-low", "low", "normal", "high"})
 HEADER_BYTES = 16 + 4 + 1 + 65
@@ -461,27 +463,13 @@ class FakeWebPush:
         """Wait until `count` requests are recorded (returns the first
         count) or pred(requests) is truthy (returns its value); pred runs on
         every change. Raises WebPushWaitTimeout."""
-        if callable(count):
-            count, pred = None, count
-        if pred is None:
-            n = count if count is not None else 1
-
-            def pred(reqs):
-                return reqs[:n] if len(reqs) >= n else None
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                v = pred(self.requests)
-                if v:
-                    return v
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise WebPushWaitTimeout(
-                        "fake Web Push: timed out after %.1fs (%d requests, "
-                        "%d connections, TLS failures %r)" % (
-                            timeout, len(self.requests), self.connections,
-                            self.tls_failures[-3:]))
-                self._lock.wait(left)
+        return wait_for_requests(
+            self._lock, lambda: self.requests, count, pred, timeout,
+            timed_out=lambda t: WebPushWaitTimeout(
+                "fake Web Push: timed out after %.1fs (%d requests, "
+                "%d connections, TLS failures %r)" % (
+                    t, len(self.requests), self.connections,
+                    self.tls_failures[-3:])))
 
     def start(self):
         """Listen (again on the same port after a stop) and serve."""

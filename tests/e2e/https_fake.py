@@ -48,6 +48,8 @@ import h2.connection
 import h2.events
 import h2.exceptions
 
+from fake_wait import wait_for_requests
+
 MAX_HEADER_BYTES = 65536
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized",
            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
@@ -215,30 +217,13 @@ class HttpsFake:
         """Wait until `count` requests (of `kind`, if given) are recorded
         and return them, or until pred(requests) is truthy and return its
         value. Raises FakeWaitTimeout."""
-        if callable(count):
-            count, pred = None, count
-        if pred is None:
-            n = count if count is not None else 1
-
-            def pred(reqs):
-                sel = [r for r in reqs if kind is None or r.kind == kind]
-                return sel[:n] if len(sel) >= n else None
-        deadline = time.monotonic() + timeout
-        with self.lock:
-            while True:
-                v = pred(self.requests)
-                if v:
-                    return v
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise FakeWaitTimeout(
-                        "%s: timed out after %.1fs (%d requests, %d "
-                        "connections, TLS failures %r)" % (
-                            self.name, timeout, len(self.requests),
-                            self.connections, self.tls_failures[-3:]))
-                self.lock.wait(left)
-
-    # ---- internals -------------------------------------------------------
+        return wait_for_requests(
+            self.lock, lambda: self.requests, count, pred, timeout, kind,
+            timed_out=lambda t: FakeWaitTimeout(
+                "%s: timed out after %.1fs (%d requests, %d "
+                "connections, TLS failures %r)" % (
+                    self.name, t, len(self.requests),
+                    self.connections, self.tls_failures[-3:])))
 
     def _accept(self):
         while not self._stopping:
