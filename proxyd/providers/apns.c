@@ -1,17 +1,20 @@
 /*
  * APNs requests and answers; see apns.h and push-providers.md §1.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
 #include <openssl/crypto.h>
 
 #include "apns.h"
 #include "jwt.h"
 #include "xmalloc.h"
+
+/* Apple's answers are small JSON objects. */
+#define APNS_ANSWER_MAX_BYTES	4096
+#define APNS_REASON_CHARS \
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 /* The visible push, byte for byte what the Rust service sends (apns-h2's
  * key order), so clients see no difference. */
@@ -136,38 +139,6 @@ apns_build(struct apns *a, enum push_kind kind, const char *device,
 	return 0;
 }
 
-/* Apple's {"reason": "..."}, sanitised to letters and digits for logs
- * and metric labels, or "". Returns whether the reason was exactly what
- * is in out: only such a reason may match a known one. */
-static bool
-apns_reason(const char *body, size_t len, char *out, size_t outlen)
-{
-	bool exact = false;
-	json_error_t jerr;
-	json_t *root, *reason;
-	const char *s;
-	size_t n = 0;
-
-	out[0] = '\0';
-	if (body == NULL || len == 0 || len > 4096)
-		return false;
-	if ((root = json_loadb(body, len, 0, &jerr)) == NULL)
-		return false;
-	reason = json_object_get(root, "reason");
-	if (json_is_string(reason)) {
-		exact = true;
-		for (s = json_string_value(reason); *s != '\0'; s++) {
-			if (!isalnum((unsigned char)*s) || n + 1 >= outlen)
-				exact = false;
-			else
-				out[n++] = *s;
-		}
-		out[n] = '\0';
-	}
-	json_decref(root);
-	return exact;
-}
-
 static int
 apns_reason_is(const char *reason, const char *const *list)
 {
@@ -191,7 +162,9 @@ apns_classify(long status, const char *body, size_t len,
 	const char *known;
 
 	memset(out, 0, sizeof(*out));
-	known = apns_reason(body, len, out->reason, sizeof(out->reason)) ?
+	/* {"reason": "..."}, letters and digits only. */
+	known = provider_json_reason(body, len, APNS_ANSWER_MAX_BYTES,
+	    "reason", APNS_REASON_CHARS, out->reason, sizeof(out->reason)) ?
 	    out->reason : "";
 	if (out->reason[0] == '\0')
 		snprintf(out->reason, sizeof(out->reason), "%ld", status);

@@ -116,6 +116,8 @@ fcm_build(struct fcm *f, enum push_kind kind, const struct token *t,
 /* What a google.rpc.Status body says, reduced to what classification
  * needs. Strings are sanitised to [A-Z0-9_] for logs and may be ""; only
  * one that needed no sanitising may match a known value (as apns.c). */
+#define FCM_CODE_CHARS	"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+
 struct fcm_status {
 	char	status[32];		/* "NOT_FOUND" */
 	char	code[32];		/* FcmError errorCode: "UNREGISTERED" */
@@ -123,23 +125,6 @@ struct fcm_status {
 	bool	code_exact;
 	bool	about_token;		/* INVALID_ARGUMENT names the token */
 };
-
-/* Copy s into out, keeping [A-Z0-9_]; whether nothing was dropped. */
-static bool
-fcm_copy_code(const char *s, char *out, size_t outlen)
-{
-	bool exact = true;
-	size_t n = 0;
-
-	for (; *s != '\0'; s++)
-		if (((*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-		    *s == '_') && n + 1 < outlen)
-			out[n++] = *s;
-		else
-			exact = false;
-	out[n] = '\0';
-	return exact;
-}
 
 /* Whether s (at most FCM_MESSAGE_MAX_BYTES of it) contains what,
  * ASCII case-insensitively. */
@@ -191,8 +176,9 @@ fcm_parse_status(const char *body, size_t len, struct fcm_status *out)
 		goto out;
 	v = json_object_get(error, "status");
 	if (json_is_string(v))
-		out->status_exact = fcm_copy_code(json_string_value(v),
-		    out->status, sizeof(out->status));
+		out->status_exact = provider_reason_copy(
+		    json_string_value(v), FCM_CODE_CHARS, out->status,
+		    sizeof(out->status));
 	v = json_object_get(error, "message");
 	if (json_is_string(v) && fcm_mentions(json_string_value(v),
 	    FCM_TOKEN_WORDING))
@@ -209,8 +195,9 @@ fcm_parse_status(const char *body, size_t len, struct fcm_status *out)
 		v = json_object_get(d, "errorCode");
 		if (strcmp(json_string_value(type), FCM_ERROR_TYPE) == 0 &&
 		    json_is_string(v) && out->code[0] == '\0')
-			out->code_exact = fcm_copy_code(json_string_value(v),
-			    out->code, sizeof(out->code));
+			out->code_exact = provider_reason_copy(
+			    json_string_value(v), FCM_CODE_CHARS, out->code,
+			    sizeof(out->code));
 		else if (strcmp(json_string_value(type),
 		    FCM_BAD_REQUEST_TYPE) == 0 && fcm_bad_request_about_token(d))
 			out->about_token = true;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <openssl/crypto.h>
 
 #include "provider.h"
@@ -55,4 +56,40 @@ provider_verdict_name(enum provider_verdict v)
 	case VERDICT_CONFIG: return "config";
 	}
 	return "unknown";
+}
+
+bool
+provider_reason_copy(const char *s, const char *keep, char *out,
+    size_t outlen)
+{
+	bool exact = true;
+	size_t n = 0;
+
+	for (; *s != '\0'; s++)
+		if (strchr(keep, *s) != NULL && n + 1 < outlen)
+			out[n++] = *s;
+		else
+			exact = false;
+	out[n] = '\0';
+	return exact;
+}
+
+bool
+provider_json_reason(const char *body, size_t len, size_t max,
+    const char *member, const char *keep, char *out, size_t outlen)
+{
+	json_error_t jerr;
+	json_t *root, *v;
+	bool exact = false;
+
+	out[0] = '\0';
+	if (body == NULL || len == 0 || len > max ||
+	    (root = json_loadb(body, len, 0, &jerr)) == NULL)
+		return false;
+	v = json_object_get(root, member);
+	if (json_is_string(v))
+		exact = provider_reason_copy(json_string_value(v), keep, out,
+		    outlen);
+	json_decref(root);
+	return exact;
 }

@@ -58,6 +58,16 @@ void	provider_request_add_header(struct provider_request *,
 	    const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Wipes and frees what the request owns; the struct is reusable. */
 void	provider_request_clear(struct provider_request *);
+/* A provider's reason or error code, for logs and metric labels: s
+ * copied into out (outlen bytes) keeping only the bytes in keep. Whether
+ * nothing was dropped: only such an exact copy may match a known value
+ * (a reason cleaned into a known one must not decide a 410). */
+bool	provider_reason_copy(const char *s, const char *keep, char *out,
+	    size_t outlen);
+/* The same for the string member `member` of a JSON object body of at
+ * most max bytes; "" and false when there is none. */
+bool	provider_json_reason(const char *body, size_t len, size_t max,
+	    const char *member, const char *keep, char *out, size_t outlen);
 /* "ok", "gone", ...: for logs and metrics. */
 const char *provider_verdict_name(enum provider_verdict);
 

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <jansson.h>
 
 #include "ubports.h"
 #include "xmalloc.h"
@@ -138,37 +137,6 @@ ubports_build(struct ubports *u, enum push_kind kind, const struct token *t,
 	return 0;
 }
 
-/* The {"error": label} of an error body, sanitised to [a-z-] for logs
- * and metric labels, or "". Returns whether the label was exactly what
- * is in out: only such a label may match a known one (as apns.c). */
-static bool
-ubports_label(const char *body, size_t len, char *out, size_t outlen)
-{
-	json_error_t jerr;
-	json_t *root, *label;
-	const char *s;
-	bool exact = false;
-	size_t n = 0;
-
-	out[0] = '\0';
-	if (body == NULL || len == 0 || len > UBPORTS_ERROR_BODY_MAX_BYTES ||
-	    (root = json_loadb(body, len, 0, &jerr)) == NULL)
-		return false;
-	label = json_object_get(root, "error");
-	if (json_is_string(label)) {
-		exact = true;
-		for (s = json_string_value(label); *s != '\0'; s++)
-			if (((*s >= 'a' && *s <= 'z') || *s == '-') &&
-			    n + 1 < outlen)
-				out[n++] = *s;
-			else
-				exact = false;
-	}
-	out[n] = '\0';
-	json_decref(root);
-	return exact;
-}
-
 void
 ubports_classify(long status, const char *body, size_t len,
     struct provider_result *out)
@@ -177,7 +145,10 @@ ubports_classify(long status, const char *body, size_t len,
 	const char *label;
 
 	memset(out, 0, sizeof(*out));
-	label = ubports_label(body, len, clean, sizeof(clean)) ? clean : "";
+	/* {"error": label}, [a-z-] only. */
+	label = provider_json_reason(body, len, UBPORTS_ERROR_BODY_MAX_BYTES,
+	    "error", "abcdefghijklmnopqrstuvwxyz-", clean, sizeof(clean)) ?
+	    clean : "";
 	if (clean[0] != '\0')
 		snprintf(out->reason, sizeof(out->reason), "%s", clean);
 	else
