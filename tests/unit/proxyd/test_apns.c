@@ -14,21 +14,10 @@
 
 #include "apns.h"
 #include "base64.h"
+#include "provider_test.h"
 
 #define DEV	"a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
 #define MIN_MS	(60LL * 1000)
-
-static const char *
-header(const struct provider_request *r, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (size_t i = 0; i < r->nheaders; i++)
-		if (strncmp(r->headers[i], name, n) == 0 &&
-		    r->headers[i][n] == ':')
-			return r->headers[i] + n + 2;
-	return NULL;
-}
 
 static void
 test_visible_request(void **state)

@@ -28,6 +28,7 @@
 #include "base64.h"
 #include "fcm.h"
 #include "token.h"
+#include "provider_test.h"
 
 #define PROJECT		"chatmail-test-42"
 #define EMAIL		"push@chatmail-test-42.iam.gserviceaccount.com"
@@ -535,18 +536,6 @@ test_assertion(void **state)
 	fcm_key_free(k);
 }
 
-static const char *
-header(const struct provider_request *r, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (size_t i = 0; i < r->nheaders; i++)
-		if (strncmp(r->headers[i], name, n) == 0 &&
-		    r->headers[i][n] == ':')
-			return r->headers[i] + n + 2;
-	return NULL;
-}
-
 #define FORM_PREFIX	"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3A" \
 			"jwt-bearer&assertion="
 
@@ -907,15 +896,6 @@ test_state_unsignable(void **state)
 }
 
 /* ---- fcm.c ------------------------------------------------------------ */
-
-static void
-parse_token(const char *s, struct token *t)
-{
-	char err[ERR_LEN];
-
-	if (token_parse(s, strlen(s), t, err) < 0)
-		fail_msg("token %s: %s", s, err);
-}
 
 static void
 test_send_request(void **state)

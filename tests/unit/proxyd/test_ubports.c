@@ -16,32 +16,12 @@
 #include <jansson.h>
 
 #include "ubports.h"
+#include "provider_test.h"
 
 /* base64("deltatouch.lotharketterer_deltatouch::3f2a9c1be0d44c7a") */
 #define UBTOK	"ZGVsdGF0b3VjaC5sb3RoYXJrZXR0ZXJlcl9kZWx0YXRvdWNoOjozZjJhOW" \
 		"MxYmUwZDQ0Yzdh"
 #define T0	1700000000000LL		/* 2023-11-14T22:13:20Z */
-
-static const char *
-header(const struct provider_request *r, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (size_t i = 0; i < r->nheaders; i++)
-		if (strncmp(r->headers[i], name, n) == 0 &&
-		    r->headers[i][n] == ':')
-			return r->headers[i] + n + 2;
-	return NULL;
-}
-
-static void
-parse_token(const char *s, struct token *t)
-{
-	char err[ERR_LEN];
-
-	if (token_parse(s, strlen(s), t, err) < 0)
-		fail_msg("token %s: %s", s, err);
-}
 
 static void
 test_appid(void **state)

@@ -17,6 +17,7 @@
 #include "token.h"
 #include "webpush.h"
 #include "webpush_ua.h"
+#include "provider_test.h"
 
 #define T0_MS	1700000000000LL
 #define KEYS	"|" UA_PUBLIC_B64 "|" UA_AUTH_B64
@@ -55,31 +56,6 @@ teardown(void **state)
 	return 0;
 }
 
-static const char *
-header(const struct provider_request *r, const char *name)
-{
-	size_t n = strlen(name);
-	const char *found = NULL;
-
-	for (size_t i = 0; i < r->nheaders; i++)
-		if (strncasecmp(r->headers[i], name, n) == 0 &&
-		    r->headers[i][n] == ':') {
-			if (found != NULL)
-				fail_msg("header %s twice", name);
-			found = r->headers[i] + n + 2;
-		}
-	return found;
-}
-
-static void
-parse(const char *s, struct token *t)
-{
-	char err[ERR_LEN];
-
-	if (token_parse(s, strlen(s), t, err) < 0)
-		fail_msg("token %s: %s", s, err);
-}
-
 /* The claims of the JWT in an Authorization value (NUL-terminated, in
  * b; caller clears). */
 static void
@@ -109,7 +85,7 @@ test_request(void **state)
 	size_t plen;
 	uint32_t rs;
 
-	parse(tok, &t);
+	parse_token(tok, &t);
 	assert_int_equal(webpush_build(f->wp, PUSH_VISIBLE, &t, T0_MS, &r,
 	    err), 0);
 	assert_string_equal(r.url, "https://Push.Example.net:443/wpush/v2/"
@@ -158,7 +134,7 @@ test_ttl_port_and_insecure(void **state)
 	struct buf claims;
 	char err[ERR_LEN], origin[VAPID_AUDIENCE_MAX_BYTES];
 
-	parse("webpush:http://127.0.0.1:8080/up/abc" KEYS, &t);
+	parse_token("webpush:http://127.0.0.1:8080/up/abc" KEYS, &t);
 	assert_true(webpush_token_insecure(&t));
 	assert_int_equal(webpush_origin(&t, origin, err), 0);
 	assert_string_equal(origin, "http://127.0.0.1:8080");
@@ -173,11 +149,11 @@ test_ttl_port_and_insecure(void **state)
 	provider_request_clear(&r);
 	webpush_free(wp);
 
-	parse("webpush:https://[2001:DB8::1]:8443/p" KEYS, &t);
+	parse_token("webpush:https://[2001:DB8::1]:8443/p" KEYS, &t);
 	assert_false(webpush_token_insecure(&t));
 	assert_int_equal(webpush_origin(&t, origin, err), 0);
 	assert_string_equal(origin, "https://[2001:db8::1]:8443");
-	parse("webpush:https://up.example" KEYS, &t);
+	parse_token("webpush:https://up.example" KEYS, &t);
 	assert_int_equal(webpush_origin(&t, origin, err), 0);
 	assert_string_equal(origin, "https://up.example");
 }
@@ -190,13 +166,13 @@ test_refusals(void **state)
 	struct token t;
 	char err[ERR_LEN], origin[VAPID_AUDIENCE_MAX_BYTES];
 
-	parse("webpush:https://up.example/x" KEYS, &t);
+	parse_token("webpush:https://up.example/x" KEYS, &t);
 	assert_int_equal(webpush_build(f->wp, PUSH_HEARTBEAT, &t, T0_MS, &r,
 	    err), -1);
 	assert_non_null(strstr(err, "heartbeat"));
 	assert_null(r.url);
 
-	parse("a1b2c3d4e5f60718293a4b5c6d7e8f90"
+	parse_token("a1b2c3d4e5f60718293a4b5c6d7e8f90"
 	    "a1b2c3d4e5f60718293a4b5c6d7e8f90", &t);
 	assert_false(webpush_token_insecure(&t));
 	assert_int_equal(webpush_build(f->wp, PUSH_VISIBLE, &t, T0_MS, &r,
@@ -207,7 +183,7 @@ test_refusals(void **state)
 
 	/* A struct that did not come from token_parse: the key is refused
 	 * by the encryption, nothing is left in r. */
-	parse("webpush:https://up.example/x" KEYS, &t);
+	parse_token("webpush:https://up.example/x" KEYS, &t);
 	t.webpush.ua_public[64] ^= 1;
 	assert_int_equal(webpush_build(f->wp, PUSH_VISIBLE, &t, T0_MS, &r,
 	    err), -1);
