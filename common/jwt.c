@@ -4,6 +4,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/ecdsa.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 
 #include "base64.h"
@@ -77,9 +78,7 @@ fail:
 	return NULL;
 }
 
-/* An encrypted key would make OpenSSL prompt on the terminal: a daemon
- * has none, so the passphrase callback refuses. */
-static int
+int
 jwt_no_passphrase(char *buf, int size, int rwflag, void *arg)
 {
 	(void)buf;
@@ -103,5 +102,28 @@ jwt_load_key_pem(const char *pem, size_t len, char err[ERR_LEN])
 	BIO_free(bio);
 	if (key == NULL)
 		err_set(err, "not a PEM private key");
+	else if (jwt_key_check(key, err) < 0) {
+		EVP_PKEY_free(key);
+		key = NULL;
+	}
 	return key;
+}
+
+int
+jwt_key_check(EVP_PKEY *key, char err[ERR_LEN])
+{
+	EVP_PKEY_CTX *ctx;
+	int ok;
+
+	ERR_set_mark();
+	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+	ok = ctx != NULL && EVP_PKEY_pairwise_check(ctx) == 1;
+	EVP_PKEY_CTX_free(ctx);
+	ERR_pop_to_mark();
+	if (!ok) {
+		err_set(err, "the private key does not match its public key "
+		    "(damaged)");
+		return -1;
+	}
+	return 0;
 }

@@ -22,7 +22,18 @@ char	*jwt_sign(enum jwt_alg, EVP_PKEY *key, const char *header_json,
 	    const char *claims_json, char err[ERR_LEN]);
 
 /* Load a PEM private key (PKCS#8 .p8 or a service account's private_key
- * string); NULL and err on failure. Caller frees with EVP_PKEY_free. */
+ * string) that passes jwt_key_check; NULL and err on failure. Caller
+ * frees with EVP_PKEY_free. */
 EVP_PKEY *jwt_load_key_pem(const char *pem, size_t len, char err[ERR_LEN]);
+
+/* A pem_password_cb that refuses: an encrypted key would make OpenSSL
+ * prompt on the terminal, and a daemon has none. For every PEM private
+ * key a daemon reads. */
+int	jwt_no_passphrase(char *buf, int size, int rwflag, void *arg);
+
+/* 0 if the private key is consistent with its public half (a damaged key
+ * can parse and then fail every signature: refuse it at start), else -1
+ * and err. */
+int	jwt_key_check(EVP_PKEY *key, char err[ERR_LEN]);
 
 #endif

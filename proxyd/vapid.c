@@ -43,19 +43,6 @@ struct vapid {
 	struct vapid_cached	 cache[VAPID_CACHE_ORIGINS];
 };
 
-/* Never prompt: an encrypted key fails to load instead of waiting for a
- * passphrase on a terminal a daemon does not have (OpenSSL's default
- * callback reads /dev/tty). */
-static int
-vapid_no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return -1;
-}
-
 EVP_PKEY *
 vapid_key_load_pem(const char *pem, size_t len, char err[ERR_LEN])
 {
@@ -73,7 +60,7 @@ vapid_key_load_pem(const char *pem, size_t len, char err[ERR_LEN])
 	 * private key (the EC PARAMETERS that `openssl ecparam -genkey`
 	 * writes first) and reads PKCS#8 and SEC1 alike. */
 	if ((bio = BIO_new_mem_buf(pem, (int)len)) != NULL) {
-		key = PEM_read_bio_PrivateKey(bio, NULL, vapid_no_passphrase,
+		key = PEM_read_bio_PrivateKey(bio, NULL, jwt_no_passphrase,
 		    NULL);
 		BIO_free(bio);
 	}
@@ -83,7 +70,8 @@ vapid_key_load_pem(const char *pem, size_t len, char err[ERR_LEN])
 		    "SEC1)");
 		return NULL;
 	}
-	if (webpush_crypto_public_point(key, pt, err) < 0) {
+	if (webpush_crypto_public_point(key, pt, err) < 0 ||
+	    jwt_key_check(key, err) < 0) {
 		EVP_PKEY_free(key);
 		return NULL;
 	}

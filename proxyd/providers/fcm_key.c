@@ -19,6 +19,7 @@
 #include <openssl/pem.h>
 
 #include "fcm.h"
+#include "jwt.h"
 #include "xmalloc.h"
 
 #define FCM_KEY_TYPE		"service_account"
@@ -120,18 +121,6 @@ fcm_key_url_ok(const char *s)
 	return true;
 }
 
-/* Never ask for a passphrase: OpenSSL's default callback would read one
- * from the terminal. */
-static int
-fcm_key_no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return -1;
-}
-
 /* The private_key member: an unencrypted PEM RSA key of a sane size.
  * Loaded here rather than with jwt_load_key_pem for the checks around
  * it: the PEM label first, a passphrase callback that refuses (an
@@ -142,6 +131,7 @@ static EVP_PKEY *
 fcm_key_pem(const char *pem, size_t len, char err[ERR_LEN])
 {
 	EVP_PKEY *pkey = NULL;
+	char why[ERR_LEN];
 	BIO *bio;
 	int bits;
 
@@ -159,7 +149,7 @@ fcm_key_pem(const char *pem, size_t len, char err[ERR_LEN])
 	ERR_set_mark();
 	if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL)
 		abort();	/* out of memory: as xmalloc */
-	pkey = PEM_read_bio_PrivateKey(bio, NULL, fcm_key_no_passphrase,
+	pkey = PEM_read_bio_PrivateKey(bio, NULL, jwt_no_passphrase,
 	    NULL);
 	BIO_free(bio);
 	ERR_pop_to_mark();
@@ -177,6 +167,11 @@ fcm_key_pem(const char *pem, size_t len, char err[ERR_LEN])
 	if (bits < FCM_KEY_RSA_MIN_BITS || bits > FCM_KEY_RSA_MAX_BITS) {
 		err_set(err, "fcm key: RSA key of %d bits, want %d..%d", bits,
 		    FCM_KEY_RSA_MIN_BITS, FCM_KEY_RSA_MAX_BITS);
+		EVP_PKEY_free(pkey);
+		return NULL;
+	}
+	if (jwt_key_check(pkey, why) < 0) {
+		err_set(err, "fcm key: \"private_key\": %s", why);
 		EVP_PKEY_free(pkey);
 		return NULL;
 	}
