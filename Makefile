@@ -253,7 +253,9 @@ fuzz-replay: $(patsubst %,$(BUILD)/fuzz/replay_%,$(FUZZ_TARGETS))
 		echo "== replay $$t"; \
 		$(BUILD)/fuzz/replay_$$t tests/fuzz/corpus/$$t; done
 
-build-fuzz/%: tests/fuzz/fuzz_%.c
+# Rebuilt when a source it compiles changes, not only its own file.
+.SECONDEXPANSION:
+build-fuzz/%: tests/fuzz/fuzz_%.c $$(FUZZ_LIB_$$*)
 	@mkdir -p build-fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) \
 		$(COMMON_CFLAGS) $(call pc,libcurl jansson) -o $@ $< \
