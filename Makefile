@@ -214,7 +214,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTUTIL_OBJ) $(LIBDICTD) \
 
 unit-run: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; \
-		TESTDATA=$(CURDIR)/../shared/testdata $$t; done
+		TESTDATA=$(CURDIR)/tests/data $$t; done
 
 unit: unit-run
 

@@ -7,7 +7,7 @@
 //
 // DIR is a directory whose node_modules holds OpenPGP.js 6 (npm package
 // openpgp@6): run-proxyd-bench.sh installs it once into a cache directory.
-// CERT.asc is /work/shared/testdata/openpgp/cert-v6.asc or the like; the
+// CERT.asc is tests/data/openpgp/cert-v6.asc or the like; the
 // tokens are encrypted to its first certificate, as every core_* test
 // vector for key 1.
 //

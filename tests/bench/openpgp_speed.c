@@ -4,7 +4,7 @@
  *
  *	openpgp-speed [testdata-dir [seconds]]
  *
- * testdata-dir defaults to $TESTDATA/openpgp or ../shared/testdata/openpgp;
+ * testdata-dir defaults to $TESTDATA/openpgp or tests/data/openpgp;
  * the message is vector core_apns_k1 with keyring-v6.asc. Every round
  * decrypts the token from scratch (nothing is cached between calls), as
  * proxyd does for every registration. Prints one line per measurement,
@@ -153,7 +153,7 @@ main(int argc, char **argv)
 		snprintf(dir, sizeof(dir), "%s", argv[1]);
 	else
 		snprintf(dir, sizeof(dir), "%s/openpgp",
-		    td != NULL ? td : "../shared/testdata");
+		    td != NULL ? td : "tests/data");
 	snprintf(path, sizeof(path), "%s/keyring-v6.asc", dir);
 	if ((kr = openpgp_keyring_load_file(path, err)) == NULL) {
 		fprintf(stderr, "%s\n", err);

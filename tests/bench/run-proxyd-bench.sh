@@ -33,8 +33,8 @@
 # default 10000), CONCURRENCY (requests in flight, default 256), DEBOUNCE
 # (proxyd --debounce, default 50ms), WORKERS (default 2), CACHE_SIZE
 # (default 20000), CEILING_SECS (each h2load run and the notify-flood
-# ceiling, default 3), TESTDATA (default the repository's
-# ../shared/testdata), OPENPGP_JS_DIR (a directory whose node_modules
+# ceiling, default 3), TESTDATA (default the repository's tests/data),
+# OPENPGP_JS_DIR (a directory whose node_modules
 # holds openpgp@6; default tests/e2e/openpgp_js when installed there, else
 # ${XDG_CACHE_HOME:-~/.cache}/pushstack-bench/openpgp-js, installed with
 # npm on the first run), PYTHON (default
@@ -58,7 +58,7 @@ DEBOUNCE=${DEBOUNCE:-50ms}
 WORKERS=${WORKERS:-2}
 CACHE_SIZE=${CACHE_SIZE:-20000}
 CEILING_SECS=${CEILING_SECS:-3}
-TESTDATA=${TESTDATA:-$REPO/../shared/testdata}
+TESTDATA=${TESTDATA:-$REPO/tests/data}
 # OpenPGP.js: the e2e tests' copy if it is installed, else one of our own
 # in a cache directory, installed on the first run.
 if [ -z "${OPENPGP_JS_DIR:-}" ]; then

@@ -1190,16 +1190,17 @@ class Notifierd(Daemon):
 # ---------------------------------------------------------------------------
 # proxyd (the central push proxy) and its test data
 
-# shared/testdata of the workspace ($TESTDATA overrides, as for the unit
-# tests and the benchmarks): the OpenPGP keys and vectors.tsv.
-TESTDATA_DIR = os.environ.get("TESTDATA") or os.path.normpath(
-    os.path.join(REPO_DIR, "..", "shared", "testdata"))
+# The repository's test data, tests/data ($TESTDATA overrides, as for the
+# unit tests and the benchmarks): the OpenPGP keys and vectors.tsv
+# (tests/data/openpgp/README.md says how they are made).
+TESTDATA_DIR = os.environ.get("TESTDATA") or os.path.join(
+    REPO_DIR, "tests", "data")
 OPENPGP_DIR = os.path.join(TESTDATA_DIR, "openpgp")
 OPENPGP_JS_DIR = os.path.join(E2E_DIR, "openpgp_js")
 
 
 def openpgp_vectors():
-    """The rows of shared/testdata/openpgp/vectors.tsv as dicts (name,
+    """The rows of tests/data/openpgp/vectors.tsv as dicts (name,
     keyring, input, expected), in file order."""
     rows = []
     with open(os.path.join(OPENPGP_DIR, "vectors.tsv"),

@@ -11,7 +11,7 @@ APNs; 200 / 410 (undecryptable, malformed, or Apple says the token is gone)
 puts an APNs token into the heartbeat schedule (SQLite --db), which sends
 silent pushes every --interval +/- min(60 s, interval / 10).
 
-Test data: shared/testdata/openpgp (vectors.tsv, made with OpenPGP.js) and
+Test data: tests/data/openpgp (vectors.tsv, made with OpenPGP.js) and
 tokens encrypted here by OpenPGP.js (openpgp_js/encrypt.mjs) exactly as
 chatmail core encrypts them. Every proxyd runs with --log-level debug; the
 proxyd_factory teardown fails a test whose daemon did not exit 0 after
@@ -113,7 +113,7 @@ def test_http_surface_root_404_and_413(proxyd, fake_apns):
     assert proxyd.db_rows() == []
 
 
-# ---- the vectors of shared/testdata/openpgp ---------------------------------
+# ---- the vectors of tests/data/openpgp -------------------------------------
 
 
 @pytest.mark.parametrize("row", CORE_APNS, ids=[v["name"] for v in CORE_APNS])

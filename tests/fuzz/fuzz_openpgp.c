@@ -7,7 +7,7 @@
  * checks, which the AEAD otherwise keeps out of the fuzzer's reach) and as
  * an armored keyring.
  *
- * The keyring is the test keyring-v6.asc of shared/testdata/openpgp,
+ * The keyring is the test keyring-v6.asc of tests/data/openpgp,
  * embedded so the target runs anywhere; it is loaded once and kept.
  */
 #include <stdint.h>
@@ -20,7 +20,7 @@
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
-/* TEST key only: shared/testdata/openpgp/keyring-v6.asc. */
+/* TEST key only: tests/data/openpgp/keyring-v6.asc. */
 static const char fuzz_keyring_v6[] =
 	"-----BEGIN PGP PRIVATE KEY BLOCK-----\n"
 	"\n"

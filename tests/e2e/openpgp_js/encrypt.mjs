@@ -1,13 +1,13 @@
 // Encrypt one device token exactly as chatmail core does (src/push.rs,
-// encrypt_device_token; see shared/testdata/openpgp/README.md, "What
-// chatmail core sends" and "How this data was made"), with OpenPGP.js, an
+// encrypt_device_token; see tests/data/openpgp/README.md and the token
+// profile in docs/openpgp.md), with OpenPGP.js, an
 // implementation independent of proxyd's decoder:
 //
 //   node encrypt.mjs TOKEN [CERT_FILE]
 //
 // prints "openpgp:" + standard base64 of the binary message. CERT_FILE
 // defaults to $TESTDATA/openpgp/cert-v6.asc, else
-// <repo>/../shared/testdata/openpgp/cert-v6.asc; the FIRST certificate in it
+// <repo>/tests/data/openpgp/cert-v6.asc; the FIRST certificate in it
 // (its first armored block) is the recipient.
 //
 //  1. pad the token with ASCII spaces to 512 octets (longer ones stay);
@@ -36,7 +36,7 @@ function die(msg) {
 function defaultCertPath() {
   const here = dirname(fileURLToPath(import.meta.url));
   const testdata = process.env.TESTDATA ||
-    join(here, '..', '..', '..', '..', 'shared', 'testdata');
+    join(here, '..', '..', 'data');
   return join(testdata, 'openpgp', 'cert-v6.asc');
 }
 

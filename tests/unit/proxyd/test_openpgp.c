@@ -1,5 +1,5 @@
 /* Unit tests of proxyd/openpgp_*.c against the OpenPGP.js-made vectors of
- * shared/testdata/openpgp (README there): every row of vectors.tsv, every
+ * tests/data/openpgp (README there): every row of vectors.tsv, every
  * truncation and every single-bit flip of the control message, the
  * keyring files, RFC 9580 A.8, broken keyrings, and the inner message
  * grammar and limits through the private interface. */
@@ -42,15 +42,15 @@ struct fixture {
 	size_t			 nkr;
 };
 
-/* TESTDATA (the Makefile sets it), else ../shared/testdata from the repo
- * root, where make runs the tests. */
+/* TESTDATA (the Makefile sets it), else tests/data from the repo root,
+ * where make runs the tests. */
 static void
 fixture_dir(struct fixture *f)
 {
 	const char *td = getenv("TESTDATA");
 
 	snprintf(f->dir, sizeof(f->dir), "%s/openpgp",
-	    td != NULL && *td != '\0' ? td : "../shared/testdata");
+	    td != NULL && *td != '\0' ? td : "tests/data");
 }
 
 static char *
