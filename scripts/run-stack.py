@@ -2,9 +2,9 @@
 """Run the push stack locally, in a temp dir, until Ctrl-C.
 
 The whole chain: a real Dovecot (IMAP + LMTP, the project's dovecot-conf
-drop-in and push.lua), metadata-dictd, notifierd, proxyd with the shared
-test keyring, and local fake providers standing in for the real ones
-(no credentials needed):
+drop-in and push.lua), metadata-dictd, notifierd, proxyd with the
+repository's test keyring (tests/data/openpgp), and local fake providers
+standing in for the real ones (no credentials needed):
 
   fake APNs     tests/e2e/fake_apns.py: HTTP/2 over TLS, checks the client
                 certificate proxyd presents (--certificate-file)
@@ -18,10 +18,11 @@ test keyring, and local fake providers standing in for the real ones
   fake UBports  tests/e2e/fake_ubports.py (--ubports-url)
 
 It registers one demo device per provider for alice@example.org the way
-chatmail core does (CAPABILITY, then SETMETADATA with a LITERAL+
-`openpgp:` token encrypted by OpenPGP.js exactly as core encrypts it;
-without Node.js the APNs token is a pre-encrypted test vector and the
-others go in clear), delivers a mail over LMTP, and shows each push
+chatmail core 2.58 does (no CAPABILITY command: XDELTAPUSH is read from
+the greeting and LOGIN's answer; then SETMETADATA with the `openpgp:`
+token as a quoted string, encrypted by OpenPGP.js exactly as core
+encrypts it; without Node.js the APNs token is a pre-encrypted test
+vector and the others go in clear), delivers a mail over LMTP, and shows each push
 arriving at its fake provider with the latency measured from MAIL FROM.
 Then it keeps running, printing every further push, until Ctrl-C or
 SIGTERM; it stops everything it started and checks that no process of
@@ -246,22 +247,22 @@ class Stack:
                   "clear (proxyd takes both)")
         self.devices = demo_devices(self.apns, self.fcm, self.wp, self.ub,
                                     js)
-        imap = self.dovecot.imap(USER)
-        try:
-            caps = imap.capabilities()
-            print("client %s: CAPABILITY has XDELTAPUSH: %s"
-                  % (USER, "XDELTAPUSH" in caps))
-            for provider, _, _, _, stored in self.devices:
-                r = imap.set_devicetoken(stored)
-                kind = "openpgp:" if stored.startswith("openpgp:") else \
-                    "in clear"
-                print("client %s: SETMETADATA \"INBOX\" (/private/"
-                      "devicetoken {%d+} %s device, %s) -> %s"
-                      % (USER, len(stored), provider, kind, r.status))
-                if r.status != "OK":
-                    raise RuntimeError("SETMETADATA failed: %s" % r.text)
-        finally:
-            imap.close()
+        # One IMAP session per device, as each phone has its own; each
+        # does what chatmail core 2.58 does (harness.register_like_core):
+        # no CAPABILITY command, XDELTAPUSH read from the greeting and
+        # LOGIN's answer, the token as a quoted string.
+        for provider, _, _, _, stored in self.devices:
+            reg = harness.register_like_core(self.dovecot, USER, stored)
+            kind = "openpgp:" if stored.startswith("openpgp:") else \
+                "in clear"
+            print("client %s (%s device): push-capable by %s; SETMETADATA "
+                  "\"INBOX\" (/private/devicetoken \"<%d chars, %s>\") -> %s"
+                  % (USER, provider, reg.push_by, len(stored), kind,
+                     reg.result.status if reg.result else "not sent"))
+            if reg.result is None or reg.result.status != "OK":
+                raise RuntimeError("SETMETADATA failed: %s"
+                                   % (reg.result.text if reg.result
+                                      else "server not push-capable"))
 
     def deliver_and_measure(self):
         timing = {}

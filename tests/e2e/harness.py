@@ -14,6 +14,7 @@ Rules kept throughout (see ../../../shared/docs/dovecot-test-harness.md and the
   * Dovecot is stopped through the pid in its master.pid, never by name.
 """
 
+import collections
 import os
 import pwd
 import grp
@@ -97,11 +98,22 @@ def wait_until(pred, timeout=10.0, interval=0.02, what=None):
         time.sleep(interval)  # poll interval, not synchronisation
 
 
+_recent_ports = collections.deque(maxlen=2048)
+
+
 def free_tcp_port():
-    """An OS-chosen free port on 127.0.0.1 (closed again; small race)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """An OS-chosen free port on 127.0.0.1 (closed again; small race).
+    Never one of the last ports it gave out: the kernel may offer a port
+    it just offered again while the first taker has not bound it yet (a
+    daemon's --port and --metrics got the same one)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _recent_ports:
+            _recent_ports.append(port)
+            return port
+    raise OSError("no fresh free TCP port in 100 tries")
 
 
 def make_world_tmpdir(prefix="e2e-"):
@@ -469,9 +481,13 @@ class Dovecot:
     configured with the project's drop-in (dovecot-conf/95-chatmail-push.conf
     and push.lua), talking to the dict server at `dict_socket`."""
 
-    def __init__(self, tmp, dict_socket):
+    def __init__(self, tmp, dict_socket, imap_capability=None):
         self.tmp = tmp
         self.dict_socket = dict_socket
+        # None: the drop-in's imap_capability line as it is; a string: that
+        # line's value instead (e.g. "+XCHATMAIL", a server that does not
+        # advertise XDELTAPUSH)
+        self.imap_capability = imap_capability
         self.conf = os.path.join(tmp, "dovecot.conf")
         self.run_dir = os.path.join(tmp, "run")
         self.log_path = os.path.join(tmp, "log", "dovecot.log")
@@ -539,6 +555,13 @@ service lmtp {{
                                      "longer mentions %s; update harness.py"
                                      % p)
         text = text.replace(DROPIN_DICT_SOCKET, self.dict_socket)
+        if self.imap_capability is not None:
+            text, n = re.subn(r"(?m)^imap_capability = .*$",
+                              "imap_capability = " + self.imap_capability,
+                              text)
+            if n != 1:
+                raise AssertionError("dovecot-conf/95-chatmail-push.conf: "
+                                     "no single imap_capability line")
         return text.replace(DROPIN_PUSH_LUA, self.push_lua)
 
     def write_files(self):
@@ -787,8 +810,21 @@ def imap_quote(s):
 
 def imap_literal_plus(value: bytes) -> bytes:
     """A non-synchronizing literal (RFC 7888 LITERAL+), as chatmail core
-    sends the device token: {N+}CRLF followed by N bytes."""
+    before 2.58 sent the device token: {N+}CRLF followed by N bytes."""
     return b"{%d+}\r\n" % len(value) + value
+
+
+def imap_quotable(value: bytes) -> bool:
+    """Whether `value` fits an IMAP quoted string (RFC 3501 TEXT-CHAR:
+    7-bit, no NUL, CR or LF)."""
+    return all(0 < b < 0x80 and b not in (0x0a, 0x0d) for b in value)
+
+
+def imap_capability_code(line: bytes):
+    """The capabilities of a `[CAPABILITY ...]` response code in a
+    greeting or tagged line, as a set, or None when it has none."""
+    m = re.search(rb"\[CAPABILITY ([^\]]*)\]", line, re.IGNORECASE)
+    return set(m.group(1).decode().split()) if m else None
 
 
 class Imap:
@@ -799,6 +835,7 @@ class Imap:
                                              timeout=timeout)
         self.f = self.sock.makefile("rb")
         self.tagn = 0
+        self.login_caps = None
         self.greeting = self._read_response()
         assert self.greeting[0].startswith(b"* OK"), self.greeting
 
@@ -872,18 +909,38 @@ class Imap:
         raise AssertionError("no CAPABILITY response: %r" % r.untagged)
 
     def login(self, user, password):
-        return self.ok(b"LOGIN " + imap_quote(user) + b" " +
-                       imap_quote(password))
+        """LOGIN; the capabilities of its tagged OK (Dovecot sends them as
+        a response code) are kept in self.login_caps (None: none sent)."""
+        r = self.ok(b"LOGIN " + imap_quote(user) + b" " +
+                    imap_quote(password))
+        self.login_caps = imap_capability_code(r.text.encode())
+        return r
 
-    def set_devicetoken(self, token, mailbox=b'"INBOX"'):
-        """Exactly what chatmail core sends:
-        SETMETADATA "INBOX" (/private/devicetoken {N+}\\r\\n<token>)"""
+    def greeting_capabilities(self):
+        """The capabilities of the greeting's response code, or None."""
+        return imap_capability_code(self.greeting[0])
+
+    def set_devicetoken(self, token, mailbox=b'"INBOX"', form=None):
+        """What chatmail core sends. form "quoted" (core 2.58 and later):
+        SETMETADATA "INBOX" (/private/devicetoken "<token>"); form
+        "literal" (before 2.58): the token as a LITERAL+ literal,
+        (/private/devicetoken {N+}\\r\\n<token>). By default the quoted
+        form, or the literal one for a value a quoted string cannot hold
+        (the tests of what the dict server refuses send such values)."""
         if isinstance(token, str):
             token = token.encode()
         register_secret(token)
+        if form is None:
+            form = "quoted" if imap_quotable(token) else "literal"
+        if form == "quoted":
+            assert imap_quotable(token), "not quotable: %r" % token[:40]
+            value = imap_quote(token)
+        elif form == "literal":
+            value = imap_literal_plus(token)
+        else:
+            raise ValueError("form: quoted or literal, not %r" % form)
         return self.command(b"SETMETADATA " + mailbox +
-                            b" (/private/devicetoken " +
-                            imap_literal_plus(token) + b")")
+                            b" (/private/devicetoken " + value + b")")
 
     def setmetadata(self, mailbox, entries):
         """entries: [(name, value)], value bytes -> LITERAL+ literal,
@@ -925,6 +982,57 @@ class Imap:
             mailbox, name, r.status, r.text)
         assert name in md, "no %s in %r" % (name, r.untagged)
         return md[name]
+
+
+# The server metadata chatmail core reads after LOGIN (one GETMETADATA on
+# the empty mailbox name); an answer for maxsmtprecipients alone makes a
+# server push-capable to core, as XDELTAPUSH does.
+CORE_SERVER_METADATA = ("/shared/comment", "/shared/admin",
+                        "/shared/vendor/deltachat/irohrelay",
+                        "/shared/vendor/deltachat/turn",
+                        "/shared/vendor/deltachat/maxsmtprecipients")
+
+
+class CoreRegistration:
+    """What register_like_core saw and did."""
+
+    def __init__(self):
+        self.greeting_caps = None   # set, or None when the greeting had none
+        self.login_caps = None      # the same for LOGIN's tagged OK
+        self.server_metadata = {}   # CORE_SERVER_METADATA answers
+        self.push_by = None         # "XDELTAPUSH", "maxsmtprecipients", None
+        self.result = None          # SETMETADATA's ImapResult, or None
+
+
+def register_like_core(dovecot, user, token, password=None, form="quoted"):
+    """Register `token` for `user` as chatmail core 2.58 does on every new
+    IMAP session: it sends no CAPABILITY command but reads the
+    capabilities of the greeting and of LOGIN's answer; after LOGIN it
+    asks for the server metadata; the server takes tokens if it
+    advertises XDELTAPUSH or answers maxsmtprecipients; then SETMETADATA
+    "INBOX" (/private/devicetoken "<token>") as a quoted string (form
+    "literal": the LITERAL+ form of core before 2.58). Returns a
+    CoreRegistration; .result is None when the server is not
+    push-capable by that rule (core then stores nothing)."""
+    reg = CoreRegistration()
+    with dovecot.imap() as c:
+        reg.greeting_caps = c.greeting_capabilities()
+        c.login(user, password if password is not None else USERS[user])
+        reg.login_caps = c.login_caps
+        caps = (reg.greeting_caps or set()) | (reg.login_caps or set())
+        if "METADATA" in caps or "METADATA-SERVER" in caps:
+            r, reg.server_metadata = c.getmetadata(
+                "", *CORE_SERVER_METADATA)
+            assert r.status == "OK", "GETMETADATA \"\" -> %s %s" % (
+                r.status, r.text)
+        if "XDELTAPUSH" in caps:
+            reg.push_by = "XDELTAPUSH"
+        elif reg.server_metadata.get(
+                "/shared/vendor/deltachat/maxsmtprecipients") is not None:
+            reg.push_by = "maxsmtprecipients"
+        if reg.push_by is not None:
+            reg.result = c.set_devicetoken(token, form=form)
+    return reg
 
 
 # ---------------------------------------------------------------------------

@@ -56,6 +56,7 @@ import time
 
 import pytest
 
+import harness
 from harness import (Dovecot, http_request, imap_literal_plus,
                      make_world_tmpdir, register_secret, wait_until)
 
@@ -193,15 +194,13 @@ def core_encrypt(openpgp_js, plain):
 
 
 def register_like_core(dovecot, user, token, password=None):
-    """What chatmail core does on a relay: log in, CAPABILITY, and (only
-    when XDELTAPUSH is there) SETMETADATA "INBOX" (/private/devicetoken
-    {N+}CRLF<token>), the literal in LITERAL+ form."""
-    with dovecot.imap(user, password) as c:
-        caps = c.capabilities()
-        assert "XDELTAPUSH" in caps, caps
-        r = c.set_devicetoken(token)
-        assert r.status == "OK", "SETMETADATA devicetoken -> %s %s" % (
-            r.status, r.text)
+    """What chatmail core 2.58 does on a relay (harness.register_like_core:
+    capabilities from the greeting and LOGIN, no CAPABILITY command, the
+    token as a quoted string); the relay must take it."""
+    reg = harness.register_like_core(dovecot, user, token, password)
+    assert reg.push_by == "XDELTAPUSH", (reg.greeting_caps, reg.login_caps)
+    assert reg.result.status == "OK", "SETMETADATA devicetoken -> %s %s" % (
+        reg.result.status, reg.result.text)
 
 
 def register_fleet(chain, n=FLEET_SIZE):
@@ -313,12 +312,14 @@ def wait_all_pushed(chain, tokens, timeout=15, what="every token pushed"):
 
 def test_client_like_core_registers_and_gets_pushed(chain_factory,
                                                     openpgp_js):
-    """CAPABILITY has XDELTAPUSH (and LITERAL+); the token, encrypted by
-    OpenPGP.js exactly as core does (687 octets: v6 PKESK, SEIPDv2
-    AES-128-OCB, 512-octet padded literal), goes in with SETMETADATA
-    "INBOX" (/private/devicetoken {924+}...) as core sends it; the relay
-    stores the ciphertext as it is, GETMETADATA gives it back, and a mail
-    over LMTP ends as a visible push to the plain token at the fake APNs."""
+    """The greeting and LOGIN's answer carry XDELTAPUSH (core sends no
+    CAPABILITY command); the token, encrypted by OpenPGP.js exactly as
+    core does (687 octets: v6 PKESK, SEIPDv2 AES-128-OCB, 512-octet
+    padded literal), goes in with SETMETADATA "INBOX"
+    (/private/devicetoken "openpgp:...") as core 2.58 sends it, a quoted
+    string; the relay stores the ciphertext as it is, GETMETADATA gives it
+    back, and a mail over LMTP ends as a visible push to the plain token at
+    the fake APNs. The old LITERAL+ form ({924+}) is the next test."""
     import base64
     chain = chain_factory()
     plain = apns_token()
@@ -330,12 +331,14 @@ def test_client_like_core_registers_and_gets_pushed(chain_factory,
         raw[:4].hex()
     assert raw[98:102] == bytes([2, 7, 2, 7])   # SEIPD v2, AES-128, OCB
 
-    with chain.dovecot.imap(ALICE) as c:
-        caps = c.capabilities()
-        assert {"XDELTAPUSH", "METADATA", "LITERAL+"} <= caps, caps
-        # {924+}CRLF then the 924 octets, no continuation request
-        r = c.command(b'SETMETADATA "INBOX" (/private/devicetoken ' +
-                      imap_literal_plus(enc.encode()) + b")")
+    with chain.dovecot.imap() as c:
+        assert "XDELTAPUSH" in c.greeting_capabilities()
+        c.login(ALICE, "alicepass")
+        assert {"XDELTAPUSH", "METADATA"} <= c.login_caps, c.login_caps
+        cmd = b'SETMETADATA "INBOX" (/private/devicetoken "' + \
+            enc.encode() + b'")'
+        assert len(cmd) == 969, len(cmd)    # + "<tag> " and CRLF on the wire
+        r = c.command(cmd)
         assert r.status == "OK", r
         assert c.get_entry("INBOX", "/private/devicetoken") == enc.encode()
     assert chain.relay_tokens() == [enc]
@@ -350,6 +353,25 @@ def test_client_like_core_registers_and_gets_pushed(chain_factory,
                what="the job deleted after the 200")
     assert chain.notifierd.metric("notifierd_succeeded_total") == 1
     assert chain.proxyd.metric("direct_notifications_total") == 1
+
+
+def test_client_before_core_258_literal_plus_form(chain_factory,
+                                                   openpgp_js):
+    """Core before 2.58 sent the same token as a LITERAL+ literal,
+    SETMETADATA "INBOX" (/private/devicetoken {924+}CRLF<924 octets>),
+    without waiting for a continuation: stored byte for byte, pushed."""
+    chain = chain_factory()
+    plain = apns_token()
+    enc = core_encrypt(openpgp_js, plain)
+    reg = harness.register_like_core(chain.dovecot, ALICE, enc,
+                                     form="literal")
+    assert reg.push_by == "XDELTAPUSH" and reg.result.status == "OK", reg
+    assert imap_literal_plus(enc.encode()).startswith(b"{924+}\r\n")
+    assert chain.relay_tokens() == [enc]
+    ok, _ = chain.deliver(ALICE)
+    assert ok
+    (req,) = chain.apns.wait_for(1, timeout=10)
+    assert (req.token, req.status) == (plain, 200)
 
 
 # ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -24,9 +25,10 @@ import uuid
 
 import pytest
 
-from harness import (HANDSHAKE, PUSHSTACK_BIN, dict_reply_fields,
+from harness import (HANDSHAKE, PUSHSTACK_BIN, Dovecot, dict_reply_fields,
                      free_tcp_port, imap_quote, leaked_secrets,
-                     register_secret, tab_escape, wait_until)
+                     make_world_tmpdir, register_like_core, register_secret,
+                     tab_escape, wait_until)
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
@@ -107,6 +109,74 @@ def test_capabilities_advertise_push(dovecot):
         c.login(ALICE, "alicepass")
         caps = c.capabilities()
         assert {"XDELTAPUSH", "XCHATMAIL", "METADATA"} <= caps, caps
+
+
+def test_core_258_registers_a_quoted_token_on_every_session(dovecot,
+                                                            dictd):
+    """chatmail core 2.58+: no CAPABILITY command (XDELTAPUSH is read from
+    the greeting and LOGIN's answer), the 924-character token as a quoted
+    string, and the byte-identical ciphertext again on every new IMAP
+    session: one row, refreshed, never a duplicate."""
+    tok = openpgp_token(916)
+    assert len(tok) == 924
+    reg = register_like_core(dovecot, ALICE, tok)
+    assert "XDELTAPUSH" in reg.greeting_caps, reg.greeting_caps
+    assert {"XDELTAPUSH", "METADATA"} <= reg.login_caps, reg.login_caps
+    assert reg.push_by == "XDELTAPUSH"
+    assert reg.result.status == "OK", reg.result
+    # the server metadata core reads after LOGIN is answered
+    assert reg.server_metadata[
+        "/shared/vendor/deltachat/maxsmtprecipients"] == b"1000"
+    rows = dictd.db_query("SELECT token, updated_at FROM tokens")
+    assert [r[0] for r in rows] == [tok]
+    first = rows[0][1]
+    wait_until(lambda: now_ms() > first + 5, timeout=2, what="clock")
+    for _ in range(3):                      # three more sessions
+        assert register_like_core(dovecot, ALICE, tok).result.status == "OK"
+    rows = dictd.db_query("SELECT token, updated_at FROM tokens")
+    assert len(rows) == 1 and rows[0][0] == tok and rows[0][1] > first
+    with dovecot.imap(ALICE) as c:
+        assert c.get_entry("INBOX", "/private/devicetoken") == tok.encode()
+
+
+def test_core_before_258_literal_plus_form(dovecot, dictd):
+    """Core before 2.58 sent the token as a LITERAL+ literal ({924+}):
+    still stored, the same as the quoted form; both forms of one token
+    are one row."""
+    tok = openpgp_token(916)
+    reg = register_like_core(dovecot, ALICE, tok, form="literal")
+    assert reg.result.status == "OK", reg.result
+    assert db_tokens(dictd) == [(ALICE, tok)]
+    assert register_like_core(dovecot, ALICE, tok).result.status == "OK"
+    assert db_tokens(dictd) == [(ALICE, tok)]
+
+
+def test_server_without_xdeltapush_gets_tokens_by_core_rule(dictd_factory):
+    """Core treats a server as push-capable when it advertises XDELTAPUSH
+    or answers /shared/vendor/deltachat/maxsmtprecipients. A Dovecot whose
+    imap_capability lacks XDELTAPUSH still gets the token stored: core
+    sees maxsmtprecipients answered by metadata-dictd."""
+    tmp = make_world_tmpdir("e2e-dovecot-nopush-")
+    dv = Dovecot(tmp, os.path.join(tmp, "dict.sock"),
+                 imap_capability="+XCHATMAIL")
+    d = dictd_factory(name="nopush", socket_path=dv.dict_socket)
+    try:
+        dv.start()
+        tok = openpgp_token(916)
+        reg = register_like_core(dv, ALICE, tok)
+        assert "XDELTAPUSH" not in (reg.greeting_caps or set()), \
+            reg.greeting_caps
+        assert "XDELTAPUSH" not in (reg.login_caps or set()), reg.login_caps
+        assert reg.push_by == "maxsmtprecipients", reg.server_metadata
+        assert reg.result.status == "OK", reg.result
+        assert db_tokens(d) == [(ALICE, tok)]
+        # and a mail for that user queues a push for the token
+        assert dv.lmtp_deliver(BOB, ALICE) == {}
+        wait_until(lambda: d.db_query("SELECT count(*) FROM queue")[0][0]
+                   == 1, timeout=5, what="one queued job")
+    finally:
+        dv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_devicetokens_of_several_devices_and_users(dovecot, dictd):
