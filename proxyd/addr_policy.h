@@ -1,6 +1,6 @@
 /*
  * Which addresses proxyd may connect to for a Web Push endpoint. The
- * endpoint is chosen by whoever made the token (push-providers.md §3.6),
+ * endpoint is chosen by whoever made the token (docs/push-providers.md §3.6),
  * so without a check anyone could make proxyd POST to its own loopback
  * services or to the operator's private network (SSRF). This classifies
  * the address actually about to be connected to, after DNS: a name that

@@ -1,5 +1,5 @@
 /*
- * proxyd's public HTTP API (push-providers.md §5.3) on libmicrohttpd,
+ * proxyd's public HTTP API (docs/push-providers.md §5.3) on libmicrohttpd,
  * driven by the same libevent loop as everything else: MHD runs in
  * "external" epoll mode, so the request handlers, the provider clients
  * and the timers share one thread and need no locks. A /notify or

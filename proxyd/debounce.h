@@ -1,5 +1,5 @@
 /*
- * Per-token debounce for /notify (architecture.md "Proxy state"; design
+ * Per-token debounce for /notify (docs/architecture.md "Proxy state"; design
  * and figures in docs/debounce.md). The first request for a token opens a
  * window of window_ms and is sent at once; requests inside the window are
  * coalesced into ONE trailing push at the window's end; that trailing push

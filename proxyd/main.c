@@ -72,7 +72,7 @@ enum {
 	OPT_UBPORTS_URL, OPT_UBPORTS_APPID, OPT_RATE_LIMIT, OPT_ALLOW_PRIVATE,
 };
 
-/* Below each provider's published limits (push-providers.md): FCM allows
+/* Below each provider's published limits (docs/push-providers.md): FCM allows
  * 600,000 per minute and project; Apple publishes none; Web Push services
  * and UBports are shared by everybody, so we stay modest. */
 static const double proxyd_default_rate[PROVIDER_COUNT] = {

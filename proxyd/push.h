@@ -2,7 +2,7 @@
  * Sending pushes: a provider module builds the request and judges the
  * answer, h2client (HTTP/2: APNs, FCM) or httpc (Web Push, UBports, the
  * OAuth2 token endpoint) carries it. This is where what providers share
- * lives (style.md: transport, retries and metrics once, not per
+ * lives (docs/style.md: transport, retries and metrics once, not per
  * provider): the rate limiter and Retry-After pauses of each provider,
  * one retry after a renewed credential, the SSRF policy for Web Push
  * endpoints, and the verdict handed back with the request's context.

@@ -1,8 +1,8 @@
 /*
  * Parsing decrypted device tokens; see token.h for the kinds. Each kind
- * is checked as strictly as its provider documents it (push-providers.md),
- * because a token that cannot work should cost the relay one 410 and no
- * provider request:
+ * is checked as strictly as its provider documents it
+ * (docs/push-providers.md), because a token that cannot work should cost
+ * the relay one 410 and no provider request:
  *
  * - APNs: hex, even length, 32..200 digits (Apple: "do not hard-code the
  *   length"; 32 bytes today, up to 100 announced).

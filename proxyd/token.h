@@ -2,7 +2,8 @@
  * Decrypted device tokens: which provider a token belongs to and its
  * parts, validated strictly so that a malformed token is refused (410 to
  * the relay) before any provider sees it. Kinds, in the order the prefixes
- * are tried (docs: push-providers.md §5.1, architecture.md "Token kinds"):
+ * are tried (docs/push-providers.md §5.1, docs/architecture.md "Token
+ * kinds"):
  *
  *   fcm-<package>:<token>                     TOKEN_FCM
  *   ubports-<token>                           TOKEN_UBPORTS

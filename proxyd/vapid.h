@@ -4,14 +4,14 @@
  * carries `Authorization: vapid t=<JWT>, k=<public key>`: an ES256 JWT
  * {"aud": endpoint origin, "exp": now + 12 h, "sub": contact URI} signed
  * with the P-256 key of --vapid-key-path, and that key's public point in
- * base64url (push-providers.md §3.4). Clients subscribe with the same
+ * base64url (docs/push-providers.md §3.4). Clients subscribe with the same
  * public key (--print-vapid-public-key), and push services refuse a
  * push whose k differs.
  *
  * One JWT is kept per origin and reused for VAPID_JWT_REUSE_MS (signing
  * costs more than the lookup); the cache is bounded, since origins come
  * from untrusted tokens. Not thread-safe: one loop thread. Never logs;
- * the JWT and the header are secrets (push-providers.md, style.md).
+ * the JWT and the header are secrets (docs/push-providers.md, docs/style.md).
  */
 #ifndef VAPID_H
 #define VAPID_H

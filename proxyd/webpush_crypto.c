@@ -1,7 +1,7 @@
 /*
  * RFC 8291 encryption; see webpush_crypto.h. The steps follow RFC 8291
- * §3.3-3.4 (push-providers.md §3.2), with its two HMAC chains written as
- * the HKDF-SHA256 calls they are:
+ * §3.3-3.4 (docs/push-providers.md §3.2), with its two HMAC chains
+ * written as the HKDF-SHA256 calls they are:
  *
  *   ecdh_secret = ECDH(as_private, ua_public)            32 bytes (X)
  *   IKM   = HKDF(salt = auth, ecdh_secret,

@@ -10,7 +10,7 @@
  * Keys come from an ECDH between a fresh P-256 key pair ("as", the
  * application server's) and the subscription's ua_public, mixed with the
  * subscription's 16-byte auth secret and a fresh 16-byte salt through
- * HKDF-SHA256 (push-providers.md §3.2). Pure computation: no I/O, never
+ * HKDF-SHA256 (docs/push-providers.md §3.2). Pure computation: no I/O, never
  * logs, thread-safe; every intermediate secret is wiped before return.
  */
 #ifndef WEBPUSH_CRYPTO_H
@@ -61,7 +61,7 @@ int	webpush_crypto_encrypt(
 /*
  * For tests: the same with the ephemeral private key (a P-256 scalar,
  * big-endian), the salt and rs given, so that known vectors (RFC 8291
- * Appendix A; push-providers.md §3.3) come out byte for byte. rs may be
+ * Appendix A; docs/push-providers.md §3.3) come out byte for byte. rs may be
  * as small as RFC 8188 allows (the record just fits, as notifiers' rs 21
  * for "ping"); the body limit still applies. Never use a fixed key or
  * salt for real messages: the pair must be fresh per message.

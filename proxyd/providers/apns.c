@@ -1,5 +1,5 @@
 /*
- * APNs requests and answers; see apns.h and push-providers.md §1.
+ * APNs requests and answers; see apns.h and docs/push-providers.md §1.
  */
 #include <stdio.h>
 #include <stdlib.h>

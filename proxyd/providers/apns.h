@@ -1,5 +1,5 @@
 /*
- * Apple Push Notification service over HTTP/2 (push-providers.md §1):
+ * Apple Push Notification service over HTTP/2 (docs/push-providers.md §1):
  * the request for a visible push (new mail) and for a silent heartbeat,
  * the meaning of Apple's answers, and the ES256 provider token for token
  * auth, renewed between 20 and 50 minutes and never per request.

@@ -1,6 +1,6 @@
 /*
  * FCM HTTP v1 sends and the meaning of FCM's answers; see fcm.h and
- * push-providers.md §2.3-2.4.
+ * docs/push-providers.md §2.3-2.4.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,7 +235,7 @@ fcm_classify(long status, const char *body, size_t len,
 		out->verdict = VERDICT_GONE;
 	/* A token of another project. A wrong project id in our key file
 	 * would look like this for every token; the caller watches the
-	 * rate (push-providers.md §2.4). */
+	 * rate (docs/push-providers.md §2.4). */
 	else if (status == 403 && strcmp(code, "SENDER_ID_MISMATCH") == 0)
 		out->verdict = VERDICT_GONE;
 	/* APNs or web credentials missing in the Firebase project: ours. */

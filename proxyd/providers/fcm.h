@@ -1,5 +1,5 @@
 /*
- * Firebase Cloud Messaging, HTTP v1 API (push-providers.md §2), in three
+ * Firebase Cloud Messaging, HTTP v1 API (docs/push-providers.md §2), in three
  * small parts that share this header:
  *
  *   fcm_key.c   the service-account JSON key file (--fcm-key-path)
@@ -74,7 +74,7 @@
 
 /* ---- fcm_key.c ------------------------------------------------------- */
 
-/* A service account (push-providers.md §2.1). Read-only for users. */
+/* A service account (docs/push-providers.md §2.1). Read-only for users. */
 struct fcm_key {
 	char		*project_id;	/* the send URL's project */
 	char		*client_email;	/* the assertion's iss */
@@ -246,7 +246,7 @@ void	fcm_free(struct fcm *);
  * The request for t (TOKEN_FCM) with the access token: POST
  * <api_url>/v1/projects/<project_id>/messages:send, authorization: Bearer,
  * the high-priority data message the Rust service sends, byte for byte
- * (push-providers.md §2.3, §5.3). PUSH_HEARTBEAT is refused: heartbeats
+ * (docs/push-providers.md §2.3, §5.3). PUSH_HEARTBEAT is refused: heartbeats
  * are for APNs only (§5.4; notifiers drops other tokens from the
  * schedule). 0, or -1 and err (wrong kind, a token or access token with
  * bytes that cannot go into the JSON or a header).
@@ -255,7 +255,7 @@ int	fcm_build(struct fcm *, enum push_kind, const struct token *,
 	    const char *access_token, struct provider_request *out,
 	    char err[ERR_LEN]);
 /*
- * What FCM's answer means (push-providers.md §2.4): 200 OK; 404
+ * What FCM's answer means (docs/push-providers.md §2.4): 200 OK; 404
  * UNREGISTERED, 400 INVALID_ARGUMENT about the registration token, 403
  * SENDER_ID_MISMATCH -> GONE; 401 -> RENEW_AUTH (THIRD_PARTY_AUTH_ERROR
  * -> CONFIG); 429, 503 -> PAUSE (the caller reads Retry-After); 500,

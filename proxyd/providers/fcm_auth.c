@@ -1,5 +1,5 @@
 /*
- * The FCM OAuth2 access token (push-providers.md §2.2; RFC 7523 JWT
+ * The FCM OAuth2 access token (docs/push-providers.md §2.2; RFC 7523 JWT
  * bearer grant, RFC 6749 §5 answers); see fcm.h. The assertion, the form
  * body that carries it and the access token are secrets: each lives in
  * one exactly-sized allocation that is wiped before it is freed.

@@ -1,5 +1,5 @@
 /*
- * The FCM service-account key file (push-providers.md §2.1); see fcm.h.
+ * The FCM service-account key file (docs/push-providers.md §2.1); see fcm.h.
  * Google's file holds more than we use (client_id, auth_uri, cert URLs,
  * universe_domain): those are ignored, but the members we use are checked
  * strictly, because each ends up in a URL, a JWT or a log line.

@@ -1,5 +1,5 @@
 /*
- * UBports push (Ubuntu Touch; push-providers.md §4): the request for a
+ * UBports push (Ubuntu Touch; docs/push-providers.md §4): the request for a
  * visible push, the JSON body the Rust service sends, and the meaning of
  * the push server's answers (ubports/ubuntu-push server/api/handlers.go).
  * No credentials: the server takes the app from the token itself.
@@ -40,7 +40,7 @@ void	ubports_free(struct ubports *);
  * application/json, the Rust service's body with expire_on = now + 7
  * days in UTC ("2026-01-08T12:00:00Z"; the server parses RFC 3339, the
  * Rust service sends its local offset and nanoseconds). PUSH_HEARTBEAT
- * is refused (heartbeats are for APNs, push-providers.md §5.4). 0, or -1
+ * is refused (heartbeats are for APNs, docs/push-providers.md §5.4). 0, or -1
  * and err (wrong kind, a token that is not standard base64).
  */
 int	ubports_build(struct ubports *, enum push_kind, const struct token *,

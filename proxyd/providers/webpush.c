@@ -1,5 +1,5 @@
 /*
- * Web Push requests and answers; see webpush.h and push-providers.md §3.
+ * Web Push requests and answers; see webpush.h and docs/push-providers.md §3.
  * The encryption is webpush_crypto.c's and the VAPID header vapid.c's;
  * this file puts a request together and reads an answer.
  */

@@ -2,11 +2,11 @@
  * Web Push (RFC 8030 delivery, RFC 8291 encryption, RFC 8292 VAPID;
  * UnifiedPush distributors speak the same): the request for a webpush:
  * token and the meaning of the push service's answer
- * (push-providers.md §3).
+ * (docs/push-providers.md §3).
  *
  * The endpoint is chosen by whoever made the token. This module only
  * builds requests and reads answers; the transport must refuse what the
- * SSRF rules of push-providers.md §3.6 and issue 5 forbid: http://
+ * SSRF rules of docs/push-providers.md §3.6 and issue 5 forbid: http://
  * endpoints (webpush_token_insecure) and connections to non-public
  * addresses (addr_policy.h) unless --webpush-allow-private; no redirects;
  * bounded answer size and time. A pause (VERDICT_PAUSE) applies to the
@@ -23,7 +23,7 @@
 #include "token.h"
 #include "vapid.h"
 
-/* What notifiers sends (push-providers.md §3.5): "ping" in one record;
+/* What notifiers sends (docs/push-providers.md §3.5): "ping" in one record;
  * the client fetches mail itself, so the payload carries nothing. */
 #define WEBPUSH_PAYLOAD		"ping"
 /* Seconds the push service keeps an undelivered message (notifiers:
@@ -50,7 +50,7 @@ void	webpush_free(struct webpush *);
  * Content-Type: application/octet-stream, and WEBPUSH_PAYLOAD encrypted
  * to the token's keys (a fresh ephemeral key and salt each time). 0, or
  * -1 and err: another token kind, PUSH_HEARTBEAT (heartbeats are for
- * APNs only, push-providers.md §5.4), or a key the encryption refuses.
+ * APNs only, docs/push-providers.md §5.4), or a key the encryption refuses.
  * An http:// endpoint is built like any other: refusing it is the
  * caller's decision (webpush_token_insecure). Wipe out with
  * provider_request_clear.
@@ -60,7 +60,7 @@ int	webpush_build(struct webpush *, enum push_kind,
 	    struct provider_request *out, char err[ERR_LEN]);
 
 /*
- * What the push service's answer means (push-providers.md §3.1):
+ * What the push service's answer means (docs/push-providers.md §3.1):
  *
  *   2xx                       OK (201 is RFC 8030's; 200 and 202 are seen,
  *                             and UnifiedPush counts any 2xx)

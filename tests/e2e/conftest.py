@@ -12,7 +12,7 @@ metadata-dictd with an empty database):
                   tmpdir/notify.sock, log tmpdir/dictd.log, --log-level
                   debug; extra flags with @pytest.mark.dictd_args(...)
   dovecot_server  (module scope) Dovecot 2.3 per
-                  shared/docs/dovecot-test-harness.md in its own temp dir,
+                  docs/dovecot-test-harness.md in its own temp dir,
                   with the project's dovecot-conf/95-chatmail-push.conf and
                   push.lua; IMAP on an OS-chosen 127.0.0.1 port, LMTP on
                   <tmp>/run/lmtp, dict socket <tmp>/dict.sock
@@ -182,11 +182,17 @@ def dovecot(dovecot_server, dictd, request):
     if not dv.ready():
         pytest.fail("dovecot is no longer running; log:\n"
                     + tail(dv.log_path), pytrace=False)
-    bad = [line for line in dv.log_text()[start:].splitlines()
+    text = dv.log_text()[start:]
+    bad = [line for line in text.splitlines()
            if "Panic:" in line or "Fatal:" in line]
     if bad:
         pytest.fail("dovecot.log has Panic/Fatal lines:\n" + "\n".join(bad),
                     pytrace=False)
+    # The drop-in leaves mail_debug off: Dovecot logs no token either.
+    leaked = leaked_secrets(text)
+    if leaked:
+        pytest.fail("device tokens in clear in dovecot.log: %s"
+                    % ", ".join(leaked), pytrace=False)
 
 
 @pytest.fixture

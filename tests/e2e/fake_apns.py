@@ -1,6 +1,6 @@
 """A fake Apple Push Notification service (HTTP/2 provider API) for tests.
 
-It checks what Apple checks (shared/docs/push-providers.md section 1) and
+It checks what Apple checks (docs/push-providers.md section 1) and
 answers like Apple, on 127.0.0.1, with the test PKI of pki.py:
 
     pki = make_pki(tmpdir)

@@ -1,6 +1,6 @@
 """A fake Firebase Cloud Messaging (HTTP v1) with its OAuth2 token
 endpoint, for proxyd's tests: it checks what Google checks
-(shared/docs/push-providers.md section 2) and answers like Google, on
+(docs/push-providers.md section 2) and answers like Google, on
 127.0.0.1 over TLS (https_fake.py), with the test CA of pki.py.
 
     fcm = FakeFcm(pki).start()            # a fresh throw-away account
@@ -144,7 +144,7 @@ BAD_JWT_TIME = ("Invalid JWT: Token must be a short-lived token (60 "
                 "and exp values in the JWT claim.")
 
 # FcmError code -> (HTTP status, google.rpc status, message, FcmError
-# detail?). Bodies as FCM sends them (push-providers.md 2.4).
+# detail?). Bodies as FCM sends them (docs/push-providers.md 2.4).
 ERRORS = {
     "UNREGISTERED": (404, "NOT_FOUND", "Requested entity was not found.",
                      True),

@@ -1,6 +1,6 @@
 """A fake UBports push server (ubports/ubuntu-push, the /notify API) for
 proxyd's tests: it checks what the Go server checks, in its order
-(server/api/handlers.go; shared/docs/push-providers.md section 4), and
+(server/api/handlers.go; docs/push-providers.md section 4), and
 answers like it, on 127.0.0.1 over TLS (https_fake.py, HTTP/2 or
 HTTP/1.1) with the test CA of pki.py.
 

@@ -1,6 +1,6 @@
 """A fake Web Push service (RFC 8030 / 8291 / 8292, UnifiedPush) for tests.
 
-It checks what a push service checks (shared/docs/push-providers.md §3),
+It checks what a push service checks (docs/push-providers.md §3),
 and also plays the user agent: it holds each subscription's private key
 and auth secret and decrypts every payload, so a test sees what the
 device would see. 127.0.0.1 (or another loopback address) only:
@@ -256,7 +256,7 @@ class Subscription:
 
     @property
     def token(self):
-        """The decrypted chatmail token (push-providers.md §5.1)."""
+        """The decrypted chatmail token (docs/push-providers.md §5.1)."""
         return "webpush:%s|%s|%s" % (self.endpoint, self.p256dh,
                                       self.auth_b64)
 

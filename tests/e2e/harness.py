@@ -5,7 +5,7 @@ Everything here is plain stdlib. conftest.py turns these classes into pytest
 fixtures; test files import the helpers they call directly (wait_until,
 DictClient, tab-escaping, ...) from this module.
 
-Rules kept throughout (see ../../../shared/docs/dovecot-test-harness.md and the
+Rules kept throughout (see docs/dovecot-test-harness.md and the
 "Testing" part of the style guide):
   * only loopback TCP and Unix sockets;
   * wait for conditions, never for time (wait_until);
@@ -148,7 +148,7 @@ def pid_alive(pid):
 
 
 # ---------------------------------------------------------------------------
-# Dict protocol (shared/docs/dovecot-dict-protocol.md, section 1)
+# Dict protocol (docs/dovecot-dict-protocol.md, section 1)
 
 _ESC = {0x01: b"\x011", 0x09: b"\x01t", 0x0d: b"\x01r", 0x0a: b"\x01n"}
 _UNESC = {ord("1"): 0x01, ord("t"): 0x09, ord("r"): 0x0d, ord("n"): 0x0a,
@@ -477,7 +477,7 @@ class Dictd(Daemon):
 
 
 class Dovecot:
-    """A throw-away Dovecot 2.3 as in shared/docs/dovecot-test-harness.md,
+    """A throw-away Dovecot 2.3 as in docs/dovecot-test-harness.md,
     configured with the project's drop-in (dovecot-conf/95-chatmail-push.conf
     and push.lua), talking to the dict server at `dict_socket`."""
 
@@ -1321,7 +1321,7 @@ def openpgp_vectors():
 
 
 def is_apns_token(plain):
-    """push-providers.md 5.1: hex, or sandbox:hex (the environment)."""
+    """docs/push-providers.md 5.1: hex, or sandbox:hex (the environment)."""
     body = plain[len("sandbox:"):] if plain.startswith("sandbox:") else plain
     return bool(re.fullmatch(r"(?:[0-9a-fA-F]{2})+", body))
 

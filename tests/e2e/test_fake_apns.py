@@ -23,7 +23,7 @@ import fake_apns
 from fake_apns import FakeApns
 from pki import make_pki, openssl_p12_info, sign_jwt
 
-# push-providers.md 1.3, byte for byte (apns-h2's key order).
+# docs/push-providers.md 1.3, byte for byte (apns-h2's key order).
 VISIBLE = (b'{"aps":{"alert":{"title":"New messages","body":"You have new '
            b'messages","title-loc-key":"new_messages","loc-key":'
            b'"new_messages_body"},"sound":"default","mutable-content":1}}')
@@ -269,7 +269,7 @@ def test_pki_identities(pki):
 
 def test_legacy_p12_breaks_plain_openssl3_curl(cert_apns):
     # What a libcurl client meets with an old Keychain export unless it
-    # loads OpenSSL's legacy provider (push-providers.md 1.4).
+    # loads OpenSSL's legacy provider (docs/push-providers.md 1.4).
     r = cert_curl(cert_apns, p12=cert_apns.pki.client_p12_legacy)
     assert r.rc == 58 and "unsupported" in r.err, r
     assert cert_apns.requests == []

@@ -39,7 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 WEBPUSH_JS_DIR = os.path.join(HERE, "webpush_js")
 SUBJECT = "mailto:ops@example.org"
 
-# RFC 8291 Appendix A and the "ping" vector (push-providers.md §3.3).
+# RFC 8291 Appendix A and the "ping" vector (docs/push-providers.md §3.3).
 RFC = {
     "plaintext": b"When I grow up, I want to be a watermelon",
     "as_private": "yfWPiYE-n46HLnH0KqZOF1fJJU3MYrct3AELtAQ-oRw",

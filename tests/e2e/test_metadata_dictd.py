@@ -1,7 +1,7 @@
 """End-to-end tests of metadata-dictd behind a real Dovecot 2.3.19.
 
 Spec: docs/metadata-dictd.md; wire protocol:
-shared/docs/dovecot-dict-protocol.md. Each test gets a fresh temp dir and a
+docs/dovecot-dict-protocol.md. Each test gets a fresh temp dir and a
 fresh metadata-dictd with an empty database; tests that ask for `dovecot`
 share the module's Dovecot, which uses the project's drop-in config
 (see conftest.py). Every check reads the per-test database or daemon, so the

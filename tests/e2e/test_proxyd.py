@@ -29,7 +29,7 @@ from harness import (OPENPGP_DIR, http_request, is_apns_token,
                      leaked_secrets, openpgp_vectors, register_secret,
                      wait_until)
 
-# push-providers.md 1.3: the Rust service's visible push, byte for byte.
+# docs/push-providers.md 1.3: the Rust service's visible push, byte for byte.
 VISIBLE = (b'{"aps":{"alert":{"title":"New messages","body":"You have new '
            b'messages","title-loc-key":"new_messages","loc-key":'
            b'"new_messages_body"},"sound":"default","mutable-content":1}}')
@@ -61,7 +61,7 @@ def random_apns_token():
 
 
 def assert_visible_push(req, token, pki):
-    """One visible push for `token`, exactly as push-providers.md 1.3."""
+    """One visible push for `token`, exactly as docs/push-providers.md 1.3."""
     assert req.method == "POST" and req.path == "/3/device/" + token, req
     assert req.token == token
     assert req.status == 200, (req.status, req.reason)

@@ -965,7 +965,7 @@ test_send_request(void **state)
 	fcm_key_free(k);
 }
 
-/* Real FCM bodies (push-providers.md §2.4; quoted in firebase-admin and
+/* Real FCM bodies (docs/push-providers.md §2.4; quoted in firebase-admin and
  * other client issues). */
 #define FCMERR(code) "{\"@type\":\"type.googleapis.com/google.firebase.fcm." \
 		"v1.FcmError\",\"errorCode\":\"" code "\"}"

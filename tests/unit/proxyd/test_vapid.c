@@ -27,7 +27,7 @@
 #define T0_MS		1700000000000LL
 #define MIN_MS		(60LL * 1000)
 #define SUBJECT		"mailto:push@example.com"
-/* RFC 8292 §2.4 (push-providers.md §3.4). */
+/* RFC 8292 §2.4 (docs/push-providers.md §3.4). */
 #define RFC_KEY	"BA1Hxzyi1RUM1b5wjxsn7nGxAszw2u61m164i3MrAIxHF6YK5h" \
 	"4SDYic-dRuU_RCPCfA5aq9ojSwk5Y2EmClBPs"
 #define RFC_JWT	"eyJ0eXAiOiJKV1QiLCJhbGciOiJFUzI1NiJ9.eyJhdWQiOiJo" \

@@ -17,7 +17,7 @@
 #include "webpush_ua.h"
 
 #define RFC_PLAINTEXT	"When I grow up, I want to be a watermelon"
-/* push-providers.md §3.3: the RFC's body (rs 4096, 144 bytes) and the
+/* docs/push-providers.md §3.3: the RFC's body (rs 4096, 144 bytes) and the
  * "ping" body with rs 21 (107 bytes), base64url. */
 #define RFC_BODY_B64 \
 	"DGv6ra1nlYgDCS1FRnbzlwAAEABBBP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy" \

@@ -21,7 +21,7 @@
 #include "base64.h"
 #include "buf.h"
 
-/* RFC 8291 Appendix A (push-providers.md §3.3), base64url. */
+/* RFC 8291 Appendix A (docs/push-providers.md §3.3), base64url. */
 #define UA_PRIVATE_B64	"q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94"
 #define UA_PUBLIC_B64 \
 	"BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4" \
