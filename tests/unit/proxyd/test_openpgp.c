@@ -427,9 +427,9 @@ test_keyring_garbage(void **state)
 	assert_int_equal(load_count(""), 0);
 	assert_int_equal(load_count("garbage\n"), 0);
 	assert_int_equal(load_count("-----BEGIN PGP PRIVATE KEY BLOCK-----\n"
-	    "\nxUsGaDuYABsAAAAg\n"), 0);			/* no END */
+	    "\nxUsGaVW5ABsAAAAg\n"), 0);			/* no END */
 	assert_int_equal(load_count("-----BEGIN PGP PRIVATE KEY BLOCK-----\n"
-	    "\nxUs*aDuY\n-----END PGP PRIVATE KEY BLOCK-----\n"), 0);
+	    "\nxUs*aVW5\n-----END PGP PRIVATE KEY BLOCK-----\n"), 0);
 	assert_int_equal(load_count("-----BEGIN PGP PRIVATE KEY BLOCK-----\n"
 	    "\n-----END PGP PRIVATE KEY BLOCK-----\n"), 0);	/* empty */
 	assert_null(openpgp_keyring_load("x", OPENPGP_KEYRING_MAX_BYTES + 1,
