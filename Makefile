@@ -85,7 +85,7 @@ UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,\
 	tests/unit/notifierd/test_*.c tests/unit/proxyd/test_*.c))
 FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all test unit unit-run san fuzz fuzz-smoke fuzz-replay e2e e2e-san bench \
+.PHONY: all test unit unit-run testdata-check san fuzz fuzz-smoke fuzz-replay e2e e2e-san bench \
 	install clean deps
 all: $(PROGRAMS) $(BENCH_PROGRAMS)
 
@@ -289,6 +289,22 @@ e2e-san:
 		build-san/bin/notifierd build-san/bin/proxyd
 	PUSHSTACK_BIN=$(CURDIR)/build-san/bin $(PYTHON) -m pytest -q tests/e2e
 
+# The OpenPGP test data: the committed files pass the two decoders that
+# are not the one under test (OpenPGP.js, the RFC 9580 Python decoder),
+# and the generator still makes a set that all three decoders agree on.
+TESTDATA_GEN = tests/data/openpgp/generate
+testdata-check: $(BUILD)/tests/proxyd/test_openpgp
+	test -d $(TESTDATA_GEN)/node_modules/openpgp || \
+		(cd $(TESTDATA_GEN) && npm ci --no-audit --no-fund)
+	node $(TESTDATA_GEN)/verify.mjs tests/data/openpgp
+	$(PYTHON) $(TESTDATA_GEN)/rfc9580_decode.py tests/data/openpgp
+	rm -rf $(BUILD)/testdata-regen
+	C_TEST=$(CURDIR)/$(BUILD)/tests/proxyd/test_openpgp \
+		$(TESTDATA_GEN)/make.sh $(BUILD)/testdata-regen \
+		>$(BUILD)/testdata-regen.log 2>&1 || \
+		{ tail -40 $(BUILD)/testdata-regen.log; exit 1; }
+	@echo "testdata-check: committed data and a fresh regeneration agree"
+
 bench: all
 	tests/bench/run-dictd-bench.sh $(BUILD)/bin
 	tests/bench/run-notifierd-bench.sh $(BUILD)/bin
@@ -298,6 +314,7 @@ bench: all
 test:
 	$(MAKE) all
 	$(MAKE) unit-run
+	$(MAKE) testdata-check
 	$(MAKE) san
 	$(MAKE) fuzz-smoke
 	$(MAKE) e2e-san
@@ -315,7 +332,8 @@ deps:
 
 OPERATOR_DOCS = docs/operator-relay.md docs/operator-proxy.md \
 	docs/metadata-dictd.md docs/notifierd.md docs/proxyd.md \
-	docs/debounce.md docs/openpgp.md
+	docs/debounce.md docs/openpgp.md docs/architecture.md \
+	docs/push-providers.md docs/dovecot-dict-protocol.md
 UNIT_SED = -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g'
 
 install: $(PROGRAMS)
