@@ -342,7 +342,7 @@ dict_proto_reply_fail(struct buf *b, const char *reason)
 }
 
 /* Every row needs the TAB after the key, even without a value: a row
- * without it makes Dovecot's imap process panic (protocol doc §4, §9.8). */
+ * without it makes Dovecot's imap process panic (protocol doc §4, §7). */
 void
 dict_proto_reply_row(struct buf *b, const char *key, const char *value,
     size_t len)
