@@ -19,7 +19,7 @@
  *   chatmaild_parse.c   chatmaild's metadata.json and queue files (pure)
  *   chatmaild_import.c  --import-chatmaild: chatmaild's tree into the db
  *
- * The wire rules cited as "protocol doc §n" are in the steering repo's
+ * The wire rules cited as "protocol doc §n" are in this repository's
  * docs/dovecot-dict-protocol.md, verified against Dovecot 2.3.19.
  */
 #ifndef DICTD_H
