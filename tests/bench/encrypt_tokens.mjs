@@ -36,6 +36,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
+import { reframeMessage } from "../data/openpgp/generate/packets.mjs";
 
 const PAD_OCTETS = 512;
 const MESSAGE_OCTETS = 687;		// README: "What chatmail core sends"
@@ -66,66 +67,6 @@ function parseArgs(argv) {
 	if (!Number.isInteger(a.count) || a.count < 1 || a.count > 10000000)
 		usage("--count: want an integer in 1..10000000");
 	return a;
-}
-
-// Parse OpenPGP-format packet headers (RFC 9580 4.2.1), joining partial
-// body lengths; give each packet back as [tag, body].
-function packets(bin) {
-	const out = [];
-	let p = 0;
-
-	while (p < bin.length) {
-		const h = bin[p++];
-		const parts = [];
-		let more = true;
-
-		if ((h & 0xc0) !== 0xc0)
-			throw new Error("legacy packet header " +
-			    h.toString(16));
-		while (more) {
-			const o1 = bin[p++];
-			let len;
-
-			more = false;
-			if (o1 < 192) {
-				len = o1;
-			} else if (o1 < 224) {
-				len = ((o1 - 192) << 8) + bin[p++] + 192;
-			} else if (o1 === 255) {
-				len = bin.readUInt32BE(p);
-				p += 4;
-			} else {
-				len = 1 << (o1 & 0x1f);
-				more = true;
-			}
-			if (p + len > bin.length)
-				throw new Error("packet runs past the end");
-			parts.push(bin.subarray(p, p + len));
-			p += len;
-		}
-		out.push([h & 0x3f, Buffer.concat(parts)]);
-	}
-	return out;
-}
-
-// The fixed-length OpenPGP-format header rPGP writes.
-function header(tag, len) {
-	if (len < 192)
-		return Buffer.from([0xc0 | tag, len]);
-	if (len < 8384)
-		return Buffer.from([0xc0 | tag, ((len - 192) >> 8) + 192,
-		    (len - 192) & 0xff]);
-	const h = Buffer.alloc(6);
-
-	h[0] = 0xc0 | tag;
-	h[1] = 255;
-	h.writeUInt32BE(len, 2);
-	return h;
-}
-
-function reframe(bin) {
-	return Buffer.concat(packets(bin).flatMap(([tag, body]) =>
-	    [header(tag, body.length), body]));
 }
 
 const FNV_OFFSET = 0xcbf29ce484222325n, FNV_PRIME = 0x100000001b3n;
@@ -183,7 +124,7 @@ async function main() {
 			    date: new Date(0), format: "binary" });
 			const enc = await openpgp.encrypt({ message,
 			    encryptionKeys: key, format: "binary", config });
-			const bin = reframe(Buffer.from(enc));
+			const bin = reframeMessage(enc);
 
 			if (bin.length !== MESSAGE_OCTETS || bin[0] !== 0xc1 ||
 			    bin[1] !== 0x5d || bin[95] !== 0xd2 ||

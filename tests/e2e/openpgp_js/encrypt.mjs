@@ -25,6 +25,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as openpgp from 'openpgp';
+import { fixedHeader, splitPackets } from '../../data/openpgp/generate/packets.mjs';
 
 const PAD_TO = 512;
 
@@ -38,54 +39,6 @@ function defaultCertPath() {
   const testdata = process.env.TESTDATA ||
     join(here, '..', '..', 'data');
   return join(testdata, 'openpgp', 'cert-v6.asc');
-}
-
-// Top-level packets of a binary message: [{tag, body}], OpenPGP-format
-// headers only (OpenPGP.js writes no legacy ones), partial lengths joined.
-function splitPackets(bytes) {
-  const out = [];
-  let i = 0;
-  while (i < bytes.length) {
-    const h = bytes[i++];
-    if ((h & 0xc0) !== 0xc0) die(`unexpected packet header 0x${h.toString(16)}`);
-    const tag = h & 0x3f;
-    const parts = [];
-    for (;;) {
-      const o1 = bytes[i++];
-      let len;
-      let partial = false;
-      if (o1 < 192) {
-        len = o1;
-      } else if (o1 < 224) {
-        len = ((o1 - 192) << 8) + bytes[i++] + 192;
-      } else if (o1 === 255) {
-        len = (bytes[i] * 2 ** 24) + (bytes[i + 1] << 16) + (bytes[i + 2] << 8) + bytes[i + 3];
-        i += 4;
-      } else {
-        len = 1 << (o1 & 0x1f);
-        partial = true;
-      }
-      if (i + len > bytes.length) die('packet runs past the end');
-      parts.push(bytes.subarray(i, i + len));
-      i += len;
-      if (!partial) break;
-    }
-    out.push({ tag, body: Buffer.concat(parts) });
-  }
-  return out;
-}
-
-function fixedHeader(tag, len) {
-  if (len < 192) return Buffer.from([0xc0 | tag, len]);
-  if (len < 8384) {
-    const l = len - 192;
-    return Buffer.from([0xc0 | tag, (l >> 8) + 192, l & 0xff]);
-  }
-  const b = Buffer.alloc(6);
-  b[0] = 0xc0 | tag;
-  b[1] = 255;
-  b.writeUInt32BE(len, 2);
-  return b;
 }
 
 const token = process.argv[2];
@@ -117,7 +70,12 @@ const encrypted = await openpgp.encrypt({
   },
 });
 
-const packets = splitPackets(Buffer.from(encrypted));
+let packets;
+try {
+  packets = splitPackets(Buffer.from(encrypted));
+} catch (e) {
+  die(e.message);
+}
 if (packets.length !== 2 || packets[0].tag !== 1 || packets[1].tag !== 18) {
   die(`expected PKESK + SEIPD, got tags ${packets.map((p) => p.tag).join(',')}`);
 }

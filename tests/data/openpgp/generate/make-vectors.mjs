@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { ReadableStream } from 'node:stream/web';
 import { deflateRawSync, deflateSync } from 'node:zlib';
 import * as openpgp from 'openpgp';
+import { crc24, packet, reframe, splitPackets } from './packets.mjs';
 
 const { enums } = openpgp;
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -38,75 +39,7 @@ function check(cond, msg) {
 
 // ---- packets -------------------------------------------------------------
 
-// Top-level packets of OpenPGP.js output: [{tag, body, partial}]. OpenPGP.js
-// writes OpenPGP-format headers only; partial body parts are joined.
-function splitPackets(bytes) {
-  const out = [];
-  let i = 0;
-  while (i < bytes.length) {
-    const h = bytes[i++];
-    check((h & 0xc0) === 0xc0, `packet header 0x${h.toString(16)}`);
-    const parts = [];
-    let partial = false;
-    for (;;) {
-      const o1 = bytes[i++];
-      let len;
-      let more = false;
-      if (o1 < 192) {
-        len = o1;
-      } else if (o1 < 224) {
-        len = ((o1 - 192) << 8) + bytes[i++] + 192;
-      } else if (o1 === 255) {
-        len = bytes.readUInt32BE(i);
-        i += 4;
-      } else {
-        len = 1 << (o1 & 0x1f);
-        more = true;
-        partial = true;
-      }
-      check(i + len <= bytes.length, 'packet runs past the end');
-      parts.push(bytes.subarray(i, i + len));
-      i += len;
-      if (!more) break;
-    }
-    out.push({ tag: h & 0x3f, body: Buffer.concat(parts), partial });
-  }
-  return out;
-}
-
-// OpenPGP-format header with a fixed length (1, 2 or 5 length octets).
-function header(tag, len) {
-  if (len < 192) return Buffer.from([0xc0 | tag, len]);
-  if (len < 8384) {
-    const l = len - 192;
-    return Buffer.from([0xc0 | tag, (l >> 8) + 192, l & 0xff]);
-  }
-  const b = Buffer.alloc(6);
-  b[0] = 0xc0 | tag;
-  b[1] = 255;
-  b.writeUInt32BE(len, 2);
-  return b;
-}
-
-const packet = (tag, body) => Buffer.concat([header(tag, body.length), body]);
-
-// Every top-level packet with its body kept and a fixed-length header, as
-// rPGP (chatmail core) writes what OpenPGP.js streams.
-const reframe = (pkts) => Buffer.concat(pkts.map((p) => packet(p.tag, p.body)));
-
 // ---- armor ---------------------------------------------------------------
-
-function crc24(bytes) {
-  let crc = 0xb704ce;
-  for (const b of bytes) {
-    crc ^= b << 16;
-    for (let k = 0; k < 8; k++) {
-      crc <<= 1;
-      if (crc & 0x1000000) crc ^= 0x1864cfb;
-    }
-  }
-  return crc & 0xffffff;
-}
 
 // An armored block written by hand: optional Comment header, 64-column
 // base64, CRC-24 line.

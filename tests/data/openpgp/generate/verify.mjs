@@ -14,6 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as openpgp from 'openpgp';
+import { crc24 } from './packets.mjs';
 
 const { enums } = openpgp;
 const CREATED = Date.parse('2026-01-01T00:00:00Z');
@@ -41,18 +42,6 @@ function blocks(text) {
     out.push({ kind: m[1], headers: head === '' ? [] : head.split('\n'), lines, crc, text: m[0] });
   }
   return out;
-}
-
-function crc24(bytes) {
-  let crc = 0xb704ce;
-  for (const b of bytes) {
-    crc ^= b << 16;
-    for (let k = 0; k < 8; k++) {
-      crc <<= 1;
-      if (crc & 0x1000000) crc ^= 0x1864cfb;
-    }
-  }
-  return crc & 0xffffff;
 }
 
 function checkCrc(file, b) {
