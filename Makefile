@@ -182,7 +182,7 @@ $(BUILD)/bin/openpgp-speed: $(call obj,tests/bench/openpgp_speed.c) $(LIBPROXYD)
 
 $(BUILD)/obj/tests/bench/debounce_mem.o: CPPFLAGS += -Iproxyd
 $(BUILD)/bin/debounce-mem: $(call obj,tests/bench/debounce_mem.c \
-    proxyd/debounce.c) $(LIBCOMMON)
+    proxyd/debounce.c proxyd/siphash.c) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(COMMON_LIBS)
 

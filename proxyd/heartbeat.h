@@ -25,9 +25,10 @@ struct heartbeat_due {
 	int64_t	 next_at;	/* unix ms */
 };
 
-struct heartbeat_store *heartbeat_store_open(const char *path, enum db_sync,
-	    char err[ERR_LEN]);
-void	heartbeat_store_close(struct heartbeat_store *);
+/* Statements on db (proxy_db.h's connection, borrowed: it must outlive
+ * the store); NULL and err on failure. */
+struct heartbeat_store *heartbeat_store_new(sqlite3 *db, char err[ERR_LEN]);
+void	heartbeat_store_free(struct heartbeat_store *);
 /* Insert or move a registration; answered only once committed. */
 int	heartbeat_store_put(struct heartbeat_store *, const char *token,
 	    int64_t next_at_ms, char err[ERR_LEN]);

@@ -1,6 +1,7 @@
 /*
  * SQLite storage of the heartbeat schedule (see heartbeat.h): one table,
- * `heartbeat(token PRIMARY KEY, next_at)`, indexed by next_at.
+ * `heartbeat(token PRIMARY KEY, next_at)`, indexed by next_at (the schema
+ * is proxy_db.c's).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,47 +28,32 @@ static const char *const hb_sql[HB_NSTMTS] = {
 	[HB_COUNT] = "SELECT count(*) FROM heartbeat",
 };
 
-static const char *const hb_migrations[] = {
-	/* 0 -> 1 */
-	"CREATE TABLE heartbeat("
-	"  token TEXT PRIMARY KEY,"
-	"  next_at INTEGER NOT NULL);"	/* unix ms */
-	"CREATE INDEX heartbeat_by_due ON heartbeat(next_at);",
-};
-
 struct heartbeat_store {
 	sqlite3		*db;
 	sqlite3_stmt	*st[HB_NSTMTS];
 };
 
 struct heartbeat_store *
-heartbeat_store_open(const char *path, enum db_sync sync, char err[ERR_LEN])
+heartbeat_store_new(sqlite3 *db, char err[ERR_LEN])
 {
 	struct heartbeat_store *h = xcalloc(1, sizeof(*h));
 
-	if ((h->db = db_open(path, sync, err)) == NULL) {
-		free(h);
-		return NULL;
-	}
-	if (db_migrate(h->db, hb_migrations, 1, err) < 0)
-		goto fail;
+	h->db = db;
 	for (int i = 0; i < HB_NSTMTS; i++)
-		if ((h->st[i] = db_prepare(h->db, hb_sql[i], err)) == NULL)
-			goto fail;
+		if ((h->st[i] = db_prepare(h->db, hb_sql[i], err)) == NULL) {
+			heartbeat_store_free(h);
+			return NULL;
+		}
 	return h;
-fail:
-	heartbeat_store_close(h);
-	return NULL;
 }
 
 void
-heartbeat_store_close(struct heartbeat_store *h)
+heartbeat_store_free(struct heartbeat_store *h)
 {
 	if (h == NULL)
 		return;
 	for (int i = 0; i < HB_NSTMTS; i++)
 		sqlite3_finalize(h->st[i]);
-	db_close(h->db);
 	free(h);
 }
 

@@ -29,10 +29,18 @@ static const char proxyd_usage[] =
 "  -k, --openpgp-keyring-path PATH  armored secret keys (required)\n"
 "      --host ADDR             listen address (default 127.0.0.1)\n"
 "  -p, --port PORT             listen port (default 9000)\n"
-"      --db PATH               heartbeat registrations (default notifiers.db)\n"
+"      --db PATH               heartbeat registrations and owed pushes\n"
+"                              (default notifiers.db)\n"
 "      --metrics HOST:PORT     serve OpenMetrics at http://HOST:PORT/metrics\n"
 "      --interval DURATION     heartbeat period (default 20m)\n"
 "      --debounce DURATION     one push per token per window (default 10s)\n"
+"      --owed-deadline DURATION  keep retrying a push a 200 promised this\n"
+"                              long (default 5h), then drop it (logged)\n"
+"      --owed-max N            pushes owed at once (default 1000000)\n"
+"      --owed-max-bytes N      memory they may hold (default 268435456)\n"
+"      --owed-retry-min DURATION  first retry after a provider failure\n"
+"                              (default 1s; doubles up to --owed-retry-max)\n"
+"      --owed-retry-max DURATION  (default 5m)\n"
 "      --certificate-file P12  APNs client certificate\n"
 "      --password PW           its password\n"
 "      --password-file PATH    read the password from a file instead (a\n"
@@ -70,6 +78,8 @@ enum {
 	OPT_TIMEOUT, OPT_SYNC, OPT_PASSWORD_FILE, OPT_FCM_KEY, OPT_FCM_API,
 	OPT_FCM_TOKEN, OPT_VAPID_KEY, OPT_VAPID_SUBJECT, OPT_PRINT_VAPID,
 	OPT_UBPORTS_URL, OPT_UBPORTS_APPID, OPT_RATE_LIMIT, OPT_ALLOW_PRIVATE,
+	OPT_OWED_DEADLINE, OPT_OWED_MAX, OPT_OWED_MAX_BYTES, OPT_OWED_RETRY_MIN,
+	OPT_OWED_RETRY_MAX,
 };
 
 /* Below each provider's published limits (docs/push-providers.md): FCM allows
@@ -168,6 +178,14 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 		{ "cache-size", required_argument, NULL, OPT_CACHE },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "sync", required_argument, NULL, OPT_SYNC },
+		{ "owed-deadline", required_argument, NULL, OPT_OWED_DEADLINE },
+		{ "owed-max", required_argument, NULL, OPT_OWED_MAX },
+		{ "owed-max-bytes", required_argument, NULL,
+		    OPT_OWED_MAX_BYTES },
+		{ "owed-retry-min", required_argument, NULL,
+		    OPT_OWED_RETRY_MIN },
+		{ "owed-retry-max", required_argument, NULL,
+		    OPT_OWED_RETRY_MAX },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -181,6 +199,11 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 	c->db_path = "notifiers.db";
 	c->interval_ms = 20 * 60 * 1000;
 	c->debounce_ms = 10 * 1000;
+	c->owed_deadline_ms = (int64_t)5 * 3600 * 1000;	/* as the relay */
+	c->owed_max = 1000 * 1000;
+	c->owed_max_bytes = (size_t)256 * 1024 * 1024;
+	c->owed_retry_min_ms = 1000;
+	c->owed_retry_max_ms = 5 * 60 * 1000;
 	c->workers = 2;
 	c->cache_entries = 100000;
 	c->push.timeout_ms = 20000;
@@ -207,6 +230,26 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 			break;
 		case OPT_DEBOUNCE:
 			c->debounce_ms = cliopt_duration_ms("debounce", optarg);
+			break;
+		case OPT_OWED_DEADLINE:
+			c->owed_deadline_ms = cliopt_duration_ms(
+			    "owed-deadline", optarg);
+			break;
+		case OPT_OWED_MAX:
+			c->owed_max = cliopt_uint("owed-max", optarg, 1,
+			    100000000);
+			break;
+		case OPT_OWED_MAX_BYTES:
+			c->owed_max_bytes = cliopt_uint("owed-max-bytes",
+			    optarg, 65536, (uint64_t)1 << 40);
+			break;
+		case OPT_OWED_RETRY_MIN:
+			c->owed_retry_min_ms = cliopt_duration_ms(
+			    "owed-retry-min", optarg);
+			break;
+		case OPT_OWED_RETRY_MAX:
+			c->owed_retry_max_ms = cliopt_duration_ms(
+			    "owed-retry-max", optarg);
 			break;
 		case OPT_CERT: c->push.apns_p12 = optarg; break;
 		case OPT_PASSWORD: c->push.apns_p12_password = optarg; break;
@@ -259,6 +302,8 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 			proxyd_usage_exit(2);
 		}
 	}
+	if (c->owed_retry_max_ms < c->owed_retry_min_ms)
+		fatalx("--owed-retry-max must be at least --owed-retry-min");
 	if (o->print_vapid)
 		credentials_print_vapid(o->cred.vapid_key_path);
 	if (optind != argc || c->keyring_path == NULL) {

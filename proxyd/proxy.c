@@ -2,12 +2,14 @@
  * proxyd's request flows (see proxy.h for the map):
  *
  *   /notify    body -> [openpgp: cache or worker decrypt] -> token kind
- *              -> debounce -> provider -> 200 / 410 / 500
+ *              -> promise (debounce window, owed push) -> provider
+ *              -> 200 / 410 / 500
  *   /register  {"token": ...} -> [decrypt] -> APNs only -> heartbeat
  *              schedule (stored before the 200)
  *   heartbeat  timer -> due registrations -> silent push -> reschedule,
- *              or drop on a dead token
- *   trailing   debounce window end -> one push for the coalesced ones
+ *              sooner after a failure, or drop on a dead token
+ *   owed       proxy_owed.c: pushes a 200 promised, stored, sent at a
+ *              window's end, retried until they go out
  *
  * Everything runs on the loop thread but the decryption itself.
  */
@@ -20,16 +22,11 @@
 #include <openssl/rand.h>
 
 #include "api.h"
-#include "debounce.h"
-#include "decrypt_cache.h"
 #include "evloop.h"
 #include "heartbeat.h"
 #include "log.h"
-#include "metrics.h"
 #include "metrics_http.h"
-#include "openpgp.h"
-#include "proxy.h"
-#include "token.h"
+#include "proxy_private.h"
 #include "workq.h"
 #include "xmalloc.h"
 
@@ -39,57 +36,13 @@
 /* Jitter spreads registrations that arrived together (the Rust service
  * uses +/- 60 s); a tenth of the interval when that is shorter. */
 #define PROXY_HEARTBEAT_JITTER_MS	(60 * 1000)
+/* A heartbeat the provider did not take is tried again this soon (or at
+ * its interval, if that is shorter), not a whole interval later. */
+#define PROXY_HEARTBEAT_RETRY_MS	(60 * 1000)
 #define PROXY_FAILURE_SERIES	256	/* notification_failures labels */
 #define PROXY_STOP_GRACE_MS	5000	/* answers in flight at SIGTERM */
 
-enum proxy_purpose {
-	PURPOSE_NOTIFY,		/* a /notify request waits */
-	PURPOSE_REGISTER,	/* a /register request waits */
-	PURPOSE_TRAILING,	/* end of a debounce window, nobody waits */
-	PURPOSE_HEARTBEAT,	/* the schedule, nobody waits */
-};
-
-/* One unit of work from request to answer. */
-struct proxy_job {
-	struct proxy		*px;
-	enum proxy_purpose	 purpose;
-	struct api_request	*api;		/* NULL when nobody waits */
-	char			*input;		/* what arrived (a secret) */
-	size_t			 input_len;
-	unsigned char		 digest[DECRYPT_CACHE_DIGEST_LEN];
-	char			*plain;		/* decrypted token (secret) */
-	enum openpgp_error	 perr;
-	struct token		 token;
-};
-
-struct proxy_stats {
-	struct metric	*direct, *heartbeat, *registrations, *heartbeat_tokens;
-	struct metric	*debounced, *debounced_size, *decrypt_failures;
-	struct metric	*decrypt_cache_hits, *busy;
-};
-
-struct proxy {
-	struct event_base		*base;
-	struct proxy_config		 cfg;
-	struct api			*api;
-	struct openpgp_keyring		*keyring;
-	struct decrypt_cache		*cache;
-	struct workq			*decrypt;
-	struct debounce			*debounce;
-	struct push_engine		*push;
-	struct heartbeat_store		*hb;
-	struct event			*hb_timer;
-	struct event			*debounce_timer;
-	struct metrics			*metrics;
-	struct metrics_http		*metrics_http;
-	struct proxy_stats		 st;
-	bool				 stopping;
-	int64_t				 stop_deadline_ms;
-	struct event			*stop_ev;
-};
-
 static void	proxy_continue(struct proxy_job *);
-static void	proxy_debounce_arm(struct proxy *);
 
 static void
 proxy_wipe(char *s, size_t len)
@@ -100,7 +53,7 @@ proxy_wipe(char *s, size_t len)
 	}
 }
 
-static void
+void
 proxy_job_free(struct proxy_job *j)
 {
 	proxy_wipe(j->input, j->input_len);
@@ -108,7 +61,21 @@ proxy_job_free(struct proxy_job *j)
 	free(j);
 }
 
-static void
+struct proxy_job *
+proxy_job_new(struct proxy *px, enum proxy_purpose purpose,
+    struct api_request *api, const char *input, size_t len)
+{
+	struct proxy_job *j = xcalloc(1, sizeof(*j));
+
+	j->px = px;
+	j->purpose = purpose;
+	j->api = api;
+	j->input = xmemdup0(input, len);
+	j->input_len = len;
+	return j;
+}
+
+void
 proxy_reply(struct proxy_job *j, unsigned int status, const char *body)
 {
 	if (j->api != NULL)
@@ -116,9 +83,18 @@ proxy_reply(struct proxy_job *j, unsigned int status, const char *body)
 	j->api = NULL;
 }
 
+void
+proxy_result_set(struct provider_result *r, enum provider_verdict v,
+    const char *reason)
+{
+	memset(r, 0, sizeof(*r));
+	r->verdict = v;
+	snprintf(r->reason, sizeof(r->reason), "%s", reason);
+}
+
 /* notification_failures{provider,reason,details}, as the Rust service
  * names them; label values are ours or sanitised provider reasons. */
-static void
+void
 proxy_count_failure(struct proxy *px, const char *provider,
     const char *reason, const char *details)
 {
@@ -138,6 +114,18 @@ proxy_count_failure(struct proxy *px, const char *provider,
 		    PROXY_FAILURE_SERIES + 1);
 	if (m != NULL)
 		metric_inc(m);
+}
+
+const char *
+proxy_provider_label(enum token_kind kind)
+{
+	return push_provider_label(push_provider_of(kind));
+}
+
+static bool
+proxy_is_apns(const struct token *t)
+{
+	return t->kind == TOKEN_APNS || t->kind == TOKEN_APNS_SANDBOX;
 }
 
 /* ---- decryption ------------------------------------------------------ */
@@ -161,6 +149,8 @@ proxy_decrypt_done(void *job, int cancelled, void *arg)
 
 	if (cancelled) {
 		proxy_reply(j, 503, "shutting down\n");
+		if (j->purpose == PURPOSE_LOAD)
+			px->ow.load_pending--;
 		proxy_job_free(j);
 		return;
 	}
@@ -169,9 +159,10 @@ proxy_decrypt_done(void *job, int cancelled, void *arg)
 }
 
 /* Start from the raw input: plain tokens go straight on; openpgp: ones
- * come from the cache or a worker. */
-static void
-proxy_start(struct proxy_job *j)
+ * come from the cache or a worker. 0, or -1 when every worker is busy
+ * and the queue is full (the job is the caller's again). */
+static int
+proxy_decrypt(struct proxy_job *j)
 {
 	struct proxy *px = j->px;
 	int cached_err = 0;
@@ -181,7 +172,7 @@ proxy_start(struct proxy_job *j)
 	    strlen(PROXY_OPENPGP_PREFIX)) != 0) {
 		j->plain = xmemdup0(j->input, j->input_len);
 		proxy_continue(j);
-		return;
+		return 0;
 	}
 	decrypt_cache_digest(px->cache, j->input, j->input_len, j->digest);
 	if (decrypt_cache_get(px->cache, j->digest, &j->plain,
@@ -189,59 +180,80 @@ proxy_start(struct proxy_job *j)
 		metric_inc(px->st.decrypt_cache_hits);
 		j->perr = (enum openpgp_error)cached_err;
 		proxy_continue(j);
-		return;
+		return 0;
 	}
-	if (workq_push(px->decrypt, j) < 0) {
-		/* Every worker busy and the queue full: the relay retries. */
-		metric_inc(px->st.busy);
+	return workq_push(px->decrypt, j);
+}
+
+static void
+proxy_start(struct proxy_job *j)
+{
+	if (proxy_decrypt(j) < 0) {
+		/* The relay retries. */
+		metric_inc(j->px->st.busy);
 		proxy_reply(j, 500, "busy, try later\n");
 		proxy_job_free(j);
 	}
 }
 
+/* Start a PURPOSE_LOAD job: 0, or -1 when the workers are busy (the job
+ * is the caller's again). */
+int
+proxy_start_load(struct proxy_job *j)
+{
+	return proxy_decrypt(j);
+}
+
 /* ---- sending --------------------------------------------------------- */
 
-static const char *
-proxy_provider_label(enum token_kind kind)
+int
+proxy_push(struct proxy_job *j, char err[ERR_LEN])
 {
-	return push_provider_label(push_provider_of(kind));
+	enum push_kind kind = j->purpose == PURPOSE_HEARTBEAT ?
+	    PUSH_HEARTBEAT : PUSH_VISIBLE;
+
+	return push_send(j->px->push, kind, &j->token, j, err);
 }
 
-static bool
-proxy_is_apns(const struct token *t)
-{
-	return t->kind == TOKEN_APNS || t->kind == TOKEN_APNS_SANDBOX;
-}
-
+/* Send a /notify's leading push or a heartbeat; answered in
+ * proxy_on_push_done. */
 static void
 proxy_send(struct proxy_job *j)
 {
 	struct proxy *px = j->px;
-	enum push_kind kind = j->purpose == PURPOSE_HEARTBEAT ?
-	    PUSH_HEARTBEAT : PUSH_VISIBLE;
+	struct provider_result r;
 	char err[ERR_LEN];
 
-	if (push_send(px->push, kind, &j->token, j, err) < 0) {
-		proxy_count_failure(px, proxy_provider_label(j->token.kind),
-		    "send", "");
-		log_warnx("proxy push: %s", err);
-		proxy_reply(j, 500, "cannot send\n");
-		proxy_job_free(j);
+	if (proxy_push(j, err) == 0)
+		return;
+	proxy_count_failure(px, proxy_provider_label(j->token.kind), "send",
+	    "");
+	log_warnx("proxy push: %s", err);
+	proxy_reply(j, 500, "cannot send\n");
+	if (j->purpose == PURPOSE_NOTIFY) {
+		proxy_result_set(&r, VERDICT_TEMPORARY, "send");
+		proxy_owed_leading_done(j, &r);
 	}
+	proxy_job_free(j);
 }
 
-static void
-proxy_hb_reschedule(struct proxy *px, const char *token)
+/* Schedule a registration's next heartbeat after_ms from now (give or
+ * take the jitter): 0, or -1 (logged). */
+static int
+proxy_hb_schedule(struct proxy *px, const char *token, int64_t after_ms)
 {
-	int64_t jitter = px->cfg.interval_ms / 10 < PROXY_HEARTBEAT_JITTER_MS ?
-	    px->cfg.interval_ms / 10 : PROXY_HEARTBEAT_JITTER_MS;
+	int64_t jitter = after_ms / 10 < PROXY_HEARTBEAT_JITTER_MS ?
+	    after_ms / 10 : PROXY_HEARTBEAT_JITTER_MS;
 	uint32_t rnd = 0;
 	char err[ERR_LEN];
 
 	RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
 	if (heartbeat_store_put(px->hb, token, heartbeat_next_at(db_now_ms(),
-	    px->cfg.interval_ms, jitter, rnd), err) < 0)
+	    after_ms, jitter, rnd), err) < 0) {
 		log_warnx("proxy heartbeat store: %s", err);
+		return -1;
+	}
+	return 0;
 }
 
 /* A provider answered (or not) for job ctx. */
@@ -284,6 +296,26 @@ proxy_on_push_done(void *ctx, const struct provider_result *res, void *arg)
 		proxy_reply(j, 500, "temporary failure\n");
 		break;
 	}
+	switch (j->purpose) {
+	case PURPOSE_NOTIFY:
+		proxy_owed_leading_done(j, res);
+		break;
+	case PURPOSE_TRAILING:
+		proxy_owed_trailing_done(j, res);	/* frees j */
+		return;
+	case PURPOSE_HEARTBEAT:
+		/* Rescheduled a whole interval ahead before it was sent; a
+		 * failure other than "gone" comes back sooner. */
+		if (res->verdict != VERDICT_OK && res->verdict != VERDICT_GONE) {
+			metric_inc(px->st.heartbeat_retries);
+			proxy_hb_schedule(px, j->plain,
+			    px->cfg.interval_ms < PROXY_HEARTBEAT_RETRY_MS ?
+			    px->cfg.interval_ms : PROXY_HEARTBEAT_RETRY_MS);
+		}
+		break;
+	default:
+		break;
+	}
 	proxy_job_free(j);
 }
 
@@ -299,7 +331,12 @@ proxy_register(struct proxy_job *j)
 		proxy_job_free(j);
 		return;
 	}
-	proxy_hb_reschedule(px, j->plain);
+	/* 200 only once the registration is stored. */
+	if (proxy_hb_schedule(px, j->plain, px->cfg.interval_ms) < 0) {
+		proxy_reply(j, 500, "cannot store the registration\n");
+		proxy_job_free(j);
+		return;
+	}
 	metric_inc(px->st.registrations);
 	metric_set(px->st.heartbeat_tokens, heartbeat_store_count(px->hb,
 	    NULL));
@@ -315,6 +352,10 @@ proxy_continue(struct proxy_job *j)
 	struct proxy *px = j->px;
 	char err[ERR_LEN];
 
+	if (j->purpose == PURPOSE_LOAD) {
+		proxy_owed_loaded(j);		/* decrypted or not */
+		return;
+	}
 	if (j->plain == NULL) {
 		metric_inc(px->st.decrypt_failures);
 		log_info("proxy undecryptable token error=%s",
@@ -334,8 +375,8 @@ proxy_continue(struct proxy_job *j)
 		proxy_register(j);
 		return;
 	}
-	/* A push that cannot be sent fails now, not after a debounce window
-	 * has answered 200 for it: the relay must hear about it. */
+	/* A push that cannot be sent fails now, not after a 200 has
+	 * promised it: the relay must hear about it. */
 	if (!push_enabled(px->push, push_provider_of(j->token.kind))) {
 		proxy_count_failure(px, proxy_provider_label(j->token.kind),
 		    proxy_is_apns(&j->token) ? "no_certificate" :
@@ -345,81 +386,17 @@ proxy_continue(struct proxy_job *j)
 		return;
 	}
 	if (j->purpose == PURPOSE_NOTIFY) {
-		enum debounce_action a = debounce_hit(px->debounce, j->plain,
-		    strlen(j->plain), evloop_mono_ms());
-
-		proxy_debounce_arm(px);
-		if (a == DEBOUNCE_COALESCED) {
-			/* The window's trailing push covers this one. */
-			metric_inc(px->st.debounced);
-			proxy_reply(j, 200, "");
-			proxy_job_free(j);
-			return;
-		}
+		proxy_owed_request(j);	/* owe it, or send it now */
+		return;
 	}
 	proxy_send(j);
 }
 
-static struct proxy_job *
-proxy_job_new(struct proxy *px, enum proxy_purpose purpose,
-    struct api_request *api, const char *input, size_t len)
+/* A /notify that proxy_owed_request decided to send now. */
+void
+proxy_send_leading(struct proxy_job *j)
 {
-	struct proxy_job *j = xcalloc(1, sizeof(*j));
-
-	j->px = px;
-	j->purpose = purpose;
-	j->api = api;
-	j->input = xmemdup0(input, len);
-	j->input_len = len;
-	return j;
-}
-
-/* ---- debounce windows ------------------------------------------------ */
-
-static void
-proxy_on_trailing(const uint8_t digest[DEBOUNCE_DIGEST_LEN],
-    const char *token, size_t len, void *arg)
-{
-	struct proxy *px = arg;
-	struct proxy_job *j;
-
-	(void)digest;
-	/* The token is already decrypted: start from the plain text. */
-	j = proxy_job_new(px, PURPOSE_TRAILING, NULL, token, len);
-	j->plain = xmemdup0(token, len);
-	proxy_continue(j);
-}
-
-static void
-proxy_on_debounce_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct proxy *px = arg;
-
-	(void)fd;
-	(void)what;
-	debounce_expire(px->debounce, evloop_mono_ms(), proxy_on_trailing, px);
-	proxy_debounce_arm(px);
-}
-
-static void
-proxy_debounce_arm(struct proxy *px)
-{
-	struct debounce_stats ds;
-	int64_t next = debounce_next_deadline(px->debounce), wait;
-	struct timeval tv;
-
-	debounce_get_stats(px->debounce, &ds);
-	metric_set(px->st.debounced_size, (int64_t)ds.entries);
-	if (next < 0) {
-		evtimer_del(px->debounce_timer);
-		return;
-	}
-	wait = next - evloop_mono_ms();
-	if (wait < 0)
-		wait = 0;
-	tv.tv_sec = wait / 1000;
-	tv.tv_usec = (wait % 1000) * 1000;
-	evtimer_add(px->debounce_timer, &tv);
+	proxy_send(j);
 }
 
 /* ---- heartbeats ------------------------------------------------------ */
@@ -452,7 +429,7 @@ proxy_on_hb_timer(evutil_socket_t fd, short what, void *arg)
 		/* Rescheduled before sending: never twice in flight, and a
 		 * crash now loses no registration. A dead token is removed
 		 * when Apple says so. */
-		proxy_hb_reschedule(px, due[i].token);
+		proxy_hb_schedule(px, due[i].token, px->cfg.interval_ms);
 		j = proxy_job_new(px, PURPOSE_HEARTBEAT, NULL, due[i].token,
 		    strlen(due[i].token));
 		j->plain = xstrdup(due[i].token);
@@ -523,15 +500,18 @@ proxy_register_metrics(struct proxy *px)
 
 	/* The Rust service's names, so dashboards keep working. */
 	st->direct = metrics_counter(m, "direct_notifications",
-	    "Visible pushes delivered to APNs", NULL);
+	    "Visible pushes delivered to a provider", NULL);
 	st->heartbeat = metrics_counter(m, "heartbeat_notifications",
 	    "Silent heartbeat pushes delivered", NULL);
 	st->registrations = metrics_counter(m, "heartbeat_registrations",
 	    "Heartbeat registrations received", NULL);
 	st->heartbeat_tokens = metrics_gauge(m, "heartbeat_tokens",
 	    "Devices in the heartbeat schedule", NULL);
+	st->heartbeat_retries = metrics_counter(m, "heartbeat_retries",
+	    "Heartbeats the provider did not take, tried again sooner",
+	    NULL);
 	st->debounced = metrics_counter(m, "debounced_notifications",
-	    "Requests covered by a debounce window's trailing push", NULL);
+	    "Requests answered 200 with an owed push (debounce)", NULL);
 	st->debounced_size = metrics_gauge(m, "debounced_set_size",
 	    "Open debounce windows", NULL);
 	st->decrypt_failures = metrics_counter(m,
@@ -542,14 +522,24 @@ proxy_register_metrics(struct proxy *px)
 	st->busy = metrics_counter(m, "decrypt_queue_full",
 	    "Requests refused because every decryption worker was busy",
 	    NULL);
+	proxy_owed_metrics(px);
 }
 
 static void
 proxy_on_push_cancel(void *ctx, void *arg)
 {
+	struct proxy_job *j = ctx;
+	struct provider_result r;
+
 	(void)arg;
-	proxy_reply(ctx, 503, "shutting down\n");
-	proxy_job_free(ctx);
+	proxy_reply(j, 503, "shutting down\n");
+	if (j->purpose == PURPOSE_TRAILING) {
+		/* Still owed: stored, sent after the restart. */
+		proxy_result_set(&r, VERDICT_TEMPORARY, "shutdown");
+		proxy_owed_trailing_done(j, &r);
+		return;
+	}
+	proxy_job_free(j);
 }
 
 struct proxy *
@@ -557,27 +547,21 @@ proxy_new(struct event_base *base, const struct proxy_config *cfg,
     char err[ERR_LEN])
 {
 	struct proxy *px = xcalloc(1, sizeof(*px));
-	struct debounce_config dc;
 	struct api_config ac;
 	int64_t n;
 
 	px->base = base;
 	px->cfg = *cfg;
+	TAILQ_INIT(&px->ow.waiting);
 	proxy_register_metrics(px);
 	if ((px->keyring = openpgp_keyring_load_file(cfg->keyring_path,
 	    err)) == NULL)
 		goto fail;
 	log_info("proxy keyring keys=%zu", openpgp_keyring_count(px->keyring));
 	px->cache = decrypt_cache_new(cfg->cache_entries);
-	memset(&dc, 0, sizeof(dc));
-	dc.window_ms = cfg->debounce_ms;
-	dc.max_entries = 4 * 1000 * 1000;
-	dc.max_pending_bytes = 256 * 1024 * 1024;
-	RAND_bytes(dc.key, sizeof(dc.key));
-	if ((px->debounce = debounce_new(&dc, err)) == NULL)
+	if (proxy_owed_open(px, err) < 0)
 		goto fail;
-	if ((px->hb = heartbeat_store_open(cfg->db_path, cfg->sync, err)) ==
-	    NULL)
+	if ((px->hb = heartbeat_store_new(px->ow.db.db, err)) == NULL)
 		goto fail;
 	if ((n = heartbeat_store_count(px->hb, err)) >= 0)
 		metric_set(px->st.heartbeat_tokens, n);
@@ -587,7 +571,6 @@ proxy_new(struct event_base *base, const struct proxy_config *cfg,
 	if ((px->decrypt = workq_new(base, cfg->workers, PROXY_DECRYPT_QUEUE,
 	    proxy_decrypt_work, proxy_decrypt_done, px, err)) == NULL)
 		goto fail;
-	px->debounce_timer = evtimer_new(base, proxy_on_debounce_timer, px);
 	px->hb_timer = evtimer_new(base, proxy_on_hb_timer, px);
 	memset(&ac, 0, sizeof(ac));
 	ac.host = cfg->host;
@@ -602,6 +585,7 @@ proxy_new(struct event_base *base, const struct proxy_config *cfg,
 	    metrics_http_start(px->metrics, cfg->metrics_addr, err)) == NULL)
 		goto fail;
 	event_active(px->hb_timer, EV_TIMEOUT, 0);
+	proxy_owed_kick(px);		/* and read the stored ones back */
 	return px;
 fail:
 	proxy_free(px);
@@ -642,19 +626,18 @@ proxy_free(struct proxy *px)
 	if (px == NULL)
 		return;
 	/* Everything that may hold a waiting request answers it before the
-	 * API goes. */
+	 * API goes; what is still owed is stored for the next start. */
 	push_engine_free(px->push, proxy_on_push_cancel);
 	workq_free(px->decrypt);
+	proxy_owed_final_commit(px);
 	api_free(px->api);
 	metrics_http_stop(px->metrics_http);
 	if (px->stop_ev != NULL)
 		event_free(px->stop_ev);
 	if (px->hb_timer != NULL)
 		event_free(px->hb_timer);
-	if (px->debounce_timer != NULL)
-		event_free(px->debounce_timer);
-	heartbeat_store_close(px->hb);
-	debounce_free(px->debounce);
+	heartbeat_store_free(px->hb);
+	proxy_owed_close(px);
 	decrypt_cache_free(px->cache);
 	openpgp_keyring_free(px->keyring);
 	metrics_free(px->metrics);

@@ -5,10 +5,14 @@
  *   openpgp_*.c      decryption of openpgp: tokens (RFC 9580 subset)
  *   decrypt_cache.c  ciphertext digest -> token, bounded LRU
  *   token.c          what a decrypted token is (APNs, FCM, Web Push, ...)
- *   debounce.c       one push per token per window, never a lost last one
+ *   debounce.c       one push per token per window
+ *   promise.c        what a 200 promises: owed pushes (owed.c, stored by
+ *                    owed_store.c in proxy_db.c's database), retried until
+ *                    they go out
  *   push.c           sending through provider modules (providers/)
  *   heartbeat*.c     silent pushes to registered iOS devices
  *   proxy.c          the request flows that tie them together
+ *   proxy_owed.c     ... and the owed pushes' part of them
  *   main.c           options, set-up, loop, tear-down
  *
  * One libevent loop thread does all I/O; decryption runs on a small
@@ -30,11 +34,17 @@ struct proxy_config {
 	const char	*keyring_path;
 	const char	*host;
 	uint16_t	 port;
-	const char	*db_path;		/* heartbeat registrations */
+	const char	*db_path;		/* heartbeats, owed pushes */
 	enum db_sync	 sync;
 	const char	*metrics_addr;
 	int64_t		 interval_ms;		/* heartbeat period */
 	int64_t		 debounce_ms;
+	/* Pushes a 200 promised (docs/debounce.md). */
+	int64_t		 owed_deadline_ms;	/* give up after this */
+	size_t		 owed_max;		/* owed at once */
+	size_t		 owed_max_bytes;	/* their memory */
+	int64_t		 owed_retry_min_ms;	/* back-off after a failure */
+	int64_t		 owed_retry_max_ms;
 	unsigned int	 workers;		/* decryption threads */
 	size_t		 cache_entries;
 	struct push_config push;

@@ -33,7 +33,6 @@
 
 #define BENCH_BATCH		4096
 #define BENCH_WINDOW_MS		10000
-#define BENCH_PENDING_BYTES	((size_t)64 << 20)
 
 static uint64_t
 splitmix64(uint64_t *s)
@@ -106,7 +105,6 @@ main(int argc, char **argv)
 {
 	struct debounce_config cfg = {
 		.window_ms = BENCH_WINDOW_MS,
-		.max_pending_bytes = BENCH_PENDING_BYTES,
 	};
 	size_t ntokens = 1000000, token_bytes = 700, heap0, heap1, accounted;
 	struct debounce_stats st;
@@ -155,7 +153,7 @@ main(int argc, char **argv)
 		t0 = now_ns();
 		for (size_t i = 0; i < n; i++)
 			if (debounce_hit(d, batch + i * token_bytes,
-			    token_bytes, (int64_t)(base + i) / 1000) !=
+			    token_bytes, (int64_t)(base + i) / 1000, NULL) !=
 			    DEBOUNCE_SEND_NOW)
 				status = 1;
 		hit_ns += now_ns() - t0;
@@ -169,8 +167,7 @@ main(int argc, char **argv)
 		    st.entries, ntokens);
 
 	t0 = now_ns();
-	debounce_expire(d, (int64_t)ntokens / 1000 + BENCH_WINDOW_MS, NULL,
-	    NULL);
+	debounce_expire(d, (int64_t)ntokens / 1000 + BENCH_WINDOW_MS);
 	expire_ns = now_ns() - t0;
 	debounce_get_stats(d, &st);
 	if (st.entries != 0) {

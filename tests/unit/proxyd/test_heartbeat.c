@@ -13,23 +13,42 @@
 #include <cmocka.h>
 
 #include "heartbeat.h"
+#include "proxy_db.h"
 #include "testutil.h"
 
 struct fixture {
 	char			 dir[TESTUTIL_DIR_LEN];
 	char			 path[TESTUTIL_PATH_LEN];
+	struct proxy_db		 db;
 	struct heartbeat_store	*h;
 };
+
+/* proxyd's database and the store on it. */
+static void
+fixture_open(struct fixture *f, enum db_sync sync)
+{
+	char err[ERR_LEN];
+
+	if (proxy_db_open(&f->db, f->path, sync, false, err) < 0)
+		fail_msg("proxy_db_open: %s", err);
+	f->h = heartbeat_store_new(f->db.db, err);
+	assert_non_null(f->h);
+}
+
+static void
+fixture_close(struct fixture *f)
+{
+	heartbeat_store_free(f->h);
+	proxy_db_close(&f->db);
+}
 
 static int
 setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	char err[ERR_LEN];
 
 	testutil_db_dir(f->dir, "test_heartbeat", "notifiers.db", f->path);
-	f->h = heartbeat_store_open(f->path, DB_SYNC_NORMAL, err);
-	assert_non_null(f->h);
+	fixture_open(f, DB_SYNC_NORMAL);
 	*state = f;
 	return 0;
 }
@@ -38,7 +57,7 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	heartbeat_store_close(f->h);
+	fixture_close(f);
 	testutil_db_dir_remove(f->dir, f->path);
 	free(f);
 	return 0;
@@ -82,9 +101,8 @@ test_survives_reopen(void **state)
 	char err[ERR_LEN];
 
 	assert_int_equal(heartbeat_store_put(f->h, "dd44", 42, err), 0);
-	heartbeat_store_close(f->h);
-	f->h = heartbeat_store_open(f->path, DB_SYNC_FULL, err);
-	assert_non_null(f->h);
+	fixture_close(f);
+	fixture_open(f, DB_SYNC_FULL);
 	assert_int_equal(heartbeat_store_due(f->h, 100, 4, due, err), 1);
 	assert_string_equal(due[0].token, "dd44");
 	assert_int_equal(due[0].next_at, 42);
