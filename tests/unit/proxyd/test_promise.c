@@ -1,0 +1,619 @@
+/*
+ * Unit tests of proxyd/promise.c, the state machine behind a 200 (debounce
+ * windows and owed pushes), with a fake clock: nothing sleeps, every time
+ * is an argument. Each test plays what proxy.c does (a request, a push
+ * handed out, the provider's verdict) and checks what is sent when, what
+ * is owed, and what the journal would store.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "promise.h"
+
+#define W		10000	/* window, ms */
+#define RETRY_MIN	1000
+#define RETRY_MAX	8000
+#define DEADLINE	60000
+#define T0		((int64_t)1700000000000)	/* unix ms */
+
+static struct promise *
+new_promise(size_t owed_max, size_t owed_max_bytes)
+{
+	struct promise_config c;
+	struct promise *p;
+	char err[ERR_LEN];
+
+	memset(&c, 0, sizeof(c));
+	c.window_ms = W;
+	c.max_windows = 1000;
+	c.owed_max = owed_max;
+	c.owed_max_bytes = owed_max_bytes;
+	c.owed_deadline_ms = DEADLINE;
+	c.retry_min_ms = RETRY_MIN;
+	c.retry_max_ms = RETRY_MAX;
+	for (int i = 0; i < 16; i++) {
+		c.window_key[i] = (uint8_t)i;
+		c.owed_key[i] = (uint8_t)(0x40 + i);
+	}
+	if ((p = promise_new(&c, err)) == NULL)
+		fail_msg("promise_new: %s", err);
+	return p;
+}
+
+static enum promise_action
+req(struct promise *p, const char *tok, int64_t now)
+{
+	char input[64];
+
+	snprintf(input, sizeof(input), "openpgp:enc-%s", tok);
+	return promise_request(p, tok, strlen(tok), input, strlen(input), now);
+}
+
+static struct provider_result
+result(enum provider_verdict v, int64_t retry_after_ms)
+{
+	struct provider_result r;
+
+	memset(&r, 0, sizeof(r));
+	r.verdict = v;
+	r.retry_after_ms = retry_after_ms;
+	return r;
+}
+
+static enum promise_outcome
+leading(struct promise *p, const char *tok, enum provider_verdict v,
+    int64_t now)
+{
+	struct provider_result r = result(v, 0);
+
+	return promise_leading_done(p, tok, strlen(tok), &r, now);
+}
+
+static enum promise_outcome
+trailing(struct promise *p, struct owed_item *it, enum provider_verdict v,
+    int64_t retry_after, int64_t now)
+{
+	struct provider_result r = result(v, retry_after);
+
+	return promise_trailing_done(p, it, &r, now);
+}
+
+static size_t
+owed_count(struct promise *p)
+{
+	struct promise_stats st;
+
+	promise_get_stats(p, &st);
+	return st.owed.items;
+}
+
+/* The journal as the store would see it. */
+struct journal {
+	int	puts, dels;
+	bool	put_had_input;
+	int	fail_at;	/* 1-based call that fails; 0: none */
+	int	calls;
+};
+
+static int
+j_put(void *arg, const struct owed_item *it)
+{
+	struct journal *j = arg;
+
+	if (++j->calls == j->fail_at)
+		return -1;
+	j->puts++;
+	j->put_had_input = it->input != NULL;
+	return 0;
+}
+
+static int
+j_del(void *arg, const uint8_t key[OWED_KEY_LEN])
+{
+	struct journal *j = arg;
+
+	(void)key;
+	if (++j->calls == j->fail_at)
+		return -1;
+	j->dels++;
+	return 0;
+}
+
+/* Apply and mark done; what it held. */
+static struct journal
+store(struct promise *p)
+{
+	struct journal j = { 0 };
+
+	assert_int_equal(owed_journal_apply(promise_owed(p), j_put, j_del,
+	    &j), 0);
+	owed_journal_done(promise_owed(p));
+	return j;
+}
+
+/* ---- the normal path -------------------------------------------------- */
+
+/* 50 requests in 1 s: one leading push, one owed push at the window's
+ * end, which starts the next window; nothing else. */
+static void
+test_fifty_requests_two_pushes(void **state)
+{
+	struct promise *p = new_promise(100, 1 << 20);
+	struct owed_item *it;
+	struct journal j;
+
+	(void)state;
+	assert_int_equal(req(p, "tok", T0), PROMISE_SEND);
+	assert_int_equal(leading(p, "tok", VERDICT_OK, T0 + 20), PROMISE_NONE);
+	for (int i = 1; i < 50; i++)
+		assert_int_equal(req(p, "tok", T0 + i * 20), PROMISE_OWED);
+	assert_int_equal(owed_count(p), 1);
+	j = store(p);
+	assert_int_equal(j.puts, 1);		/* one row for 49 requests */
+	assert_true(j.put_had_input);
+	assert_true(owed_journal_empty(promise_owed(p)));
+	/* due at the end of the window opened by the first request */
+	assert_int_equal(promise_next_deadline(p), T0 + W);
+	assert_null(promise_next(p, T0 + W - 1));
+	assert_non_null(it = promise_next(p, T0 + W));
+	assert_string_equal(it->token, "tok");
+	assert_null(promise_next(p, T0 + W));	/* in flight, once */
+	assert_int_equal(trailing(p, it, VERDICT_OK, 0, T0 + W + 30),
+	    PROMISE_DONE);
+	assert_int_equal(owed_count(p), 0);
+	j = store(p);
+	assert_int_equal(j.dels, 1);
+	/* the push just sent opened a window: the next request is owed */
+	assert_int_equal(req(p, "tok", T0 + W + 40), PROMISE_OWED);
+	promise_free(p);
+}
+
+/* A single request: sent, nothing owed, nothing stored. */
+static void
+test_single_request(void **state)
+{
+	struct promise *p = new_promise(100, 1 << 20);
+
+	(void)state;
+	assert_int_equal(req(p, "a", T0), PROMISE_SEND);
+	assert_int_equal(leading(p, "a", VERDICT_OK, T0 + 5), PROMISE_NONE);
+	assert_true(owed_journal_empty(promise_owed(p)));
+	assert_null(promise_next(p, T0 + 10 * W));
+	promise_expire(p, T0 + W);
+	assert_int_equal(promise_next_deadline(p), -1);
+	assert_int_equal(req(p, "a", T0 + W), PROMISE_SEND);
+	promise_free(p);
+}
+
+/* ---- leading pushes that fail ----------------------------------------- */
+
+/* Regression: a failed leading push opens no window. */
+static void
+test_failed_leading_opens_no_window(void **state)
+{
+	struct promise *p = new_promise(100, 1 << 20);
+
+	(void)state;
+	assert_int_equal(req(p, "a", T0), PROMISE_SEND);
+	assert_int_equal(leading(p, "a", VERDICT_TEMPORARY, T0 + 5),
+	    PROMISE_NONE);
+	assert_int_equal(req(p, "a", T0 + 6), PROMISE_SEND);
+	assert_int_equal(leading(p, "a", VERDICT_PAUSE, T0 + 7),
+	    PROMISE_NONE);
+	assert_int_equal(req(p, "a", T0 + 8), PROMISE_SEND);
+	assert_int_equal(leading(p, "a", VERDICT_CONFIG, T0 + 9),
+	    PROMISE_NONE);
+	assert_int_equal(req(p, "a", T0 + 10), PROMISE_SEND);
+	assert_int_equal(leading(p, "a", VERDICT_GONE, T0 + 11), PROMISE_NONE);
+	assert_int_equal(req(p, "a", T0 + 12), PROMISE_SEND);
+	assert_int_equal(owed_count(p), 0);
+	promise_free(p);
+}
+
+/* Requests that came while the leading push was in flight got 200: when
+ * it fails, their push is owed and retried soon, not at a window end. */
+static void
+test_owed_while_leading_fails(void **state)
+{
+	struct promise *p = new_promise(100, 1 << 20);
+	struct owed_item *it;
+	int64_t due;
+
+	(void)state;
+	assert_int_equal(req(p, "a", T0), PROMISE_SEND);
+	assert_int_equal(req(p, "a", T0 + 2), PROMISE_OWED);
+	assert_int_equal(leading(p, "a", VERDICT_TEMPORARY, T0 + 50),
+	    PROMISE_RETRY);
+	due = promise_next_deadline(p);
+	assert_true(due >= T0 + 50 + RETRY_MIN * 3 / 4);
+	assert_true(due <= T0 + 50 + RETRY_MIN * 5 / 4);
+	/* no window: a new request is sent at once (the owed push stays) */
+	assert_int_equal(req(p, "b", T0 + 60), PROMISE_SEND);
+	it = promise_next(p, due);
+	assert_non_null(it);
+	assert_int_equal(it->attempts, 1);
+	assert_int_equal(trailing(p, it, VERDICT_OK, 0, due + 10),
+	    PROMISE_DONE);
+	assert_int_equal(owed_count(p), 0);
+	/* and when the leading push hears the token is gone */
+	assert_int_equal(req(p, "c", T0), PROMISE_SEND);
+	assert_int_equal(req(p, "c", T0 + 1), PROMISE_OWED);
+	assert_int_equal(leading(p, "c", VERDICT_GONE, T0 + 2),
+	    PROMISE_DROPPED_GONE);
+	assert_int_equal(owed_count(p), 0);
+	promise_free(p);
+}
+
+/* ---- owed pushes that fail -------------------------------------------- */
+
+static struct owed_item *
+owe(struct promise *p, const char *tok, int64_t now)
+{
+	assert_int_equal(req(p, tok, now), PROMISE_SEND);
+	assert_int_equal(leading(p, tok, VERDICT_OK, now), PROMISE_NONE);
+	assert_int_equal(req(p, tok, now + 1), PROMISE_OWED);
+	/* (the windows' clock never goes back: a window opened "at now"
+	 * after a later time was seen ends a little later) */
+	return promise_next(p, now + W + 5);
+}
+
+/* Back-off doubles from retry_min to retry_max (give or take a quarter),
+ * a Retry-After is honoured, and past the deadline the push is dropped
+ * with its row. */
+static void
+test_retry_backoff_and_deadline(void **state)
+{
+	struct promise *p = new_promise(100, 1 << 20);
+	struct promise_stats st;
+	struct owed_item *it = owe(p, "a", T0);
+	int64_t now = T0 + W, want = RETRY_MIN, due;
+	enum promise_outcome o;
+
+	(void)state;
+	assert_non_null(it);
+	store(p);
+	for (int n = 1; n <= 6; n++) {
+		assert_int_equal(trailing(p, it, VERDICT_TEMPORARY, 0, now),
+		    PROMISE_RETRY);
+		assert_int_equal(it->attempts, n);
+		due = it->due_ms - now;
+		if (due < want * 3 / 4 || due > want * 5 / 4)
+			fail_msg("retry %d after %lld ms, want about %lld", n,
+			    (long long)due, (long long)want);
+		assert_null(promise_next(p, it->due_ms - 1));
+		now = it->due_ms;
+		assert_ptr_equal(promise_next(p, now), it);
+		want = want * 2 > RETRY_MAX ? RETRY_MAX : want * 2;
+	}
+	/* the provider's Retry-After wins over a shorter back-off */
+	assert_int_equal(trailing(p, it, VERDICT_PAUSE, 30000, now),
+	    PROMISE_RETRY);
+	assert_true(it->due_ms >= now + 30000);
+	/* a stored item's change goes in the journal (an update: no input) */
+	{
+		struct journal j = store(p);
+
+		assert_int_equal(j.puts, 1);
+		assert_false(j.put_had_input);
+	}
+	now = it->due_ms;
+	assert_ptr_equal(promise_next(p, now), it);
+	/* past the deadline (60 s after the request at T0 + 1) */
+	now = T0 + 2 + DEADLINE;
+	o = trailing(p, it, VERDICT_TEMPORARY, 0, now);
+	assert_int_equal(o, PROMISE_DROPPED_EXPIRED);
+	promise_get_stats(p, &st);
+	assert_int_equal(st.expired, 1);
+	assert_int_equal(st.owed.items, 0);
+	assert_int_equal(store(p).dels, 1);
+	promise_free(p);
+}
+
+/* Every kind of failure is retried; gone is final. */
+static void
+test_verdicts_at_window_end(void **state)
+{
+	static const enum provider_verdict retried[] = {
+		VERDICT_TEMPORARY, VERDICT_PAUSE, VERDICT_CONFIG,
+		VERDICT_RENEW_AUTH,
+	};
+	struct promise *p = new_promise(100, 1 << 20);
+	struct owed_item *it;
+	char tok[16];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(retried) / sizeof(*retried); i++) {
+		snprintf(tok, sizeof(tok), "t%zu", i);
+		it = owe(p, tok, T0);
+		assert_int_equal(trailing(p, it, retried[i], 0, T0 + W),
+		    PROMISE_RETRY);
+	}
+	assert_int_equal(owed_count(p), 4);
+	it = owe(p, "gone", T0);
+	assert_int_equal(trailing(p, it, VERDICT_GONE, 0, T0 + W),
+	    PROMISE_DROPPED_GONE);
+	assert_int_equal(owed_count(p), 4);
+	promise_free(p);
+}
+
+/* ---- requests while an owed push is in flight -------------------------- */
+
+/* A request that arrives while the owed push is in flight is not covered
+ * by it: owed again, at the end of the window that push opened. */
+static void
+test_request_while_sending(void **state)
+{
+	struct promise *p = new_promise(100, 1 << 20);
+	struct owed_item *it = owe(p, "a", T0);
+
+	(void)state;
+	assert_non_null(it);
+	assert_int_equal(req(p, "a", T0 + W + 5), PROMISE_OWED);
+	assert_int_equal(trailing(p, it, VERDICT_OK, 0, T0 + W + 100),
+	    PROMISE_OWED_AGAIN);
+	assert_int_equal(it->first_ms, T0 + W + 5);
+	assert_int_equal(it->due_ms, T0 + W + 100 + W);
+	assert_int_equal(owed_count(p), 1);
+	it = promise_next(p, T0 + 2 * W + 100);
+	assert_non_null(it);
+	assert_int_equal(trailing(p, it, VERDICT_OK, 0, T0 + 2 * W + 150),
+	    PROMISE_DONE);
+	promise_free(p);
+	/* the same, but the push fails: the retry covers the request */
+	p = new_promise(100, 1 << 20);
+	it = owe(p, "b", T0);
+	assert_int_equal(req(p, "b", T0 + W + 5), PROMISE_OWED);
+	assert_int_equal(trailing(p, it, VERDICT_TEMPORARY, 0, T0 + W + 10),
+	    PROMISE_RETRY);
+	it = promise_next(p, it->due_ms);
+	assert_int_equal(trailing(p, it, VERDICT_OK, 0, it->due_ms),
+	    PROMISE_DONE);
+	assert_int_equal(owed_count(p), 0);
+	promise_free(p);
+}
+
+/* The leading push of another request hears "gone" while the owed push is
+ * in flight: the item is dropped once its push ends (no use after free:
+ * the sanitizer build runs this). */
+static void
+test_gone_while_sending(void **state)
+{
+	struct promise *p = new_promise(100, 1 << 20);
+	struct owed_item *it = owe(p, "a", T0);
+
+	(void)state;
+	/* the owed push is in flight; its window ended, so a request now is
+	 * owed again (covered by a later push) ... */
+	assert_int_equal(req(p, "a", T0 + W + 1), PROMISE_OWED);
+	assert_int_equal(trailing(p, it, VERDICT_GONE, 0, T0 + W + 2),
+	    PROMISE_DROPPED_GONE);
+	assert_int_equal(owed_count(p), 0);
+	promise_free(p);
+}
+
+/* ---- bounds ------------------------------------------------------------ */
+
+/* Owed pushes at their bound (count or bytes): the request is sent at
+ * once rather than promised. */
+static void
+test_full_sends_now(void **state)
+{
+	struct promise *p = new_promise(1, 1 << 20);
+	struct promise_stats st;
+
+	(void)state;
+	owe(p, "a", T0);
+	assert_int_equal(req(p, "b", T0), PROMISE_SEND);
+	assert_int_equal(leading(p, "b", VERDICT_OK, T0), PROMISE_NONE);
+	assert_int_equal(req(p, "b", T0 + 1), PROMISE_SEND);	/* full */
+	promise_get_stats(p, &st);
+	assert_int_equal(st.owed.full, 1);
+	promise_free(p);
+	/* bytes: room for one small item only (an item is its struct, the
+	 * token and the input) */
+	p = new_promise(100, sizeof(struct owed_item) + 40);
+	assert_int_equal(req(p, "c", T0), PROMISE_SEND);
+	assert_int_equal(req(p, "c", T0 + 1), PROMISE_OWED);
+	assert_int_equal(req(p, "d", T0), PROMISE_SEND);
+	assert_int_equal(req(p, "d", T0 + 1), PROMISE_SEND);
+	promise_get_stats(p, &st);
+	assert_true(st.owed.bytes <= sizeof(struct owed_item) + 40);
+	promise_free(p);
+}
+
+/* ---- start-up ----------------------------------------------------------- */
+
+static void
+test_load(void **state)
+{
+	struct promise *p = new_promise(2, 1 << 20);
+	struct owed_item *it;
+	struct journal j;
+
+	(void)state;
+	/* overdue: due now; stored already, so nothing to write */
+	assert_int_equal(promise_load(p, "a", 1, T0 - 5000, T0 - 1000, 2, T0),
+	    PROMISE_LOADED);
+	assert_true(owed_journal_empty(promise_owed(p)));
+	it = promise_next(p, T0);
+	assert_non_null(it);
+	assert_int_equal(it->attempts, 2);
+	assert_int_equal(trailing(p, it, VERDICT_OK, 0, T0 + 1), PROMISE_DONE);
+	/* too old: dropped, its row deleted */
+	assert_int_equal(promise_load(p, "b", 1, T0 - DEADLINE - 1, T0, 0, T0),
+	    PROMISE_DROPPED_EXPIRED);
+	/* a window opened since the start delays it to the window's end */
+	assert_int_equal(req(p, "c", T0), PROMISE_SEND);
+	assert_int_equal(promise_load(p, "c", 1, T0 - 10, T0 - 10, 0, T0 + 1),
+	    PROMISE_LOADED);
+	assert_null(promise_next(p, T0 + W - 1));
+	/* the same device owed again meanwhile: one item, the earlier time */
+	assert_int_equal(req(p, "c", T0 + 2), PROMISE_OWED);
+	assert_int_equal(promise_load(p, "c", 1, T0 - 20, T0, 0, T0 + 3),
+	    PROMISE_LOADED);
+	assert_int_equal(owed_count(p), 1);
+	/* more rows than room */
+	assert_int_equal(promise_load(p, "d", 1, T0, T0, 0, T0),
+	    PROMISE_LOADED);
+	assert_int_equal(promise_load(p, "e", 1, T0, T0, 0, T0),
+	    PROMISE_DROPPED_FULL);
+	j = store(p);
+	assert_int_equal(j.dels, 3);	/* a (sent), b (old), e (no room) */
+	promise_free(p);
+}
+
+/* A journal that the store could not take stays for the next try. */
+static void
+test_journal_kept_on_failure(void **state)
+{
+	struct promise *p = new_promise(100, 1 << 20);
+	struct journal j = { .fail_at = 2 };
+	struct promise_stats st;
+
+	(void)state;
+	owe(p, "a", T0);
+	owe(p, "b", T0);
+	assert_int_equal(owed_journal_apply(promise_owed(p), j_put, j_del,
+	    &j), -1);
+	assert_false(owed_journal_empty(promise_owed(p)));
+	promise_get_stats(p, &st);
+	assert_int_equal(st.owed.journal, 2);
+	j = store(p);
+	assert_int_equal(j.puts, 2);
+	promise_get_stats(p, &st);
+	assert_int_equal(st.owed.journal, 0);
+	promise_free(p);
+}
+
+/* ---- a random walk against the contract ---------------------------------- */
+
+/*
+ * Requests for a few tokens at random times, providers failing at random,
+ * pushes ending in random order. The contract, checked at the end with
+ * the providers healthy: for every request answered PROMISE_OWED at time
+ * t, a push for that token succeeded at a time >= t (a PROMISE_SEND is
+ * answered with its own push's verdict, so only its success counts).
+ */
+#define WALK_TOKENS	5
+#define WALK_INFLIGHT	64
+
+struct walk_push {
+	struct owed_item	*item;		/* NULL: a leading push */
+	int			 tok;
+};
+
+static void
+test_random_walk(void **state)
+{
+	struct promise *p = new_promise(100, 1 << 20);
+	struct walk_push fl[WALK_INFLIGHT];
+	int64_t now = T0, last_owed[WALK_TOKENS], last_ok[WALK_TOKENS];
+	uint64_t rng = 0x243f6a8885a308d3ULL;
+	size_t nfl = 0;
+	char tok[8];
+
+	(void)state;
+	for (int t = 0; t < WALK_TOKENS; t++)
+		last_owed[t] = last_ok[t] = INT64_MIN;
+	for (int step = 0; step < 200000; step++) {
+		struct owed_item *it;
+		unsigned int r;
+		int t;
+
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		r = (unsigned int)(rng >> 32);
+		t = (int)(r % WALK_TOKENS);
+		snprintf(tok, sizeof(tok), "tk%d", t);
+		now += (r >> 8) % 97;
+		if ((r >> 16) % 4 == 0 && nfl < WALK_INFLIGHT) {
+			if (req(p, tok, now) == PROMISE_OWED)
+				last_owed[t] = now;
+			else
+				fl[nfl++] = (struct walk_push){ NULL, t };
+		} else if ((r >> 16) % 4 == 1 && nfl > 0) {
+			/* a push in flight ends (any of them) */
+			size_t k = (r >> 20) % nfl;
+			bool ok = (r >> 28) % 3 != 0 || step > 190000;
+			struct provider_result res = result(ok ?
+			    VERDICT_OK : VERDICT_TEMPORARY, 0);
+
+			snprintf(tok, sizeof(tok), "tk%d", fl[k].tok);
+			if (ok)
+				last_ok[fl[k].tok] = now;
+			if (fl[k].item == NULL)
+				promise_leading_done(p, tok, strlen(tok), &res,
+				    now);
+			else
+				promise_trailing_done(p, fl[k].item, &res, now);
+			fl[k] = fl[--nfl];
+		} else if (nfl < WALK_INFLIGHT &&
+		    (it = promise_next(p, now)) != NULL) {
+			fl[nfl++] = (struct walk_push){ it,
+			    it->token[2] - '0' };
+		}
+		if (step % 1000 == 0) {
+			promise_expire(p, now);
+			store(p);
+		}
+	}
+	/* Drain: providers healthy, time runs on. */
+	for (int round = 0; round < 100000 && (nfl > 0 ||
+	    owed_count(p) > 0); round++) {
+		struct owed_item *it;
+		struct provider_result ok = result(VERDICT_OK, 0);
+
+		now += 50;
+		while (nfl > 0) {
+			nfl--;
+			snprintf(tok, sizeof(tok), "tk%d", fl[nfl].tok);
+			last_ok[fl[nfl].tok] = now;
+			if (fl[nfl].item == NULL)
+				promise_leading_done(p, tok, strlen(tok), &ok,
+				    now);
+			else
+				promise_trailing_done(p, fl[nfl].item, &ok,
+				    now);
+		}
+		while ((it = promise_next(p, now)) != NULL &&
+		    nfl < WALK_INFLIGHT)
+			fl[nfl++] = (struct walk_push){ it,
+			    it->token[2] - '0' };
+	}
+	assert_int_equal(owed_count(p), 0);
+	for (int t = 0; t < WALK_TOKENS; t++)
+		if (last_owed[t] != INT64_MIN && last_ok[t] < last_owed[t])
+			fail_msg("token %d: owed at %lld, last push at %lld",
+			    t, (long long)last_owed[t], (long long)last_ok[t]);
+	promise_free(p);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fifty_requests_two_pushes),
+		cmocka_unit_test(test_single_request),
+		cmocka_unit_test(test_failed_leading_opens_no_window),
+		cmocka_unit_test(test_owed_while_leading_fails),
+		cmocka_unit_test(test_retry_backoff_and_deadline),
+		cmocka_unit_test(test_verdicts_at_window_end),
+		cmocka_unit_test(test_request_while_sending),
+		cmocka_unit_test(test_gone_while_sending),
+		cmocka_unit_test(test_full_sends_now),
+		cmocka_unit_test(test_load),
+		cmocka_unit_test(test_journal_kept_on_failure),
+		cmocka_unit_test(test_random_walk),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
