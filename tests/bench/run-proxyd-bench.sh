@@ -31,7 +31,8 @@
 #
 # Environment: DURATION (seconds of flood, default 5), POOL (tokens,
 # default 10000), CONCURRENCY (requests in flight, default 256), DEBOUNCE
-# (proxyd --debounce, default 50ms), WORKERS (default 2), CACHE_SIZE
+# (proxyd --debounce, default 50ms), OWED_DEBOUNCE (the owed-push phase's
+# window, default 2s), WORKERS (default 2), CACHE_SIZE
 # (default 20000), CEILING_SECS (each h2load run and the notify-flood
 # ceiling, default 3), TESTDATA (default the repository's tests/data),
 # OPENPGP_JS_DIR (a directory whose node_modules
@@ -55,6 +56,7 @@ DURATION=${DURATION:-5}
 POOL=${POOL:-10000}
 CONCURRENCY=${CONCURRENCY:-256}
 DEBOUNCE=${DEBOUNCE:-50ms}
+OWED_DEBOUNCE=${OWED_DEBOUNCE:-2s}
 WORKERS=${WORKERS:-2}
 CACHE_SIZE=${CACHE_SIZE:-20000}
 CEILING_SECS=${CEILING_SECS:-3}
@@ -81,6 +83,7 @@ SETTLE_TIMEOUT_S=10		# debounce windows closing, pushes landing
 TARGET_DECRYPT_RATIO=0.80
 TARGET_NOTIFY_PER_S=30000
 TARGET_DEBOUNCE_BYTES=150
+TARGET_OWED_RATIO=0.90		# /notify rate storing owed pushes, vs none
 
 PROXYD=$BINDIR/proxyd
 SINK=$BINDIR/apns-sink
@@ -212,12 +215,17 @@ def metrics_line(m):
     fail = sum(int(v) for k, v in m.items()
                if k.startswith("notification_failures_total"))
     return ("direct=%d debounced=%d open_windows=%d cache_hits=%d "
-            "decrypt_failures=%d queue_full=%d push_failures=%d" % (
+            "decrypt_failures=%d queue_full=%d push_failures=%d owed=%d "
+            "owed_sent=%d owed_retries=%d owed_full=%d owed_commits=%d "
+            "owed_store_failures=%d" % (
             g("direct_notifications_total"),
             g("debounced_notifications_total"), g("debounced_set_size"),
             g("decrypt_cache_hits_total"),
             g("openpgp_decryption_failures_total"),
-            g("decrypt_queue_full_total"), fail))
+            g("decrypt_queue_full_total"), fail, g("owed_pushes"),
+            g("owed_pushes_sent_total"), g("owed_push_retries_total"),
+            g("owed_pushes_full_total"), g("owed_store_commits_total"),
+            g("owed_store_failures_total")))
 
 def metrics(port):
     try:
@@ -245,8 +253,9 @@ def wait_ready(pid, port, timeout):
         time.sleep(0.05)
 
 def wait_settled(port, timeout):
-    """Poll until no debounce window is open (so no trailing push is
-    pending) and the counters stop moving; print the counters."""
+    """Poll until no debounce window is open and no push is owed (so no
+    trailing push is pending) and the counters stop moving; print the
+    counters."""
     deadline = time.monotonic() + timeout
     last = None
     while True:
@@ -256,7 +265,8 @@ def wait_settled(port, timeout):
             print("error=metrics-unreadable (%s)" % e)
             return 1
         line = metrics_line(m)
-        if m.get("debounced_set_size", 0) == 0 and line == last:
+        if (m.get("debounced_set_size", 0) == 0 and
+                m.get("owed_pushes", 0) == 0 and line == last):
             print(line)
             return 0
         if time.monotonic() > deadline:
@@ -518,6 +528,50 @@ busy_before=$ceiling_busy
 
 run_flood_ceiling
 
+# start_proxyd WINDOW NAME: proxyd with --debounce WINDOW and its own
+# database, sending to the running sink; sets proxyd_pid, metrics_port,
+# url and log.
+start_proxyd() {
+	local api_port msg
+
+	api_port=$("$PYTHON" "$helper" free-port)
+	metrics_port=$("$PYTHON" "$helper" free-port)
+	log=$tmp/proxyd.$2.log
+	"$PROXYD" --openpgp-keyring-path "$KEYRING" --port "$api_port" \
+	    --db "$tmp/notifiers.$2.db" --metrics "127.0.0.1:$metrics_port" \
+	    --workers "$WORKERS" --cache-size "$CACHE_SIZE" --debounce "$1" \
+	    --certificate-file "$tmp/pki/client.p12" \
+	    --password "$p12_password" --ca-file "$tmp/pki/ca.pem" \
+	    --apns-production-url "https://127.0.0.1:$sink_port" \
+	    --log-level warn 2>"$log" &
+	proxyd_pid=$!
+	if ! msg=$("$PYTHON" "$helper" wait-ready "$proxyd_pid" \
+	    "$metrics_port" "$READY_TIMEOUT_S"); then
+		show_log "$log"
+		die "$msg"
+	fi
+	url=http://127.0.0.1:$api_port/notify
+}
+
+# stop_proxyd: SIGTERM, exit 0 required, no warnings but the expected
+# ones (the bench configures APNs only: the start-up warnings about the
+# other providers' missing credentials are expected).
+stop_proxyd() {
+	local status
+
+	stop "$proxyd_pid"
+	wait "$proxyd_pid"
+	status=$?
+	proxyd_pid=
+	[ "$status" -eq 0 ] || { problem "proxyd exited $status after" \
+	    "SIGTERM"; show_log "$log"; }
+	if grep -v -e 'warn: no FCM key (--fcm-key-path)' \
+	    -e 'warn: no VAPID key (--vapid-key-path)' "$log" | grep -q .; then
+		problem "proxyd logged warnings"
+		show_log "$log"
+	fi
+}
+
 # ---- proxyd -----------------------------------------------------------------
 
 echo "== proxyd: warm pass over the pool, then ${DURATION}s of flood"
@@ -530,23 +584,7 @@ sink_snapshot proxyd
     [ "$(field "$sink_line" requests)" = 0 ] ||
     problem "apns-sink let a client without a certificate in: $sink_line"
 
-api_port=$("$PYTHON" "$helper" free-port)
-metrics_port=$("$PYTHON" "$helper" free-port)
-log=$tmp/proxyd.log
-"$PROXYD" --openpgp-keyring-path "$KEYRING" --port "$api_port" \
-    --db "$tmp/notifiers.db" --metrics "127.0.0.1:$metrics_port" \
-    --workers "$WORKERS" --cache-size "$CACHE_SIZE" --debounce "$DEBOUNCE" \
-    --certificate-file "$tmp/pki/client.p12" --password "$p12_password" \
-    --ca-file "$tmp/pki/ca.pem" \
-    --apns-production-url "https://127.0.0.1:$sink_port" \
-    --log-level warn 2>"$log" &
-proxyd_pid=$!
-if ! msg=$("$PYTHON" "$helper" wait-ready "$proxyd_pid" "$metrics_port" \
-    "$READY_TIMEOUT_S"); then
-	show_log "$log"
-	die "$msg"
-fi
-url=http://127.0.0.1:$api_port/notify
+start_proxyd "$DEBOUNCE" main
 
 # The warm pass: every token decrypted once (by the workers) and cached.
 warm_line=$("$FLOOD" --url "$url" --body-file "$tmp/pool.txt" \
@@ -579,21 +617,50 @@ echo "proxyd after the flood: $m1"
 sink_snapshot proxyd
 s1=$sink_line
 
-stop "$proxyd_pid"
-wait "$proxyd_pid"
-status=$?
-proxyd_pid=
-[ "$status" -eq 0 ] || { problem "proxyd exited $status after SIGTERM"; \
-    show_log "$log"; }
-# The bench configures APNs only: the start-up warnings about the other
-# providers' missing credentials are expected, anything else is not.
-if grep -v -e 'warn: no FCM key (--fcm-key-path)' \
-    -e 'warn: no VAPID key (--vapid-key-path)' "$log" | grep -q .; then
-	problem "proxyd logged warnings"
-	show_log "$log"
-fi
+stop_proxyd
 stop_sink proxyd
 echo "apns-sink $sink_line"
+
+# ---- proxyd with owed pushes --------------------------------------------------
+# The same flood with a window longer than a cycle through the pool: after
+# each token's first push, its requests inside the window are answered 200
+# once an owed push is stored (the group commit of that loop pass), and
+# one push per window goes out at its end. The /notify rate here beside
+# the rate above (every request a push, nothing stored) is what storing
+# the promises costs.
+
+echo "== proxyd, owed pushes: --debounce $OWED_DEBOUNCE (a cycle through" \
+    "the pool is shorter), warm pass, then ${DURATION}s of flood"
+start_sink owed --ca "$tmp/pki/ca.pem"
+start_proxyd "$OWED_DEBOUNCE" owed
+owed_warm=$("$FLOOD" --url "$url" --body-file "$tmp/pool.txt" \
+    --requests "$POOL" --concurrency "$CONCURRENCY" 2>"$tmp/owed-warm.err") ||
+    show_log "$tmp/owed-warm.err"
+[ "$(field "$owed_warm" codes)" = "200:$POOL" ] ||
+    problem "owed warm pass: not $POOL answers 200: $owed_warm"
+mo0=$("$PYTHON" "$helper" wait-settled "$metrics_port" "$SETTLE_TIMEOUT_S") ||
+    problem "after the owed warm pass: $mo0"
+sink_snapshot owed
+so0=$sink_line
+po0=$(proc_cpu "$proxyd_pid")
+owed_flood=$("$FLOOD" --url "$url" --body-file "$tmp/pool.txt" \
+    --duration "$DURATION" --concurrency "$CONCURRENCY" \
+    2>"$tmp/owed-flood.err")
+owed_rc=$?
+po1=$(proc_cpu "$proxyd_pid")
+echo "flood: $owed_flood"
+[ "$owed_rc" -eq 0 ] || { problem "notify-flood exited $owed_rc"; \
+    show_log "$tmp/owed-flood.err"; }
+# Settled: every window closed and nothing owed, so every owed push went
+# out (a window's last push, then its own window, closing silently).
+mo1=$("$PYTHON" "$helper" wait-settled "$metrics_port" \
+    $((SETTLE_TIMEOUT_S + 3 * $(duration_ms "$OWED_DEBOUNCE") / 1000))) ||
+    problem "after the owed flood: $mo1"
+echo "proxyd after the owed flood: $mo1"
+sink_snapshot owed
+so1=$sink_line
+stop_proxyd
+stop_sink owed
 
 # ---- the sink's ceiling, after ----------------------------------------------
 
@@ -675,6 +742,37 @@ errors=$(($(num "$flood_line" errors) + $(num "$m1" push_failures) +
     echo "run-proxyd-bench: note: a cycle through the pool is shorter" \
     "than the debounce window: many requests were coalesced" >&2
 
+# The owed-push phase.
+owed_secs=$(field "$owed_flood" secs)
+owed_ok=$(field "$owed_flood" codes | tr ',' '\n' | sed -n 's/^200://p')
+owed_ok=${owed_ok:-0}
+owed_ok_per_s=$(calc 'printf "%.0f", (s > 0 ? n / s : 0)' -v n="$owed_ok" \
+    -v s="$owed_secs")
+owed_pushes=$(($(num "$so1" requests) - $(num "$so0" requests)))
+owed_debounced=$(($(num "$mo1" debounced) - $(num "$mo0" debounced)))
+owed_rows=$(($(num "$mo1" owed_sent) - $(num "$mo0" owed_sent)))
+owed_commits=$(($(num "$mo1" owed_commits) - $(num "$mo0" owed_commits)))
+owed_cpu_us=$(calc 'printf "%.1f", (n > 0 ? (b - a) * 1e6 / n : 0)' \
+    -v a="$(field "$po0" cpu_secs)" -v b="$(field "$po1" cpu_secs)" \
+    -v n="$owed_ok")
+echo "== proxyd, owed pushes: $owed_ok answers 200 in ${owed_secs}s" \
+    "($owed_ok_per_s/s), of which $owed_debounced owed (stored before the" \
+    "200); $owed_rows owed pushes sent at windows' ends, $owed_commits group" \
+    "commits; $owed_pushes pushes reached apns-sink; proxyd ${owed_cpu_us} us" \
+    "CPU per /notify"
+owed_errors=$(($(num "$owed_flood" errors) + $(num "$mo1" push_failures) +
+    $(num "$mo1" owed_retries) + $(num "$mo1" owed_full) +
+    $(num "$mo1" owed_store_failures) + $(num "$mo1" queue_full)))
+[ "$owed_errors" -eq 0 ] || problem "owed phase: $owed_errors errors (failed" \
+    "requests or pushes, retries, a full table, store failures)"
+[ "$owed_debounced" -gt $((owed_ok / 2)) ] ||
+    problem "owed phase: only $owed_debounced of $owed_ok requests owed"
+# Every owed push that went out reached the sink, besides the leading ones.
+[ "$owed_pushes" -ge "$owed_rows" ] && [ "$owed_rows" -gt 0 ] ||
+    problem "owed phase: $owed_pushes pushes at the sink for $owed_rows" \
+    "owed ones sent"
+owed_ratio=$(ratio "$owed_ok_per_s" "$ok_per_s")
+
 # ---- targets and summary ----------------------------------------------------
 
 # target NAME VALUE OP LIMIT TEXT: one line, met or MISSED.
@@ -698,6 +796,9 @@ target notify_per_s "$notify_per_s" ge "$TARGET_NOTIFY_PER_S" \
     "apns-sink)"
 target debounce_bytes_per_token "$debounce_bytes" le "$TARGET_DEBOUNCE_BYTES" \
     "debounce memory <= 150 bytes per token at 1,000,000 tokens"
+target owed_notify_ratio "$owed_ratio" ge "$TARGET_OWED_RATIO" \
+    "/notify answers per s with owed pushes stored before the 200" \
+    "($owed_ok_per_s/s) vs every request a push ($ok_per_s/s), same run"
 echo "sink: ceiling $ceiling_before/s before (busy $busy_before s/s)," \
     "$ceiling_after/s after (busy $busy_after s/s): proxyd's rate is" \
     "$(ratio "$notify_per_s" "$sink_ceiling") of it"
@@ -718,5 +819,8 @@ echo "proxyd-bench decrypt_per_s=$decrypt_per_s x25519_per_s=$x25519_per_s" \
     "proxyd_cpu_us_per_notify=$cpu_us loop_cpu_us_per_notify=$main_us" \
     "flood_cpu_us_per_notify=$flood_us" \
     "flood_ceiling_per_s=$flood_ceiling_per_s" \
-    "pool=$POOL debounced=$debounced errors=$errors"
+    "owed_ok_per_s=$owed_ok_per_s owed_ratio=$owed_ratio" \
+    "owed_sent=$owed_rows owed_commits=$owed_commits" \
+    "owed_cpu_us_per_notify=$owed_cpu_us" \
+    "pool=$POOL debounced=$debounced errors=$((errors + owed_errors))"
 [ "$problems" -eq 0 ]
