@@ -260,8 +260,10 @@ proxy_owed_log(struct proxy *px, const char *token, const char *provider,
 		    ", owed again" : "");
 		break;
 	case PROMISE_RETRY:
+		/* One line per retry at debug only: an outage retries every
+		 * owed push, and the metrics tell it. */
 		metric_inc(px->st.owed_retries);
-		log_info("proxy owed push token=%s provider=%s failed "
+		log_debug("proxy owed push token=%s provider=%s failed "
 		    "reason=%s attempt=%u retry_in_ms=%lld", digest, provider,
 		    r->reason, it->attempts,
 		    (long long)(it->due_ms - db_now_ms()));
@@ -389,8 +391,8 @@ proxy_owed_on_load(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (!ow->loading || ow->load_pending > 0 || px->stopping)
 		return;
-	n = owed_store_scan(ow->store, ow->loaded + ow->load_dropped > 0 ?
-	    ow->load_after : NULL, PROXY_OWED_LOAD_BATCH, rows, err);
+	n = owed_store_scan(ow->store, ow->load_after_set ? ow->load_after :
+	    NULL, PROXY_OWED_LOAD_BATCH, rows, err);
 	if (n < 0) {
 		log_err("proxy reading owed pushes: %s", err);
 		evtimer_add(ow->load_ev, &later);
@@ -415,6 +417,7 @@ proxy_owed_on_load(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 		memcpy(ow->load_after, rows[i].key, OWED_KEY_LEN);
+		ow->load_after_set = true;
 		ow->load_pending++;
 	}
 	owed_rows_clear(rows, (size_t)n);

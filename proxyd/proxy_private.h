@@ -68,7 +68,8 @@ struct proxy_owed {
 	/* start-up: stored rows read back in key order */
 	bool			 loading;
 	bool			 load_started;
-	uint8_t			 load_after[OWED_KEY_LEN];
+	uint8_t			 load_after[OWED_KEY_LEN];	/* last read */
+	bool			 load_after_set;
 	size_t			 load_pending;	/* decryptions in flight */
 	size_t			 loaded, load_dropped;
 	struct event		*load_ev;
