@@ -383,7 +383,7 @@ proxy_owed_on_load(evutil_socket_t fd, short what, void *arg)
 	struct proxy *px = arg;
 	struct proxy_owed *ow = &px->ow;
 	struct owed_row rows[PROXY_OWED_LOAD_BATCH];
-	struct timeval soon = { 0, 50000 }, later = { 1, 0 };
+	struct timeval now = { 0, 0 }, soon = { 0, 50000 }, later = { 1, 0 };
 	char err[ERR_LEN];
 	int n, i;
 
@@ -411,18 +411,22 @@ proxy_owed_on_load(evutil_socket_t fd, short what, void *arg)
 
 		j->row = rows[i];
 		j->row.input = NULL;	/* the job's input is the copy */
+		/* Counted before it starts: a plain token (or one in the
+		 * cache) is done before proxy_start_load returns. */
+		ow->load_pending++;
 		if (proxy_start_load(j) < 0) {
 			/* Workers busy: this row and the rest next time. */
+			ow->load_pending--;
 			proxy_job_free(j);
 			break;
 		}
 		memcpy(ow->load_after, rows[i].key, OWED_KEY_LEN);
 		ow->load_after_set = true;
-		ow->load_pending++;
 	}
 	owed_rows_clear(rows, (size_t)n);
-	if (i < n && ow->load_pending == 0)
-		evtimer_add(ow->load_ev, &soon);
+	/* All done already (plain tokens), or none could start: next. */
+	if (ow->load_pending == 0)
+		evtimer_add(ow->load_ev, i < n ? &soon : &now);
 }
 
 void

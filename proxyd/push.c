@@ -307,6 +307,12 @@ push_on_answer(void *ctx, const struct httpc_response *resp, void *arg)
 		    push_provider_label(c->prov), (long long)retry_ms,
 		    res.reason);
 	}
+	/* Whatever the verdict, a Retry-After travels with it: a push that
+	 * is owed (promise.c) is not tried again before it. */
+	if (res.verdict != VERDICT_OK && res.verdict != VERDICT_GONE &&
+	    retry_ms > res.retry_after_ms)
+		res.retry_after_ms = retry_ms > PUSH_PAUSE_MAX_MS ?
+		    PUSH_PAUSE_MAX_MS : retry_ms;
 	push_finish(c, &res);
 }
 

@@ -243,11 +243,6 @@ def test_apns_window_end_push_failure_is_retried(proxyd_factory, apns,
     _apns_window_end_fault(proxyd_factory, apns, fault)
 
 
-@pytest.mark.xfail(strict=True, reason="proxyd bug: an APNs 429's "
-                   "Retry-After is ignored (apns_classify gives TEMPORARY "
-                   "with retry_after_ms 0, push_on_answer only reads "
-                   "Retry-After for PAUSE), so the owed push is retried "
-                   "after --owed-retry-min instead of after Retry-After")
 def test_apns_window_end_429_retry_after_is_respected(proxyd_factory, apns):
     """429 with Retry-After: 2 at the window's end: APNs sees no request
     for the token before those 2 s have passed, then the push."""
@@ -412,14 +407,6 @@ def test_owed_push_survives_kill9(request, proxyd_factory, apns, form):
     assert len(apns_pushes(apns, tok)) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="proxyd bug: proxy_owed_on_load "
-                   "counts load_pending++ AFTER proxy_start_load, but a "
-                   "plain token is 'decrypted' synchronously and "
-                   "proxy_owed_loaded already ran load_pending-- (size_t "
-                   "wraps, back to 0, never == 0 there): load_ev is never "
-                   "activated again, so the next batch of 256 rows is never "
-                   "read, 'loaded=N dropped=M' never logged, loading stays "
-                   "true")
 def test_owed_rows_beyond_one_load_batch_are_loaded(proxyd_factory, apns):
     """300 owed pushes for plain tokens (more than one load batch of
     256) stored, kill -9, restart: all 300 pushes arrive, and the load
