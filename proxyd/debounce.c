@@ -91,6 +91,19 @@ debounce_find(const struct debounce *d, const uint8_t *digest, bool *found)
 	return s;
 }
 
+/* The token's digest, and the index slot of its window (true) or where
+ * one would go (false). */
+static bool
+debounce_lookup(const struct debounce *d, const void *key, size_t len,
+    uint8_t digest[DEBOUNCE_DIGEST_LEN], size_t *slot)
+{
+	bool found;
+
+	debounce_digest(d, key, len, digest);
+	*slot = debounce_find(d, digest, &found);
+	return found;
+}
+
 /* Whether the ring entry at pos is an open window (the index points at
  * it), not one closed early. */
 static bool
@@ -256,13 +269,10 @@ debounce_hit(struct debounce *d, const void *key, size_t len, int64_t now_ms,
 {
 	uint8_t digest[DEBOUNCE_DIGEST_LEN];
 	int64_t end;
-	bool found;
 	size_t s;
 
 	now_ms = debounce_clock(d, now_ms);
-	debounce_digest(d, key, len, digest);
-	s = debounce_find(d, digest, &found);
-	if (found) {
+	if (debounce_lookup(d, key, len, digest, &s)) {
 		end = d->ring[d->slots[s]].end_ms;
 		if (end > now_ms) {
 			d->stats.coalesced++;
@@ -283,12 +293,9 @@ int
 debounce_cancel(struct debounce *d, const void *key, size_t len)
 {
 	uint8_t digest[DEBOUNCE_DIGEST_LEN];
-	bool found;
 	size_t s;
 
-	debounce_digest(d, key, len, digest);
-	s = debounce_find(d, digest, &found);
-	if (!found)
+	if (!debounce_lookup(d, key, len, digest, &s))
 		return 0;
 	debounce_close(d, s);
 	d->stats.cancelled++;
@@ -300,13 +307,10 @@ debounce_reopen(struct debounce *d, const void *key, size_t len,
     int64_t now_ms)
 {
 	uint8_t digest[DEBOUNCE_DIGEST_LEN];
-	bool found;
 	size_t s;
 
 	now_ms = debounce_clock(d, now_ms);
-	debounce_digest(d, key, len, digest);
-	s = debounce_find(d, digest, &found);
-	if (found)
+	if (debounce_lookup(d, key, len, digest, &s))
 		debounce_close(d, s);
 	d->stats.reopened++;
 	return debounce_open(d, digest, now_ms);
@@ -316,14 +320,11 @@ int64_t
 debounce_end(struct debounce *d, const void *key, size_t len, int64_t now_ms)
 {
 	uint8_t digest[DEBOUNCE_DIGEST_LEN];
-	bool found;
 	size_t s;
 	int64_t end;
 
 	now_ms = debounce_clock(d, now_ms);
-	debounce_digest(d, key, len, digest);
-	s = debounce_find(d, digest, &found);
-	if (!found)
+	if (!debounce_lookup(d, key, len, digest, &s))
 		return -1;
 	end = d->ring[d->slots[s]].end_ms;
 	return end > now_ms ? end : -1;
