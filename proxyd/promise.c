@@ -97,6 +97,8 @@ promise_failed(struct promise *p, struct owed_item *it,
 	memcpy(&spread, it->key, sizeof(spread));
 	delay = backoff_delay_ms(p->retry_min_ms, it->attempts,
 	    p->retry_max_ms, PROMISE_JITTER_PERMILLE, spread);
+	if (delay > p->retry_max_ms)	/* the spread stays under the cap */
+		delay = p->retry_max_ms;
 	if (r->retry_after_ms > delay)
 		delay = r->retry_after_ms;
 	it->due_ms = now_ms + delay;
