@@ -537,7 +537,8 @@ test_token_forms(void **state)
 	free(plain);
 	/* Not NUL-terminated: len is what counts. */
 	big = xstrdup(v->input);
-	big[strlen(big) - 1] = 'A';
+	/* (another last character, whatever the vector's is) */
+	big[strlen(big) - 1] = big[strlen(big) - 1] == 'A' ? 'B' : 'A';
 	assert_int_not_equal(openpgp_decrypt_token(kr, big, strlen(big),
 	    &plain, err), OPENPGP_OK);
 	assert_null(plain);
