@@ -15,8 +15,13 @@ FakeApns(pki, mode="cert", port=0, tls=True, max_concurrent_streams=1000,
          token_initial_streams=1, streams_after_error=None,
          min_token_interval=1200, token_max_age=3600, token_topics=None,
          strict=True, sandbox=False, default=(200, None), delay=0.0,
-         validate_headers=True)
+         validate_headers=True, host="127.0.0.1", public_host=None)
   port                  0: OS-chosen; kept across stop()/start()
+  host                  the IPv4 address to listen on ("0.0.0.0" in a
+                        container: tests/docker)
+  public_host           the host name `url` gives (default host), e.g.
+                        "fakes"; the server certificate must name it
+                        (pki.make_pki(server_names=...))
   tls                   False: h2c prior knowledge (token mode only)
   max_concurrent_streams  SETTINGS_MAX_CONCURRENT_STREAMS
   token_initial_streams   the same before the first valid JWT (Apple: 1;
@@ -307,13 +312,15 @@ class FakeApns:
                  streams_after_error=None, min_token_interval=20 * 60,
                  token_max_age=3600, token_topics=None, strict=True,
                  sandbox=False, default=(200, None), delay=0.0,
-                 validate_headers=True):
+                 validate_headers=True, host="127.0.0.1", public_host=None):
         if mode not in ("cert", "token", "either"):
             raise ValueError("mode must be cert, token or either")
         if not tls and mode != "token":
             raise ValueError("without TLS there is no client certificate")
         self.pki = pki
         self.mode = mode
+        self.host = host
+        self.public_host = public_host
         self.port = port
         self.tls = tls
         self.max_concurrent_streams = max_concurrent_streams
@@ -350,8 +357,8 @@ class FakeApns:
 
     @property
     def url(self):
-        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http",
-                                      self.port)
+        return "%s://%s:%d" % ("https" if self.tls else "http",
+                               self.public_host or self.host, self.port)
 
     @property
     def ca_file(self):
@@ -401,7 +408,7 @@ class FakeApns:
             raise RuntimeError("already running")
         ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind(("127.0.0.1", self.port))
+        ls.bind((self.host, self.port))
         ls.listen(1024)
         ls.setblocking(False)
         self.port = ls.getsockname()[1]

@@ -14,7 +14,7 @@ endpoint, for proxyd's tests: it checks what Google checks
 
 FakeFcm(pki, account=None, port=0, token_lifetime=3599, audience=None,
         send_requires_h2=True, expect_high_priority=True, max_skew=300,
-        token_path="/token")
+        token_path="/token", host="127.0.0.1", public_host=None)
   account          a ServiceAccount (make_service_account()); accounts
                    added with add_account() are accepted too
   token_lifetime   expires_in of the access tokens it issues (seconds);
@@ -29,6 +29,9 @@ FakeFcm(pki, account=None, port=0, token_lifetime=3599, audience=None,
                    answered 400 INVALID_ARGUMENT "fake: ..." and recorded
                    in `violations` (Google accepts it; proxyd must not
                    send it)
+  host, public_host  the address to listen on and the host name of the
+                   URLs (api_url, token_url, the default audience): see
+                   https_fake.py; e.g. "0.0.0.0" and "fakes" in a container
 
 Token endpoint, POST <token_path>, application/x-www-form-urlencoded
 (HTTP/1.1 or HTTP/2, as Google's), checks in this order and answers RFC
@@ -333,9 +336,9 @@ class FakeFcm(HttpsFake):
     def __init__(self, pki, account=None, port=0, token_lifetime=3599,
                  audience=None, send_requires_h2=True,
                  expect_high_priority=True, max_skew=300,
-                 token_path="/token"):
+                 token_path="/token", host="127.0.0.1", public_host=None):
         super().__init__(pki.server_cert, pki.server_key, port=port,
-                         name="fake-fcm")
+                         name="fake-fcm", host=host, public_host=public_host)
         self.pki = pki
         self.account = account or make_service_account()
         self.accounts = {}

@@ -19,7 +19,7 @@ device would see. 127.0.0.1 (or another loopback address) only:
 FakeWebPush(pki=None, tls=True, host="127.0.0.1", port=0, http2=True,
             vapid_public_key=None, default=201, max_body=4096,
             decrypt_failure_status=400, strict_record_size=False,
-            exp_max=86400)
+            exp_max=86400, public_host=None)
   pki             pki.Pki: its CA signs the fake's server certificate
                   (made here, SANs 127.0.0.1, 127.0.0.2, ::1, localhost);
                   required with tls=True; ca_file is the CA to trust
@@ -28,7 +28,11 @@ FakeWebPush(pki=None, tls=True, host="127.0.0.1", port=0, http2=True,
   host            the address to listen on and put in endpoints: an IPv4
                   or IPv6 loopback literal, or "localhost" (listens on
                   127.0.0.1); the origin VAPID's aud must name is
-                  scheme://host:port (IPv6 in brackets, lower case)
+                  scheme://host:port (IPv6 in brackets, lower case);
+                  "0.0.0.0" listens on every IPv4 address (a container)
+  public_host     the host name for endpoints, origin and VAPID's aud
+                  instead of host (e.g. "fakes"); the server certificate
+                  names it too
   port            0: OS-chosen, kept across stop()/start()
   http2           offer "h2" by ALPN (and accept h2c prior knowledge in
                   plain mode) besides HTTP/1.1
@@ -363,12 +367,13 @@ class FakeWebPush:
     def __init__(self, pki=None, tls=True, host="127.0.0.1", port=0,
                  http2=True, vapid_public_key=None, default=201,
                  max_body=4096, decrypt_failure_status=400,
-                 strict_record_size=False, exp_max=86400):
+                 strict_record_size=False, exp_max=86400, public_host=None):
         if tls and pki is None:
             raise ValueError("TLS needs the test PKI (pki.make_pki)")
         self.pki = pki
         self.tls = tls
         self.host = host
+        self.public_host = public_host
         self.port = port
         self.http2 = http2
         if isinstance(vapid_public_key, str):
@@ -395,7 +400,7 @@ class FakeWebPush:
 
     @property
     def url_host(self):
-        h = self.host.lower()
+        h = (self.public_host or self.host).lower()
         return "[%s]" % h if ":" in h else h
 
     @property
@@ -486,7 +491,10 @@ class FakeWebPush:
         if self.tls:
             if self._certdir is None:
                 self._certdir = tempfile.mkdtemp(prefix="fake-webpush-")
-                self._cert = make_server_cert(self.pki, self._certdir)
+                hosts = ("127.0.0.1", "127.0.0.2", "::1", "localhost")
+                if self.public_host:
+                    hosts += (self.public_host,)
+                self._cert = make_server_cert(self.pki, self._certdir, hosts)
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             ctx.load_cert_chain(*self._cert)

@@ -13,10 +13,13 @@ request means; this records it and answers.
     fake.stop()
 
 HttpsFake(cert, key, port=0, alpn=("h2", "http/1.1"), name="fake",
-          max_body=1 MiB)
+          max_body=1 MiB, host="127.0.0.1", public_host=None)
   alpn      what the server offers; a client that offers none of it still
             gets a connection (no ALPN: HTTP/1.1), like most servers
   port      0: OS-chosen; kept across stop()/start()
+  host      the IPv4 address to listen on ("0.0.0.0" in a container)
+  public_host  the host name `url` gives (default host), e.g. "fakes";
+            the certificate must name it
 Recorded, readable from the test thread (change only under `lock`):
   requests       every Request, in arrival order (Request.kind is what
                  the subclass set: "token", "send", ...)
@@ -120,9 +123,12 @@ class HttpsFake:
     """See the module docstring."""
 
     def __init__(self, cert, key, port=0, alpn=("h2", "http/1.1"),
-                 name="fake", max_body=1 << 20):
+                 name="fake", max_body=1 << 20, host="127.0.0.1",
+                 public_host=None):
         self.cert = cert
         self.key = key
+        self.host = host
+        self.public_host = public_host
         self.port = port
         self.alpn_offer = list(alpn)
         self.name = name
@@ -147,7 +153,7 @@ class HttpsFake:
 
     @property
     def url(self):
-        return "https://127.0.0.1:%d" % self.port
+        return "https://%s:%d" % (self.public_host or self.host, self.port)
 
     def reset_records(self):
         with self.lock:
@@ -168,7 +174,7 @@ class HttpsFake:
         self._ctx = ctx
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", self.port))
+        s.bind((self.host, self.port))
         s.listen(128)
         s.settimeout(0.1)       # accept() wakes up to notice stop()
         self.port = s.getsockname()[1]

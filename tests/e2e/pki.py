@@ -8,7 +8,9 @@ writes into `directory` (and nowhere else):
   server.pem, server-key.pem    the fake's certificate: SAN IP 127.0.0.1,
                                 DNS localhost and Apple's host names (for
                                 clients that keep the real URL and pin the
-                                address, e.g. CURLOPT_RESOLVE)
+                                address, e.g. CURLOPT_RESOLVE), and the
+                                extra server_names (e.g. "fakes", the
+                                fakes' container in tests/docker)
   client.pem, client-key.pem    APNs-like client certificate (RSA 2048):
                                 subject UID=<topic>, CN="Apple Push
                                 Services: <topic>", OU=<team id>
@@ -28,7 +30,8 @@ writes into `directory` (and nowhere else):
   pki.json                      the paths and identifiers below
 
 The p12 password is `pki.p12_password` for all three .p12 files. A second
-make_pki() on the same directory reuses what pki.json lists.
+make_pki() on the same directory reuses what pki.json lists (when its
+server certificate already names every one of server_names).
 
 sign_jwt(pki, iat=None, ...) makes an APNs provider token (ES256, raw r||s)
 from the .p8, for tests that drive the fake without the C client.
@@ -231,17 +234,43 @@ def load_pki(directory):
     return pki
 
 
+def _server_san(name):
+    """A SAN entry: an IP address literal or a DNS name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def _names_server_cert(pki, server_names):
+    """Whether pki's server certificate names every one of server_names."""
+    if not server_names:
+        return True
+    try:
+        with open(pki.server_cert, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+        san = cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return False
+    return all(_server_san(n) in san for n in server_names)
+
+
 def make_pki(directory, topic=DEFAULT_TOPIC,
-             p12_password=DEFAULT_P12_PASSWORD, reuse=True):
+             p12_password=DEFAULT_P12_PASSWORD, reuse=True,
+             server_names=()):
     """Generate the test PKI into directory (created if needed) and return
-    its Pki. With reuse, a complete PKI already there with the same topic
-    and password is returned as it is."""
+    its Pki. server_names: more DNS names (or IP literals) for the server
+    certificate's SAN. With reuse, a complete PKI already there with the
+    same topic and password, whose server certificate names server_names,
+    is returned as it is."""
     directory = os.path.abspath(directory)
     os.makedirs(directory, exist_ok=True)
     if reuse:
         old = load_pki(directory)
         if old is not None and old.topic == topic and \
-                old.p12_password == p12_password:
+                old.p12_password == p12_password and \
+                _names_server_cert(old, server_names):
             return old
 
     def p(name):
@@ -260,7 +289,8 @@ def make_pki(directory, topic=DEFAULT_TOPIC,
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]),
         srv_key.public_key(), ExtendedKeyUsageOID.SERVER_AUTH,
         [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-         x509.DNSName("localhost")] + [x509.DNSName(h) for h in APPLE_HOSTS])
+         x509.DNSName("localhost")] + [x509.DNSName(h) for h in APPLE_HOSTS] +
+        [_server_san(n) for n in server_names])
     _write(p("server.pem"), _pem_cert(srv_cert))
     _write(p("server-key.pem"), _pem_key(srv_key))
 
