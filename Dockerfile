@@ -4,17 +4,18 @@
 #   docker build --target relay   -t chatmail-push-relay .    # Dovecot, metadata-dictd, notifierd
 #   docker build --target central -t chatmail-push-central .  # proxyd
 #
-# The build stage is what the tests use: scripts/install-deps.sh (Debian
-# packages) and `make install`. The runtime stages copy the installed
-# files onto plain Debian 12 with only the shared libraries they need.
-# No Docker engine runs where this project is tested, so this file is not
-# built by the tests; tests/e2e/test_full_chain.py runs the same topology
-# natively (two network namespaces).
+# The build stage: scripts/install-deps.sh --build (the Debian packages
+# `make install` needs) and `make install`. The runtime stages copy the
+# installed files onto plain Debian 12 with only the shared libraries
+# they need: no compiler, no test data, no secrets (those are mounted at
+# run time, see compose.yaml). `make docker-test` builds both images from
+# this file as it is and runs compose.yaml's topology against fake
+# providers (tests/docker/).
 
 FROM debian:12 AS build
 WORKDIR /src
 COPY scripts/install-deps.sh scripts/
-RUN scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
+RUN scripts/install-deps.sh --build && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN make -j"$(nproc)" install PREFIX=/usr/local DESTDIR=/stage
 
@@ -36,6 +37,10 @@ RUN groupadd --system --gid 990 chatmail-proxyd \
  && install -d -o chatmail-proxyd -g chatmail-proxyd -m 0700 /var/lib/chatmail-proxyd
 USER chatmail-proxyd
 EXPOSE 9000 9001
+# GET / answers 200 "Hello, world!"; bash's /dev/tcp, as the image has no
+# HTTP client.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
+	CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9000 && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && head -c 12 <&3 | grep -q ' 200'"]
 ENTRYPOINT ["/usr/local/bin/proxyd"]
 CMD ["--openpgp-keyring-path", "/run/secrets/keyring.asc", \
      "--host", "0.0.0.0", "--port", "9000", \
@@ -43,7 +48,10 @@ CMD ["--openpgp-keyring-path", "/run/secrets/keyring.asc", \
      "--metrics", "0.0.0.0:9001"]
 
 # The relay host: Dovecot with the project's drop-in and push.lua (where
-# make install put them), metadata-dictd and notifierd. compose.yaml runs
+# make install put them), metadata-dictd and notifierd. The self-signed
+# key Debian's packages generate on install is removed: a key baked into
+# an image is the same in every container made from it; mount your own
+# certificate and key for IMAPS. compose.yaml runs
 # each in its own container from this image, sharing the sockets and the
 # database through volumes; the directories are made here with the owners
 # and modes the systemd units give them, and a named volume starts as a
@@ -55,7 +63,10 @@ RUN printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d \
  && apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 	dovecot-core dovecot-imapd dovecot-lmtpd \
- && rm -rf /var/lib/apt/lists/* /usr/sbin/policy-rc.d
+ && rm -rf /var/lib/apt/lists/* /usr/sbin/policy-rc.d \
+ && rm -f /etc/ssl/private/ssl-cert-snakeoil.key \
+	/etc/ssl/certs/ssl-cert-snakeoil.pem /etc/dovecot/private/dovecot.key \
+	/etc/dovecot/private/dovecot.pem
 COPY --from=build /stage/usr/local/bin/metadata-dictd /stage/usr/local/bin/notifierd \
 	/usr/local/bin/
 COPY --from=build /stage/etc/dovecot/ /etc/dovecot/
@@ -69,4 +80,8 @@ RUN groupadd --system --gid 5000 vmail \
  && install -d -o chatmail-push -g chatmail-push -m 0750 /run/notifierd \
 	/var/lib/chatmail-push
 EXPOSE 143 993 24
+# Dovecot's greeting on 143. The image also runs metadata-dictd and
+# notifierd (compose.yaml gives them process checks of their own).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
+	CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/143 && head -c 4 <&3 | grep -q '^\\* OK'"]
 CMD ["dovecot", "-F"]

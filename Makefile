@@ -3,7 +3,7 @@
 #   make                 build every program into build/bin/
 #   make test            unit tests, unit tests under ASan+UBSan, fuzz
 #                        replay (and a short libFuzzer run with clang), e2e
-#   make unit | san | fuzz-smoke | e2e     the parts of make test
+#   make unit | san | fuzz-smoke | e2e | docker-test   the parts of make test
 #   make fuzz            longer libFuzzer runs (FUZZ_SECONDS each)
 #   make bench           benchmarks under tests/bench/
 #   make install PREFIX=/usr/local DESTDIR=
@@ -85,7 +85,7 @@ UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,\
 	tests/unit/notifierd/test_*.c tests/unit/proxyd/test_*.c))
 FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all test unit unit-run testdata-check san fuzz fuzz-smoke fuzz-replay e2e e2e-san bench \
+.PHONY: all test unit unit-run testdata-check san fuzz fuzz-smoke fuzz-replay e2e e2e-san docker-test bench \
 	install clean deps
 all: $(PROGRAMS) $(BENCH_PROGRAMS)
 
@@ -305,6 +305,11 @@ testdata-check: $(BUILD)/tests/proxyd/test_openpgp
 		{ tail -40 $(BUILD)/testdata-regen.log; exit 1; }
 	@echo "testdata-check: committed data and a fresh regeneration agree"
 
+# The images from the Dockerfile and compose.yaml's topology, in a Docker
+# engine of its own (scripts/docker-test.sh, tests/docker/).
+docker-test:
+	scripts/docker-test.sh
+
 bench: all
 	tests/bench/run-dictd-bench.sh $(BUILD)/bin
 	tests/bench/run-notifierd-bench.sh $(BUILD)/bin
@@ -319,6 +324,7 @@ test:
 	$(MAKE) fuzz-smoke
 	$(MAKE) e2e-san
 	$(MAKE) e2e
+	$(MAKE) docker-test
 
 deps:
 	scripts/install-deps.sh

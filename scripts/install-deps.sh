@@ -2,14 +2,27 @@
 # Install the Debian packages that building, testing and running the stack
 # need. Idempotent: it does nothing when everything is already there, so the
 # test command can call it every time.
+#
+#   scripts/install-deps.sh           build, test and run (the default)
+#   scripts/install-deps.sh --build   only what `make` and `make install`
+#                                     need (the Dockerfile's build stage)
 set -eu
 
-PACKAGES="build-essential pkg-config clang
-libsqlite3-dev sqlite3 libevent-dev libmicrohttpd-dev libcurl4-openssl-dev
-libssl-dev libnghttp2-dev libjansson-dev libcmocka-dev zlib1g-dev
+BUILD_PACKAGES="build-essential pkg-config
+libsqlite3-dev libevent-dev libmicrohttpd-dev libcurl4-openssl-dev
+libssl-dev libnghttp2-dev libjansson-dev zlib1g-dev"
+PACKAGES="$BUILD_PACKAGES clang libcmocka-dev sqlite3
 dovecot-core dovecot-imapd dovecot-lmtpd
 python3-pytest python3-h2 python3-cryptography python3-jwt
 iproute2 valgrind openssl curl nghttp2-client"
+build_only=false
+if [ "${1:-}" = "--build" ]; then
+	build_only=true
+	PACKAGES=$BUILD_PACKAGES
+elif [ $# -gt 0 ]; then
+	echo "usage: $0 [--build]" >&2
+	exit 2
+fi
 
 missing=""
 for p in $PACKAGES; do
@@ -23,7 +36,8 @@ done
 # the e2e tests check proxyd against. Judged by the commands, not by
 # package names: a machine may have Node.js from elsewhere (nodesource),
 # whose nodejs package conflicts with Debian's npm.
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+if ! $build_only && { ! command -v node >/dev/null ||
+    ! command -v npm >/dev/null; }; then
 	missing="$missing nodejs npm"
 fi
 
