@@ -17,7 +17,6 @@ import argparse
 import base64
 import json
 import os
-import socket
 import ssl
 import sys
 import time
@@ -26,9 +25,6 @@ import urllib.parse
 import urllib.request
 import uuid
 
-import h2.config
-import h2.connection
-import h2.events
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import \
@@ -37,6 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 import fakes_server  # noqa: E402  (puts the fakes on sys.path)
+import tls_client  # noqa: E402
 from fake_fcm import sign_assertion  # noqa: E402
 
 APNS_TOKEN = "ab" * 32
@@ -84,52 +81,10 @@ class Check:
     def h2(self, port, method, path, headers=(), body=b"", cert=None):
         """One request on a fresh TLS connection, name checked against
         the host name: (status, headers, body)."""
-        ctx = ssl.create_default_context(cafile=self.ca)
-        ctx.set_alpn_protocols(["h2"])
-        if cert:
-            ctx.load_cert_chain(*cert)
-        raw = socket.create_connection((self.addr, port), timeout=10)
-        sock = ctx.wrap_socket(raw, server_hostname=self.host)
-        try:
-            assert sock.selected_alpn_protocol() == "h2"
-            conn = h2.connection.H2Connection(h2.config.H2Configuration(
-                client_side=True, header_encoding="utf-8"))
-            conn.initiate_connection()
-            hdrs = [(":method", method), (":path", path),
-                    (":scheme", "https"),
-                    (":authority", "%s:%d" % (self.host, port))]
-            hdrs += list(headers)
-            if body:
-                hdrs.append(("content-length", str(len(body))))
-            conn.send_headers(1, hdrs, end_stream=not body)
-            if body:
-                conn.send_data(1, body, end_stream=True)
-            sock.sendall(conn.data_to_send())
-            status, rh, rb = None, {}, bytearray()
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    raise ConnectionError("closed mid-answer")
-                for ev in conn.receive_data(data):
-                    if isinstance(ev, h2.events.ResponseReceived):
-                        for k, v in ev.headers:
-                            if k == ":status":
-                                status = int(v)
-                            else:
-                                rh[k] = v
-                    elif isinstance(ev, h2.events.DataReceived):
-                        rb.extend(ev.data)
-                        conn.acknowledge_received_data(
-                            ev.flow_controlled_length, ev.stream_id)
-                    elif isinstance(ev, h2.events.StreamEnded):
-                        conn.close_connection()
-                        sock.sendall(conn.data_to_send())
-                        return status, rh, bytes(rb)
-                out = conn.data_to_send()
-                if out:
-                    sock.sendall(out)
-        finally:
-            sock.close()
+        r = tls_client.request("https://%s:%d%s" % (self.host, port, path),
+                               method, headers, body, ca_file=self.ca,
+                               cert=cert, address=self.addr)
+        return r.status, r.headers, r.body
 
     def pushes(self, **q):
         status, body = self.ctl("GET", "/pushes?" + urllib.parse.urlencode(q))

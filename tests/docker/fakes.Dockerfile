@@ -23,6 +23,7 @@ RUN apt-get update -q \
 	--home-dir /nonexistent --shell /usr/sbin/nologin fakes
 COPY tests/e2e/fake_apns.py tests/e2e/fake_fcm.py tests/e2e/fake_webpush.py \
      tests/e2e/https_fake.py tests/e2e/fake_wait.py tests/e2e/pki.py \
+     tests/e2e/tls_client.py \
      tests/docker/fakes_server.py tests/docker/check_fakes.py \
      tests/data/openpgp/keyring-v6.asc /fakes/
 RUN python3 -m compileall -q /fakes

@@ -45,7 +45,11 @@ def _context(ca_file, alpn):
 
 
 def request(url, method="POST", headers=(), body=b"", ca_file=None,
-            http="2", timeout=10, chunked=False, length=True):
+            http="2", timeout=10, chunked=False, length=True, cert=None,
+            address=None):
+    """cert: (certificate file, key file) to present (HTTP/2 only);
+    address: connect there instead of the URL's host, whose name is still
+    the one checked (HTTP/2 only)."""
     if isinstance(body, str):
         body = body.encode()
     u = urllib.parse.urlsplit(url)
@@ -53,9 +57,12 @@ def request(url, method="POST", headers=(), body=b"", ca_file=None,
     if http == "1.1":
         return _request_h1(u, method, path, headers, body, ca_file,
                            timeout, chunked)
-    raw = socket.create_connection((u.hostname, u.port), timeout=timeout)
-    sock = _context(ca_file, "h2").wrap_socket(raw,
-                                               server_hostname=u.hostname)
+    ctx = _context(ca_file, "h2")
+    if cert:
+        ctx.load_cert_chain(*cert)
+    raw = socket.create_connection((address or u.hostname, u.port),
+                                   timeout=timeout)
+    sock = ctx.wrap_socket(raw, server_hostname=u.hostname)
     try:
         if sock.selected_alpn_protocol() != "h2":
             raise ConnectionError("server did not pick h2")
