@@ -49,23 +49,26 @@ ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 
 # ---- sources -------------------------------------------------------------
 
-COMMON_SRCS = common/log.c common/cli.c common/db.c common/tabesc.c \
+# common/ holds what at least two daemons use.
+COMMON_SRCS = common/log.c common/cli.c common/db.c \
 	common/metrics.c common/metrics_http.c common/evloop.c common/xmalloc.c \
 	common/err.c common/buf.c common/relay_db.c common/db_checkpoint.c \
-	common/backoff.c common/unixsock.c common/base64.c common/jwt.c \
-	common/httpc.c common/h2client.c common/workq.c common/cliopt.c
+	common/backoff.c common/unixsock.c common/base64.c \
+	common/httpc.c common/cliopt.c
 DICTD_LIB_SRCS = metadata-dictd/dict_proto.c metadata-dictd/dict_store.c \
 	metadata-dictd/dict_cmd.c metadata-dictd/dict_conn.c metadata-dictd/dict_key.c \
 	metadata-dictd/dict_server.c metadata-dictd/dict_vendor.c \
 	metadata-dictd/dict_turn.c metadata-dictd/chatmaild_parse.c \
-	metadata-dictd/chatmaild_import.c
+	metadata-dictd/chatmaild_import.c metadata-dictd/tabesc.c
 DICTD_SRCS = metadata-dictd/main.c $(DICTD_LIB_SRCS)
 NOTIFIERD_LIB_SRCS = notifierd/queue.c \
 	notifierd/breaker.c notifierd/notifier.c
-# proxyd is being built module by module; its library is every file but
-# main.c.
-PROXYD_LIB_SRCS = $(filter-out proxyd/main.c,$(wildcard proxyd/*.c \
-	proxyd/providers/*.c))
+# proxyd is in rooms (docs/architecture.md "Source layout"): its library
+# is every file of every room but main.c, and its code sees every room's
+# headers.
+PROXYD_SRCS := $(wildcard proxyd/*.c proxyd/*/*.c proxyd/*/*/*.c)
+PROXYD_LIB_SRCS = $(filter-out proxyd/main.c,$(PROXYD_SRCS))
+PROXYD_INC := $(patsubst %/,-I%,$(sort $(dir $(PROXYD_SRCS))))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -93,12 +96,12 @@ all: $(PROGRAMS) $(BENCH_PROGRAMS)
 $(BUILD)/obj/tests/unit/%.o: CPPFLAGS += -Itests/unit
 $(BUILD)/obj/tests/unit/metadata-dictd/%.o: CPPFLAGS += -Imetadata-dictd
 $(BUILD)/obj/tests/unit/notifierd/%.o: CPPFLAGS += -Inotifierd
-$(BUILD)/obj/tests/unit/proxyd/%.o: CPPFLAGS += -Iproxyd -Iproxyd/providers
-$(BUILD)/fuzz/replay_openpgp: CPPFLAGS += -Iproxyd
-$(BUILD)/fuzz/replay_token: CPPFLAGS += -Iproxyd -Iproxyd/providers
-build-fuzz/openpgp build-fuzz/token: CPPFLAGS += -Iproxyd -Iproxyd/providers
-$(BUILD)/fuzz/replay_fcm_%: CPPFLAGS += -Iproxyd -Iproxyd/providers
-build-fuzz/fcm_%: CPPFLAGS += -Iproxyd -Iproxyd/providers
+$(BUILD)/obj/tests/unit/proxyd/%.o: CPPFLAGS += $(PROXYD_INC)
+$(BUILD)/fuzz/replay_openpgp: CPPFLAGS += $(PROXYD_INC)
+$(BUILD)/fuzz/replay_token: CPPFLAGS += $(PROXYD_INC)
+build-fuzz/openpgp build-fuzz/token: CPPFLAGS += $(PROXYD_INC)
+$(BUILD)/fuzz/replay_fcm_%: CPPFLAGS += $(PROXYD_INC)
+build-fuzz/fcm_%: CPPFLAGS += $(PROXYD_INC)
 $(BUILD)/fuzz/replay_dict_%: CPPFLAGS += -Imetadata-dictd
 build-fuzz/dict_%: CPPFLAGS += -Imetadata-dictd
 $(BUILD)/fuzz/replay_chatmaild_%: CPPFLAGS += -Imetadata-dictd
@@ -137,11 +140,11 @@ ZLIB_LIBS := $(call pl,zlib)
 JANSSON_LIBS := $(call pl,jansson)
 # metadata-dictd reads JSON: the app versions file, chatmaild's files.
 $(BUILD)/obj/metadata-dictd/%.o: CPPFLAGS += $(call pc,jansson)
-$(BUILD)/obj/proxyd/%.o: CPPFLAGS += -Iproxyd -Iproxyd/providers \
+$(BUILD)/obj/proxyd/%.o: CPPFLAGS += $(PROXYD_INC) \
 	$(call pc,jansson)
 CURL_LIBS := $(call pl,libcurl)
 $(BUILD)/obj/notifierd/%.o: CPPFLAGS += $(call pc,libcurl)
-$(BUILD)/obj/common/httpc.o $(BUILD)/obj/common/h2client.o: CPPFLAGS += \
+$(BUILD)/obj/common/httpc.o $(BUILD)/obj/proxyd/transport/h2client.o: CPPFLAGS += \
 	$(call pc,libcurl)
 $(BUILD)/bin/notifierd: $(call obj,notifierd/main.c) $(LIBNOTIFIERD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
@@ -174,15 +177,15 @@ $(BUILD)/bin/notify-flood: $(call obj,tests/bench/notify_flood.c \
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
-$(BUILD)/obj/tests/bench/openpgp_speed.o: CPPFLAGS += -Iproxyd
+$(BUILD)/obj/tests/bench/openpgp_speed.o: CPPFLAGS += $(PROXYD_INC)
 $(BUILD)/bin/openpgp-speed: $(call obj,tests/bench/openpgp_speed.c) $(LIBPROXYD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ZLIB_LIBS) $(JANSSON_LIBS) \
 		$(CURL_LIBS) $(COMMON_LIBS)
 
-$(BUILD)/obj/tests/bench/debounce_mem.o: CPPFLAGS += -Iproxyd
+$(BUILD)/obj/tests/bench/debounce_mem.o: CPPFLAGS += -Iproxyd/promise
 $(BUILD)/bin/debounce-mem: $(call obj,tests/bench/debounce_mem.c \
-    proxyd/debounce.c proxyd/siphash.c) $(LIBCOMMON)
+    proxyd/promise/debounce.c proxyd/promise/siphash.c) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(COMMON_LIBS)
 
@@ -228,18 +231,19 @@ san:
 # tiny main in tests/fuzz/replay.c); fuzz-smoke adds a short libFuzzer run
 # when clang is there; fuzz runs libFuzzer for FUZZ_SECONDS per target.
 
-FUZZ_LIB_dict_proto = metadata-dictd/dict_proto.c common/tabesc.c common/xmalloc.c \
+FUZZ_LIB_dict_proto = metadata-dictd/dict_proto.c metadata-dictd/tabesc.c common/xmalloc.c \
 	common/buf.c common/err.c
 FUZZ_LIB_chatmaild_parse = metadata-dictd/chatmaild_parse.c \
 	metadata-dictd/dict_turn.c common/unixsock.c common/xmalloc.c \
 	common/buf.c common/err.c
 FUZZ_LIB_openpgp = $(PROXYD_LIB_SRCS) $(COMMON_SRCS)
 FUZZ_LIB_token = $(PROXYD_LIB_SRCS) $(COMMON_SRCS)
-FUZZ_LIB_fcm_key = proxyd/providers/fcm_key.c proxyd/providers/fcm_auth.c \
-	proxyd/providers/provider.c common/jwt.c common/base64.c common/buf.c \
-	common/err.c common/xmalloc.c common/backoff.c
-FUZZ_LIB_fcm_answer = $(FUZZ_LIB_fcm_key) proxyd/providers/fcm.c \
-	proxyd/providers/ubports.c
+FUZZ_LIB_fcm_key = proxyd/providers/fcm/fcm_key.c \
+	proxyd/providers/fcm/fcm_auth.c proxyd/providers/provider.c \
+	proxyd/providers/jwt.c common/base64.c common/buf.c common/err.c \
+	common/xmalloc.c common/backoff.c
+FUZZ_LIB_fcm_answer = $(FUZZ_LIB_fcm_key) proxyd/providers/fcm/fcm.c \
+	proxyd/providers/ubports/ubports.c
 
 $(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBDICTD) \
     $(LIBPROXYD) $(LIBCOMMON)

@@ -1,22 +1,33 @@
 /*
  * proxyd, the central push proxy: the pieces and how they meet.
  *
- *   api.c            HTTP API (/notify, /register, /) on libmicrohttpd
- *   openpgp_*.c      decryption of openpgp: tokens (RFC 9580 subset)
- *   decrypt_cache.c  ciphertext digest -> token, bounded LRU
- *   token.c          what a decrypted token is (APNs, FCM, Web Push, ...)
- *   debounce.c       one push per token per window
- *   promise.c        what a 200 promises: owed pushes (owed.c, stored by
- *                    owed_store.c in proxy_db.c's database), retried until
- *                    they go out
- *   push.c           sending through provider modules (providers/)
- *   heartbeat*.c     silent pushes to registered iOS devices
- *   proxy.c          the request flows that tie them together
- *   proxy_owed.c     ... and the owed pushes' part of them
+ * proxyd's rooms, in the order a token goes through them:
+ *
+ *   api/             HTTP intake (/notify, /register, /) on libmicrohttpd
+ *   openpgp/         decryption of openpgp: tokens (RFC 9580 subset);
+ *                    openpgp.h is its only face
+ *   token/           what a decrypted token is (APNs, FCM, Web Push, ...)
+ *                    and the bounded cache of decryptions
+ *   promise/         debounce windows and what a 200 promises: owed
+ *                    pushes, stored (owed_store.c) and retried until they
+ *                    go out
+ *   push/            the push engine: rate limits, credentials, verdicts
+ *   providers/       one folder per provider (apns/, fcm/, webpush/,
+ *                    ubports/), the shape they share (provider.h) and jwt
+ *   transport/       the HTTP/2 client for APNs and FCM
+ *   heartbeat/       the schedule of silent pushes to registered iOS
+ *                    devices
+ *
+ * and here, the flows that tie them together:
+ *
+ *   proxy.c          requests, decryption, heartbeats, set-up
+ *   proxy_owed.c     the owed pushes' part of them
+ *   proxy_db.c       proxyd's database (heartbeats, owed pushes)
+ *   workq.c          the decryption worker pool
  *   main.c           options, set-up, loop, tear-down
  *
  * One libevent loop thread does all I/O; decryption runs on a small
- * worker pool (common/workq.c) and comes back to the loop.
+ * worker pool (proxyd/workq.c) and comes back to the loop.
  */
 #ifndef PROXY_H
 #define PROXY_H

@@ -512,7 +512,7 @@ print(p.topic, p.p12_password)' "$REPO/tests/e2e" "$tmp/pki" \
     >"$tmp/pki.txt" 2>"$tmp/pki.err" ||
     { show_log "$tmp/pki.err"; die "cannot make the test PKI"; }
 read -r topic p12_password <"$tmp/pki.txt"
-# The visible push proxyd sends (proxyd/providers/apns.c), for h2load.
+# The visible push proxyd sends (proxyd/providers/apns/apns.c), for h2load.
 printf '%s' '{"aps":{"alert":{"title":"New messages",' \
     '"body":"You have new messages","title-loc-key":"new_messages",' \
     '"loc-key":"new_messages_body"},"sound":"default","mutable-content":1}}' \

@@ -41,7 +41,7 @@ Two defects these tests found are fixed and stay covered:
   * test_proxyd_answers_at_once_on_a_new_connection: proxyd never sent an
     answer its handler gave at once (debounce-coalesced 200, 410 for a
     malformed token) on a new connection while another one was open
-    (proxyd/api.c now queues such answers without suspending).
+    (proxyd/api/api.c now queues such answers without suspending).
 """
 
 import bisect
@@ -775,7 +775,7 @@ def test_proxyd_answers_at_once_on_a_new_connection(proxyd_factory,
     does) after a first push; a second client on a new connection sends a
     request proxyd answers without waiting for anything: the same token
     again (coalesced by the debounce: 200), then a malformed token (410).
-    Each must be answered at once (before the fix in proxyd/api.c neither
+    Each must be answered at once (before the fix in proxyd/api/api.c neither
     was, and only the client's timeout ended the wait)."""
     import http.client
     p = proxyd_factory(apns=fake_apns, debounce="10s")

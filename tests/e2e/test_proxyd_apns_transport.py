@@ -1,4 +1,4 @@
-"""proxyd's HTTP/2 client to APNs (common/h2client.c) against the fake
+"""proxyd's HTTP/2 client to APNs (proxyd/transport/h2client.c) against the fake
 APNs: what a long-lived multiplexed connection to Apple meets in
 production. Concurrency limits (Apple starts token-auth connections at one
 stream), GOAWAY with streams in flight (answered ones kept, refused ones

@@ -1,4 +1,4 @@
-"""A 200 from proxyd is a promise (issue 11, proxyd/promise.h).
+"""A 200 from proxyd is a promise (issue 11, proxyd/promise/promise.h).
 
 Once proxyd answers 200 to a /notify, a push for that device reaches the
 provider AFTER that request arrived, unless the provider says the token

@@ -1,4 +1,4 @@
-/* Unit tests of proxyd/addr_policy.c. Every range's first and last
+/* Unit tests of proxyd/providers/webpush/addr_policy.c. Every range's first and last
  * address and its neighbours outside; each IPv4 row again in the IPv6
  * forms that embed it (mapped, compatible, NAT64, 6to4); sockaddrs as
  * getaddrinfo makes them, short or of other families. Addresses are

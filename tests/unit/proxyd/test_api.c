@@ -1,4 +1,4 @@
-/* Tests of proxyd/api.c over real HTTP on 127.0.0.1: the loop thread runs
+/* Tests of proxyd/api/api.c over real HTTP on 127.0.0.1: the loop thread runs
  * the API and answers /notify later from a timer (as a push in flight
  * would); a client thread uses libcurl. Checks routing, the body limit,
  * and that hundreds of requests can wait suspended at once. */

@@ -1,4 +1,4 @@
-/* Unit tests of proxyd/providers/apns.c: the exact requests for visible
+/* Unit tests of proxyd/providers/apns/apns.c: the exact requests for visible
  * and heartbeat pushes, every row of Apple's answer table, and the
  * provider token's renewal rules (ES256, verified with OpenSSL). */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Unit tests of proxyd/decrypt_cache.c: hits, cached failures, LRU
+/* Unit tests of proxyd/token/decrypt_cache.c: hits, cached failures, LRU
  * eviction order and the bound. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests of proxyd/providers/fcm_key.c, fcm_auth.c and fcm.c: the
+ * Unit tests of proxyd/providers/fcm/fcm_key.c, fcm_auth.c and fcm.c: the
  * service-account key file (good and bad members, files, and errors that
  * never quote the private key), the RS256 assertion verified with
  * OpenSSL against the public half of the key, the token request, the

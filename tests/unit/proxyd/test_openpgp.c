@@ -1,4 +1,4 @@
-/* Unit tests of proxyd/openpgp_*.c against the OpenPGP.js-made vectors of
+/* Unit tests of proxyd/openpgp/openpgp_*.c against the OpenPGP.js-made vectors of
  * tests/data/openpgp (README there): every row of vectors.tsv, every
  * truncation and every single-bit flip of the control message, the
  * keyring files, RFC 9580 A.8, broken keyrings, and the inner message

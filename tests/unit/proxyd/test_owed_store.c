@@ -1,5 +1,5 @@
 /*
- * Unit tests of proxyd/owed_store.c on a real SQLite file (proxy_db.c's
+ * Unit tests of proxyd/promise/owed_store.c on a real SQLite file (proxy_db.c's
  * schema): the journal goes in with one commit, rows come back in key
  * order across a reopen, the key is made once and kept, stored items are
  * updated without their input, deletes, and a failed commit keeps the

@@ -1,4 +1,4 @@
-/* Unit tests of proxyd/p12.c with files made by the openssl tool: a
+/* Unit tests of proxyd/providers/apns/p12.c with files made by the openssl tool: a
  * modern .p12, a legacy RC2-40 one (as Keychain exports), a wrong
  * password, garbage. */
 #include <setjmp.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests of proxyd/promise.c, the state machine behind a 200 (debounce
+ * Unit tests of proxyd/promise/promise.c, the state machine behind a 200 (debounce
  * windows and owed pushes), with a fake clock: nothing sleeps, every time
  * is an argument. Each test plays what proxy.c does (a request, a push
  * handed out, the provider's verdict) and checks what is sent when, what

@@ -1,4 +1,4 @@
-/* Unit tests of proxyd/ratelimit.c: the token bucket's arithmetic, and the
+/* Unit tests of proxyd/push/ratelimit.c: the token bucket's arithmetic, and the
  * gate on a real libevent loop (FIFO order, pauses, the bounded wait and
  * the bounded queue). */
 #include <setjmp.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests of proxyd/token.c: one table of named rows, valid and invalid
+ * Unit tests of proxyd/token/token.c: one table of named rows, valid and invalid
  * tokens of every kind with the boundary lengths, then the Web Push parts
  * in detail. Every accepted row must format back to its input, and no
  * error message may quote the token.

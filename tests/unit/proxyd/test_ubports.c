@@ -1,5 +1,5 @@
 /*
- * Unit tests of proxyd/providers/ubports.c: the app id check, the exact
+ * Unit tests of proxyd/providers/ubports/ubports.c: the app id check, the exact
  * request (the Rust service's body with our expire_on, read back with
  * jansson as the push server reads it), refusals that never quote the
  * token, and the server's answer table (labels and statuses of

@@ -1,4 +1,4 @@
-/* Unit tests of proxyd/vapid.c: key files in the forms operators have
+/* Unit tests of proxyd/providers/webpush/vapid.c: key files in the forms operators have
  * (PKCS#8, SEC1 with and without EC PARAMETERS; encrypted, other curves
  * and garbage refused), the subject rules, the origin as aud, and the
  * Authorization header as a push service checks it: k is our public

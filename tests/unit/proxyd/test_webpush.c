@@ -1,4 +1,4 @@
-/* Unit tests of proxyd/providers/webpush.c: the request for a parsed
+/* Unit tests of proxyd/providers/webpush/webpush.c: the request for a parsed
  * webpush: token (URL, every header, the VAPID header's aud, a body the
  * user agent decrypts to "ping"), refusals, the insecure flag and the
  * origin, and every row of the answer table. */

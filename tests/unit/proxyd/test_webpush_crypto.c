@@ -1,4 +1,4 @@
-/* Unit tests of proxyd/webpush_crypto.c: RFC 8291 Appendix A byte for
+/* Unit tests of proxyd/providers/webpush/webpush_crypto.c: RFC 8291 Appendix A byte for
  * byte, the notifiers-shaped "ping" vector, fresh keys decrypted back by
  * the user agent's side (webpush_ua.h), and refusals: sizes, record
  * sizes, UA keys off the curve or in other encodings, bad scalars. */

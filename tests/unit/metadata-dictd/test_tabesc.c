@@ -1,4 +1,4 @@
-/* Unit tests of common/tabesc.c: Dovecot's tab-escaping as the dict
+/* Unit tests of metadata-dictd/tabesc.c: Dovecot's tab-escaping as the dict
  * protocol uses it (table in tabesc.h), the captured example from the
  * protocol doc, and a round trip of every byte value. */
 #include <setjmp.h>

@@ -5,8 +5,8 @@
  * a retry). This is the container: a table by keyed token digest, a heap
  * by due time, byte and count bounds, and a journal of what changed since
  * the database last took it. The rules (when an item is due, what a
- * provider's answer does to it) are proxyd/promise.c's; the database is
- * proxyd/owed_store.c's.
+ * provider's answer does to it) are proxyd/promise/promise.c's; the database is
+ * proxyd/promise/owed_store.c's.
  *
  * An item holds the decrypted token (to send it; wiped when freed) and,
  * until the database has it, the token as it arrived (encrypted: that is

@@ -1,4 +1,4 @@
-/* Unit tests of common/workq.c: work runs on worker threads, completions
+/* Unit tests of proxyd/workq.c: work runs on worker threads, completions
  * come back on the loop thread, a full queue refuses jobs, and freeing
  * the pool cancels what never ran. */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Unit tests of common/jwt.c: ES256 and RS256 tokens verified with
+/* Unit tests of proxyd/providers/jwt.c: ES256 and RS256 tokens verified with
  * OpenSSL, the raw r || s signature form, and key-type checks. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -4,7 +4,7 @@
  * "this device was pushed less than window_ms ago": the first request
  * for a token opens one and is sent at once; a request inside an open
  * window is coalesced (proxyd then owes the device one trailing push at
- * the window's end: proxyd/promise.h keeps that obligation, not this
+ * the window's end: proxyd/promise/promise.h keeps that obligation, not this
  * module). A leading push that fails closes its window again
  * (debounce_cancel), and a trailing push that was sent starts the next
  * window (debounce_reopen), so a token gets at most one push per window
