@@ -50,7 +50,7 @@ ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 # ---- sources -------------------------------------------------------------
 
 # common/ holds what at least two daemons use.
-COMMON_SRCS = common/log.c common/cli.c common/db.c \
+COMMON_SRCS = common/log.c common/cli.c common/db.c common/clock.c \
 	common/metrics.c common/metrics_http.c common/evloop.c common/xmalloc.c \
 	common/err.c common/buf.c common/relay_db.c common/db_checkpoint.c \
 	common/backoff.c common/unixsock.c common/base64.c \

@@ -54,7 +54,5 @@ int	 db_commit(sqlite3 *, char err[ERR_LEN]);
  * SQLite's own state and the next BEGIN reports it. */
 void	 db_rollback(sqlite3 *);
 
-/* Wall-clock time in unix milliseconds, the unit of every stored time. */
-int64_t	 db_now_ms(void);
 
 #endif

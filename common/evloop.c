@@ -2,7 +2,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "evloop.h"
 #include "xmalloc.h"
@@ -75,19 +74,4 @@ evloop_raise_nofile(uint64_t want)
 		getrlimit(RLIMIT_NOFILE, &rl);
 	}
 	return rl.rlim_cur;
-}
-
-int64_t
-evloop_mono_ms(void)
-{
-	return evloop_mono_us() / 1000;
-}
-
-int64_t
-evloop_mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

@@ -33,8 +33,4 @@ void			 evloop_signals_free(struct evloop_signals *);
  * returns the limit now in force. */
 uint64_t		 evloop_raise_nofile(uint64_t want);
 
-/* Monotonic clock in milliseconds, for timers and latency. */
-int64_t			 evloop_mono_ms(void);
-int64_t			 evloop_mono_us(void);
-
 #endif

@@ -14,7 +14,7 @@
 #include <event2/event.h>
 
 #include "buf.h"
-#include "evloop.h"
+#include "clock.h"
 #include "httpc.h"
 #include "xmalloc.h"
 
@@ -133,7 +133,7 @@ httpc_check_done(struct httpc *s)
 		resp.body = r->body.data;
 		resp.body_len = r->body.len;
 		resp.retry_after_s = r->retry_after_s;
-		resp.latency_us = evloop_mono_us() - r->started_us;
+		resp.latency_us = clock_mono_us() - r->started_us;
 		curl_multi_remove_handle(s->multi, r->easy);
 		/* Unlink before calling back: the callback may send. */
 		if (r->prev != NULL)
@@ -366,7 +366,7 @@ httpc_send(struct httpc *s, const struct httpc_request *q, void *ctx,
 	r->address_refused = false;
 	r->retry_after_s = -1;
 	r->errbuf[0] = '\0';
-	r->started_us = evloop_mono_us();
+	r->started_us = clock_mono_us();
 	curl_easy_setopt(r->easy, CURLOPT_URL, q->url);
 	/* Wait for a connection that may multiplex rather than open more:
 	 * only where HTTP/2 can be negotiated. Over http:// curl learns that

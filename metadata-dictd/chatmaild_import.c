@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "dictd.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -492,7 +493,7 @@ chatmaild_import_main(const char *db_path, enum db_sync sync,
 		return 1;
 	}
 	log_info("chatmaild import from=%s db=%s", vmail_dir, db_path);
-	rc = chatmaild_import_run(store, vmail_dir, db_now_ms(), token_ttl_ms,
+	rc = chatmaild_import_run(store, vmail_dir, clock_wall_ms(), token_ttl_ms,
 	    &report, err);
 	dict_store_close(store);
 	buf_init(&line);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "dictd.h"
 #include "log.h"
 #include "metrics.h"
@@ -176,7 +177,7 @@ dict_cmd_lookup(struct dict_conn *c, struct dict_cmd *cmd)
 		return dict_cmd_lookup_vendor(c, &k);
 	buf_init(&value);
 	rc = dict_store_lookup(dict_server_store(srv), cmd->user, cmd->key,
-	    db_now_ms(), &value, err);
+	    clock_wall_ms(), &value, err);
 	if (rc > 0)
 		dict_proto_reply_value(out, value.data ? value.data : "",
 		    value.len);
@@ -203,7 +204,7 @@ dict_cmd_iterate(struct dict_conn *c, struct dict_cmd *cmd)
 	char err[ERR_LEN];
 
 	if (dict_store_iterate(dict_server_store(srv), cmd->user, cmd->key,
-	    cmd->flags, cmd->max_rows, db_now_ms(), &rows, err) < 0) {
+	    cmd->flags, cmd->max_rows, clock_wall_ms(), &rows, err) < 0) {
 		log_warnx("dict conn=%llu iterate failed: %s",
 		    dict_conn_id(c), err);
 		metric_inc(dict_server_stats(srv)->fail_store);

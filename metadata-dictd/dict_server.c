@@ -22,8 +22,8 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "clock.h"
 #include "dictd.h"
-#include "evloop.h"
 #include "log.h"
 #include "metrics.h"
 #include "metrics_http.h"
@@ -147,7 +147,7 @@ dict_server_flush(struct dict_server *srv)
 	enum dict_commit_result *results;
 	char **reasons;
 	uint64_t queued = 0, tokens_set = 0;
-	int64_t now = db_now_ms();
+	int64_t now = clock_wall_ms();
 	char err[ERR_LEN];
 	bool ok;
 
@@ -275,7 +275,7 @@ dict_server_on_sweep(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	n = dict_store_sweep(srv->store, db_now_ms(), DICT_SWEEP_BATCH_ROWS,
+	n = dict_store_sweep(srv->store, clock_wall_ms(), DICT_SWEEP_BATCH_ROWS,
 	    err);
 	if (n < 0)
 		log_warnx("dict token sweep failed: %s", err);

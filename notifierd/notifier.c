@@ -18,7 +18,7 @@
 #include <openssl/rand.h>
 
 #include "backoff.h"
-#include "evloop.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "metrics_http.h"
@@ -121,19 +121,19 @@ notifier_on_done(void *ctx, const struct httpc_response *resp, void *arg)
 	long status = resp->status;
 	const char *reason = resp->error;
 	int64_t latency_us = resp->latency_us;
-	int64_t now = db_now_ms(), next_at;
+	int64_t now = clock_wall_ms(), next_at;
 	enum job_outcome what = notifier_classify(status);
 	bool proxy_ok = status != 0 && status < 500;
 	uint32_t rnd = 0;
 
 	metric_gauge_add(n->st.in_flight, -1);
 	metric_observe_us(n->st.latency, (uint64_t)latency_us);
-	if (breaker_record(&n->breaker, proxy_ok, evloop_mono_ms()))
+	if (breaker_record(&n->breaker, proxy_ok, clock_mono_ms()))
 		log_warnx("notify proxy unreachable (%s), pausing for %lld ms",
 		    status == 0 ? reason : "5xx answers",
 		    (long long)n->breaker.cooldown_ms);
 	metric_set(n->st.breaker_open, breaker_is_open(&n->breaker,
-	    evloop_mono_ms()));
+	    clock_mono_ms()));
 
 	switch (what) {
 	case JOB_DONE:
@@ -248,15 +248,15 @@ notifier_on_flush(evutil_socket_t fd, short what, void *arg)
 static void
 notifier_schedule(struct notifier *n)
 {
-	int64_t due, now = db_now_ms(), wait_ms = n->cfg.poll_ms;
+	int64_t due, now = clock_wall_ms(), wait_ms = n->cfg.poll_ms;
 	struct timeval tv;
 	char err[ERR_LEN];
 
 	if (queue_next_due(n->queue, &due, err) == 1 && due - now < wait_ms)
 		wait_ms = due - now;
-	if (breaker_is_open(&n->breaker, evloop_mono_ms()) &&
-	    n->breaker.open_until_ms - evloop_mono_ms() > wait_ms)
-		wait_ms = n->breaker.open_until_ms - evloop_mono_ms();
+	if (breaker_is_open(&n->breaker, clock_mono_ms()) &&
+	    n->breaker.open_until_ms - clock_mono_ms() > wait_ms)
+		wait_ms = n->breaker.open_until_ms - clock_mono_ms();
 	if (wait_ms < 1)
 		wait_ms = 1;
 	tv.tv_sec = wait_ms / 1000;
@@ -279,12 +279,12 @@ notifier_pump(struct notifier *n)
 
 	while (!n->stopping) {
 		room = n->cfg.concurrency - httpc_in_flight(n->http);
-		allowed = breaker_allow(&n->breaker, evloop_mono_ms(), room);
+		allowed = breaker_allow(&n->breaker, clock_mono_ms(), room);
 		if (allowed > NOTIFIER_CLAIM_BATCH)
 			allowed = NOTIFIER_CLAIM_BATCH;
 		if (allowed == 0)
 			break;
-		got = queue_claim(n->queue, db_now_ms(), allowed, jobs, err);
+		got = queue_claim(n->queue, clock_wall_ms(), allowed, jobs, err);
 		if (got < 0)
 			log_warnx("notify cannot claim jobs: %s", err);
 		if (got <= 0) {
@@ -351,7 +351,7 @@ notifier_on_stats(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (queue_stats(n->queue, db_now_ms(), &len, &age, err) == 0) {
+	if (queue_stats(n->queue, clock_wall_ms(), &len, &age, err) == 0) {
 		metric_set(n->st.queue_length, len);
 		metric_set(n->st.oldest_age, age / 1000);
 	}

@@ -22,7 +22,7 @@
 #include <openssl/rand.h>
 
 #include "api.h"
-#include "evloop.h"
+#include "clock.h"
 #include "heartbeat.h"
 #include "log.h"
 #include "metrics_http.h"
@@ -40,6 +40,10 @@
  * its interval, if that is shorter), not a whole interval later. */
 #define PROXY_HEARTBEAT_RETRY_MS	(60 * 1000)
 #define PROXY_FAILURE_SERIES	256	/* notification_failures labels */
+/* The HTTP intake's bounds (api.h). */
+#define PROXY_API_MAX_CONNECTIONS	20000
+#define PROXY_API_MAX_PER_IP		5000
+#define PROXY_API_TIMEOUT_S		30	/* idle or slow client */
 #define PROXY_STOP_GRACE_MS	5000	/* answers in flight at SIGTERM */
 
 static void	proxy_continue(struct proxy_job *);
@@ -248,7 +252,7 @@ proxy_hb_schedule(struct proxy *px, const char *token, int64_t after_ms)
 	char err[ERR_LEN];
 
 	RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
-	if (heartbeat_store_put(px->hb, token, heartbeat_next_at(db_now_ms(),
+	if (heartbeat_store_put(px->hb, token, heartbeat_next_at(clock_wall_ms(),
 	    after_ms, jitter, rnd), err) < 0) {
 		log_warnx("proxy heartbeat store: %s", err);
 		return -1;
@@ -410,7 +414,7 @@ proxy_on_hb_timer(evutil_socket_t fd, short what, void *arg)
 	struct heartbeat_due due[PROXY_HEARTBEAT_BATCH];
 	struct timeval tv = { 1, 0 };
 	char err[ERR_LEN];
-	int64_t next, now = db_now_ms();
+	int64_t next, now = clock_wall_ms();
 	int n;
 
 	(void)fd;
@@ -440,7 +444,7 @@ proxy_on_hb_timer(evutil_socket_t fd, short what, void *arg)
 	    push_in_flight(px->push) >= PROXY_HEARTBEAT_IN_FLIGHT)
 		tv = (struct timeval){ 0, 50000 };
 	else if (heartbeat_store_next(px->hb, &next, err) == 1) {
-		int64_t wait = next - db_now_ms();
+		int64_t wait = next - clock_wall_ms();
 
 		if (wait < 0)
 			wait = 0;
@@ -575,9 +579,9 @@ proxy_new(struct event_base *base, const struct proxy_config *cfg,
 	memset(&ac, 0, sizeof(ac));
 	ac.host = cfg->host;
 	ac.port = cfg->port;
-	ac.max_connections = 20000;
-	ac.max_per_ip = 5000;
-	ac.timeout_s = 30;
+	ac.max_connections = PROXY_API_MAX_CONNECTIONS;
+	ac.max_per_ip = PROXY_API_MAX_PER_IP;
+	ac.timeout_s = PROXY_API_TIMEOUT_S;
 	if ((px->api = api_new(base, &ac, proxy_on_request, px, err)) == NULL)
 		goto fail;
 	log_info("proxy listening on %s:%u", cfg->host, api_port(px->api));
@@ -601,7 +605,7 @@ proxy_on_stop_check(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if ((api_pending(px->api) == 0 && push_in_flight(px->push) == 0 &&
 	    workq_depth(px->decrypt) == 0) ||
-	    evloop_mono_ms() >= px->stop_deadline_ms)
+	    clock_mono_ms() >= px->stop_deadline_ms)
 		event_base_loopbreak(px->base);
 }
 
@@ -613,7 +617,7 @@ proxy_stop(struct proxy *px)
 	if (px->stopping)
 		return;
 	px->stopping = true;
-	px->stop_deadline_ms = evloop_mono_ms() + PROXY_STOP_GRACE_MS;
+	px->stop_deadline_ms = clock_mono_ms() + PROXY_STOP_GRACE_MS;
 	evtimer_del(px->hb_timer);
 	px->stop_ev = event_new(px->base, -1, EV_PERSIST, proxy_on_stop_check,
 	    px);

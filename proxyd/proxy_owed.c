@@ -18,7 +18,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-#include "evloop.h"
+#include "clock.h"
 #include "log.h"
 #include "proxy_private.h"
 #include "workq.h"
@@ -135,9 +135,9 @@ proxy_owed_commit(struct proxy *px)
 		    err);
 		metric_inc(rc == 0 ? px->st.owed_commits :
 		    px->st.owed_commit_failures);
-		if (rc < 0 && evloop_mono_ms() - last_log >=
+		if (rc < 0 && clock_mono_ms() - last_log >=
 		    PROXY_OWED_LOG_EVERY_MS) {
-			last_log = evloop_mono_ms();
+			last_log = clock_mono_ms();
 			log_err("proxy cannot store owed pushes (%zu requests "
 			    "answered 500): %s", ow->nwaiting, err);
 		}
@@ -178,7 +178,7 @@ proxy_owed_arm(struct proxy *px, bool soon)
 		evtimer_del(ow->timer);
 		return;
 	} else
-		wait = next - db_now_ms();
+		wait = next - clock_wall_ms();
 	if (wait < 0)
 		wait = 0;
 	tv.tv_sec = wait / 1000;
@@ -227,7 +227,7 @@ proxy_owed_request(struct proxy_job *j)
 
 	promise_get_stats(ow->promise, &before);
 	if (promise_request(ow->promise, j->plain, strlen(j->plain),
-	    j->input, j->input_len, db_now_ms()) == PROMISE_SEND) {
+	    j->input, j->input_len, clock_wall_ms()) == PROMISE_SEND) {
 		promise_get_stats(ow->promise, &after);
 		if (after.owed.full != before.owed.full)
 			metric_inc(px->st.owed_full);
@@ -266,7 +266,7 @@ proxy_owed_log(struct proxy *px, const char *token, const char *provider,
 		log_debug("proxy owed push token=%s provider=%s failed "
 		    "reason=%s attempt=%u retry_in_ms=%lld", digest, provider,
 		    r->reason, it->attempts,
-		    (long long)(it->due_ms - db_now_ms()));
+		    (long long)(it->due_ms - clock_wall_ms()));
 		break;
 	case PROMISE_DROPPED_EXPIRED:
 		metric_inc(px->st.owed_expired);
@@ -293,7 +293,7 @@ proxy_owed_leading_done(struct proxy_job *j, const struct provider_result *r)
 	enum promise_outcome o;
 
 	o = promise_leading_done(px->ow.promise, j->plain, strlen(j->plain),
-	    r, db_now_ms());
+	    r, clock_wall_ms());
 	if (o != PROMISE_NONE) {
 		owed_key(promise_owed(px->ow.promise), j->plain,
 		    strlen(j->plain), key);
@@ -340,7 +340,7 @@ proxy_owed_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy *px = arg;
 	struct owed_item *it;
-	int64_t now = db_now_ms();
+	int64_t now = clock_wall_ms();
 	size_t n = 0;
 	bool room;
 
@@ -367,7 +367,7 @@ proxy_owed_trailing_done(struct proxy_job *j, const struct provider_result *r)
 	enum promise_outcome o;
 
 	j->item = NULL;
-	o = promise_trailing_done(px->ow.promise, it, r, db_now_ms());
+	o = promise_trailing_done(px->ow.promise, it, r, clock_wall_ms());
 	/* it is freed unless owed again or retried */
 	proxy_owed_log(px, j->plain, proxy_provider_label(j->token.kind), o,
 	    o == PROMISE_RETRY || o == PROMISE_OWED_AGAIN ? it : NULL, r);
@@ -455,7 +455,7 @@ proxy_owed_loaded(struct proxy_job *j)
 	} else {
 		out = promise_load(ow->promise, j->plain, strlen(j->plain),
 		    j->row.first_ms, j->row.due_ms, j->row.attempts,
-		    db_now_ms());
+		    clock_wall_ms());
 		if (out == PROMISE_DROPPED_FULL) {
 			log_err("proxy owed push dropped at start: more are "
 			    "stored than --owed-max/--owed-max-bytes allow");

@@ -9,7 +9,8 @@
 #include <openssl/crypto.h>
 
 #include "addr_policy.h"
-#include "evloop.h"
+#include "clock.h"
+#include "db.h"
 #include "fcm.h"
 #include "h2client.h"
 #include "httpc.h"
@@ -18,7 +19,6 @@
 #include "push.h"
 #include "ubports.h"
 #include "webpush.h"
-#include "db.h"
 #include "xmalloc.h"
 
 /* A provider that says "slow down" without Retry-After pauses this long;
@@ -222,8 +222,8 @@ push_origin_pause(struct push_engine *e, const struct token *t, int64_t ms)
 		op->until_ms = 0;
 	}
 	/* A shorter Retry-After does not end a longer pause early. */
-	if (op->until_ms < evloop_mono_ms() + ms)
-		op->until_ms = evloop_mono_ms() + ms;
+	if (op->until_ms < clock_mono_ms() + ms)
+		op->until_ms = clock_mono_ms() + ms;
 }
 
 static bool
@@ -235,7 +235,7 @@ push_origin_paused(struct push_engine *e, const struct token *t)
 	if (webpush_origin(t, origin, err) < 0)
 		return false;
 	return (op = push_origin_pause_find(e, origin)) != NULL &&
-	    evloop_mono_ms() < op->until_ms;
+	    clock_mono_ms() < op->until_ms;
 }
 
 /* ---- answers --------------------------------------------------------- */
@@ -248,7 +248,7 @@ push_on_answer(void *ctx, const struct httpc_response *resp, void *arg)
 	struct provider_result res;
 	int64_t retry_ms = resp->retry_after_s >= 0 ?
 	    resp->retry_after_s * 1000 : 0;
-	int64_t now = db_now_ms();
+	int64_t now = clock_wall_ms();
 
 	switch (c->prov) {
 	case PROVIDER_APNS:
@@ -354,7 +354,7 @@ push_on_fcm_token(void *ctx, const struct httpc_response *resp, void *arg)
 	(void)ctx;
 	provider_request_clear(&e->fcm_auth_req);
 	if (fcm_auth_renewal_done(e->fcm_auth, resp->status, resp->body,
-	    resp->body_len, db_now_ms(), err) < 0) {
+	    resp->body_len, clock_wall_ms(), err) < 0) {
 		/* 4xx from the token endpoint: our key is refused. */
 		e->fcm_auth_config_error = resp->status >= 400 &&
 		    resp->status < 500;
@@ -381,7 +381,7 @@ push_fcm_renew(struct push_engine *e)
 	struct httpc_request q;
 	char err[ERR_LEN];
 
-	if (fcm_auth_renewal_start(e->fcm_auth, db_now_ms(), &e->fcm_auth_req,
+	if (fcm_auth_renewal_start(e->fcm_auth, clock_wall_ms(), &e->fcm_auth_req,
 	    err) < 0) {
 		log_warnx("push FCM access token: %s", err);
 		e->fcm_auth_config_error = true;
@@ -391,7 +391,7 @@ push_fcm_renew(struct push_engine *e)
 	push_transport_request(&e->fcm_auth_req, &q);
 	if (httpc_send(e->fcm_auth_http, &q, e, err) < 0) {
 		provider_request_clear(&e->fcm_auth_req);
-		fcm_auth_renewal_done(e->fcm_auth, 0, NULL, 0, db_now_ms(),
+		fcm_auth_renewal_done(e->fcm_auth, 0, NULL, 0, clock_wall_ms(),
 		    err);
 		log_warnx("push FCM access token: %s", err);
 		push_fcm_fail_waiting(e);
@@ -404,7 +404,7 @@ static int
 push_fcm_build(struct push_call *c, char err[ERR_LEN])
 {
 	struct push_engine *e = c->e;
-	int64_t now = db_now_ms();
+	int64_t now = clock_wall_ms();
 	const char *access;
 
 	switch (fcm_auth_state(e->fcm_auth, now)) {
@@ -467,7 +467,7 @@ push_start(struct push_call *c)
 	switch (c->prov) {
 	case PROVIDER_APNS:
 		rv = apns_build(e->apns, c->kind, c->device,
-		    c->token.kind == TOKEN_APNS_SANDBOX, db_now_ms(), &c->req,
+		    c->token.kind == TOKEN_APNS_SANDBOX, clock_wall_ms(), &c->req,
 		    err);
 		c->apns_jwt_issued = apns_jwt_issued_at(e->apns);
 		break;
@@ -487,11 +487,11 @@ push_start(struct push_call *c)
 			return;
 		}
 		rv = webpush_build(e->webpush, c->kind, &c->token,
-		    db_now_ms(), &c->req, err);
+		    clock_wall_ms(), &c->req, err);
 		break;
 	default:
 		rv = ubports_build(e->ubports, c->kind, &c->token,
-		    db_now_ms(), &c->req, err);
+		    clock_wall_ms(), &c->req, err);
 		break;
 	}
 	if (rv == 0) {

@@ -3,7 +3,7 @@
 
 #include <event2/event.h>
 
-#include "evloop.h"
+#include "clock.h"
 #include "ratelimit.h"
 #include "xmalloc.h"
 
@@ -83,7 +83,7 @@ ratelimit_new(struct event_base *base, const struct ratelimit_config *cfg,
 	rl->cfg = *cfg;
 	if (rl->cfg.max_queue == 0)
 		rl->cfg.max_queue = 1;
-	token_bucket_init(&rl->bucket, cfg->rate, cfg->burst, evloop_mono_ms());
+	token_bucket_init(&rl->bucket, cfg->rate, cfg->burst, clock_mono_ms());
 	rl->ring = xcalloc(rl->cfg.max_queue, sizeof(*rl->ring));
 	rl->timer = evtimer_new(base, ratelimit_on_timer, rl);
 	rl->go = go;
@@ -122,7 +122,7 @@ ratelimit_arm(struct ratelimit *rl, int64_t now)
 int
 ratelimit_admit(struct ratelimit *rl, void *item)
 {
-	int64_t now = evloop_mono_ms();
+	int64_t now = clock_mono_ms();
 	struct waiting *w;
 
 	/* First come, first served: nobody overtakes the queue. */
@@ -156,7 +156,7 @@ static void
 ratelimit_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct ratelimit *rl = arg;
-	int64_t now = evloop_mono_ms();
+	int64_t now = clock_mono_ms();
 	void *item;
 
 	(void)fd;
@@ -178,7 +178,7 @@ ratelimit_on_timer(evutil_socket_t fd, short what, void *arg)
 void
 ratelimit_pause(struct ratelimit *rl, int64_t ms)
 {
-	int64_t now = evloop_mono_ms();
+	int64_t now = clock_mono_ms();
 
 	if (now + ms > rl->paused_until_ms)
 		rl->paused_until_ms = now + ms;
@@ -188,7 +188,7 @@ ratelimit_pause(struct ratelimit *rl, int64_t ms)
 bool
 ratelimit_paused(const struct ratelimit *rl)
 {
-	return evloop_mono_ms() < rl->paused_until_ms;
+	return clock_mono_ms() < rl->paused_until_ms;
 }
 
 size_t

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "db.h"
 #include "relay_db.h"
 
@@ -382,9 +383,9 @@ test_now_ms(void **state)
 
 	(void)state;
 	before = time(NULL);
-	now = db_now_ms();
+	now = clock_wall_ms();
 	after = time(NULL);
-	/* time() reads the coarse clock, which may lag db_now_ms()'s
+	/* time() reads the coarse clock, which may lag clock_wall_ms()'s
 	 * precise one by a tick: allow a second on each side. */
 	assert_true(now >= ((int64_t)before - 1) * 1000);
 	assert_true(now < ((int64_t)after + 2) * 1000);

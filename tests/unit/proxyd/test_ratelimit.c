@@ -12,7 +12,7 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
-#include "evloop.h"
+#include "clock.h"
 #include "ratelimit.h"
 
 static void
@@ -77,7 +77,7 @@ on_go(void *item, bool go, void *arg)
 
 	r->order[r->n] = *(int *)item;
 	r->go[r->n] = go;
-	r->at_ms[r->n] = evloop_mono_ms();
+	r->at_ms[r->n] = clock_mono_ms();
 	if (++r->n == r->stop_after)
 		event_base_loopbreak(r->base);
 }
@@ -101,7 +101,7 @@ test_gate_fifo_at_rate(void **state)
 	struct record r = { .base = event_base_new() };
 	struct ratelimit *rl = ratelimit_new(r.base, &cfg, on_go, &r);
 	int ids[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
-	int64_t t0 = evloop_mono_ms();
+	int64_t t0 = clock_mono_ms();
 	size_t i;
 
 	(void)state;
@@ -131,7 +131,7 @@ test_gate_pause_holds_everything(void **state)
 	struct record r = { .base = event_base_new() };
 	struct ratelimit *rl = ratelimit_new(r.base, &cfg, on_go, &r);
 	int a = 1, b = 2;
-	int64_t t0 = evloop_mono_ms();
+	int64_t t0 = clock_mono_ms();
 
 	(void)state;
 	assert_int_equal(ratelimit_admit(rl, &a), 1);	/* unlimited */
@@ -157,7 +157,7 @@ test_gate_bounded_wait_and_queue(void **state)
 	struct record r = { .base = event_base_new() };
 	struct ratelimit *rl = ratelimit_new(r.base, &cfg, on_go, &r);
 	int a = 1, b = 2, c = 3;
-	int64_t t0 = evloop_mono_ms();
+	int64_t t0 = clock_mono_ms();
 
 	(void)state;
 	ratelimit_pause(rl, 10000);		/* Retry-After far away */
