@@ -59,7 +59,8 @@ DICTD_LIB_SRCS = metadata-dictd/dict_proto.c metadata-dictd/dict_store.c \
 	metadata-dictd/dict_cmd.c metadata-dictd/dict_conn.c metadata-dictd/dict_key.c \
 	metadata-dictd/dict_server.c metadata-dictd/dict_vendor.c \
 	metadata-dictd/dict_turn.c metadata-dictd/chatmaild_parse.c \
-	metadata-dictd/chatmaild_import.c metadata-dictd/tabesc.c
+	metadata-dictd/chatmaild_import.c metadata-dictd/tabesc.c \
+	metadata-dictd/dict_array.c
 DICTD_SRCS = metadata-dictd/main.c $(DICTD_LIB_SRCS)
 NOTIFIERD_LIB_SRCS = notifierd/queue.c \
 	notifierd/breaker.c notifierd/notifier.c
@@ -234,8 +235,8 @@ san:
 FUZZ_LIB_dict_proto = metadata-dictd/dict_proto.c metadata-dictd/tabesc.c common/xmalloc.c \
 	common/buf.c common/err.c
 FUZZ_LIB_chatmaild_parse = metadata-dictd/chatmaild_parse.c \
-	metadata-dictd/dict_turn.c common/unixsock.c common/xmalloc.c \
-	common/buf.c common/err.c
+	metadata-dictd/dict_turn.c metadata-dictd/dict_array.c \
+	common/unixsock.c common/xmalloc.c common/buf.c common/err.c
 FUZZ_LIB_openpgp = $(PROXYD_LIB_SRCS) $(COMMON_SRCS)
 FUZZ_LIB_token = $(PROXYD_LIB_SRCS) $(COMMON_SRCS)
 FUZZ_LIB_fcm_key = proxyd/providers/fcm/fcm_key.c \

@@ -35,10 +35,7 @@ static void
 chatmaild_tokens_add(struct chatmaild_tokens *t, const char *token,
     size_t len, int64_t ts)
 {
-	if (t->n == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 4;
-		t->v = xrealloc(t->v, t->cap * sizeof(*t->v));
-	}
+	t->v = dict_array_grow(t->v, t->n, &t->cap, sizeof(*t->v), 4);
 	t->v[t->n].token = xmemdup0(token, len);
 	t->v[t->n].len = len;
 	t->v[t->n].ts = ts;

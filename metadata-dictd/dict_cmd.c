@@ -60,10 +60,8 @@ dict_txn_add(struct dict_txn *t, enum dict_change_kind kind, const char *key,
 		dict_txn_fail(t, "transaction too large");
 		return;
 	}
-	if (t->nchanges == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 4;
-		t->changes = xrealloc(t->changes, t->cap * sizeof(*t->changes));
-	}
+	t->changes = dict_array_grow(t->changes, t->nchanges, &t->cap,
+	    sizeof(*t->changes), 4);
 	ch = &t->changes[t->nchanges++];
 	ch->kind = kind;
 	ch->key = xstrdup(key);

@@ -104,11 +104,8 @@ void
 dict_server_commit_enqueue(struct dict_server *srv, struct dict_conn *c,
     struct dict_txn *t)
 {
-	if (srv->npending == srv->cap_pending) {
-		srv->cap_pending = srv->cap_pending ? srv->cap_pending * 2 : 64;
-		srv->pending = xrealloc(srv->pending, srv->cap_pending *
-		    sizeof(*srv->pending));
-	}
+	srv->pending = dict_array_grow(srv->pending, srv->npending,
+	    &srv->cap_pending, sizeof(*srv->pending), 64);
 	srv->pending[srv->npending].conn = c;
 	srv->pending[srv->npending].txn = t;
 	srv->npending++;
@@ -118,11 +115,8 @@ dict_server_commit_enqueue(struct dict_server *srv, struct dict_conn *c,
 void
 dict_server_conn_closed(struct dict_server *srv, struct dict_conn *c)
 {
-	if (srv->nclosing == srv->cap_closing) {
-		srv->cap_closing = srv->cap_closing ? srv->cap_closing * 2 : 64;
-		srv->closing = xrealloc(srv->closing, srv->cap_closing *
-		    sizeof(*srv->closing));
-	}
+	srv->closing = dict_array_grow(srv->closing, srv->nclosing,
+	    &srv->cap_closing, sizeof(*srv->closing), 64);
 	srv->closing[srv->nclosing++] = c;
 	dict_server_wake_later(srv);
 }

@@ -274,10 +274,8 @@ dict_rows_add(struct dict_rows *r, const char *key, size_t key_len,
 {
 	struct dict_row *row;
 
-	if (r->n == r->cap) {
-		r->cap = r->cap ? r->cap * 2 : 16;
-		r->rows = xrealloc(r->rows, r->cap * sizeof(*r->rows));
-	}
+	r->rows = dict_array_grow(r->rows, r->n, &r->cap, sizeof(*r->rows),
+	    16);
 	row = &r->rows[r->n++];
 	row->key = xmemdup0(key, key_len);
 	row->value = value != NULL ? xmemdup0(value, value_len) : NULL;

@@ -15,6 +15,7 @@
  *   dict_cmd.c     one handler per command letter, transactions
  *   dict_conn.c    one client connection: socket, lines, reply order
  *   dict_server.c  listener, group commit, wake-ups, sweep, metrics
+ *   dict_array.c   the arrays that grow (doubled when full)
  *   main.c         options, set-up, loop, tear-down
  *   chatmaild_parse.c   chatmaild's metadata.json and queue files (pure)
  *   chatmaild_import.c  --import-chatmaild: chatmaild's tree into the db
@@ -170,6 +171,15 @@ struct dict_server;
 struct dict_stats;
 struct event_base;
 struct metric;
+
+/* dict_array.c */
+/* Room for element n of the array v, which has room for *cap elements of
+ * elem_size bytes (n <= *cap): v itself while n < *cap, else v
+ * reallocated to twice the room (first_cap the first time) with *cap
+ * updated. The caller owns v before and after; aborts on overflow or
+ * out of memory, like xrealloc. */
+void	*dict_array_grow(void *v, size_t n, size_t *cap, size_t elem_size,
+	    size_t first_cap);
 
 /* dict_proto.c */
 /* 0 and *cmd_out (clear it with dict_cmd_clear) if line (len bytes, no
