@@ -14,63 +14,6 @@
 #include "metrics.h"
 #include "xmalloc.h"
 
-struct dict_txn *
-dict_txn_new(unsigned int id, const char *user)
-{
-	struct dict_txn *t = xcalloc(1, sizeof(*t));
-
-	t->id = id;
-	t->user = xstrdup(user);
-	return t;
-}
-
-void
-dict_txn_free(struct dict_txn *t)
-{
-	if (t == NULL)
-		return;
-	for (size_t i = 0; i < t->nchanges; i++) {
-		free(t->changes[i].key);
-		free(t->changes[i].value);
-	}
-	free(t->changes);
-	free(t->user);
-	free(t->failed);
-	free(t);
-}
-
-static void
-dict_txn_fail(struct dict_txn *t, const char *reason)
-{
-	if (t->failed == NULL)
-		t->failed = xstrdup(reason);
-}
-
-void
-dict_txn_add(struct dict_txn *t, enum dict_change_kind kind, const char *key,
-    const char *value, size_t value_len, int64_t diff)
-{
-	struct dict_change *ch;
-	size_t bytes = strlen(key) + value_len;
-
-	if (t->failed != NULL)
-		return;
-	if (t->nchanges >= DICT_TXN_MAX_CHANGES ||
-	    t->bytes + bytes > DICT_TXN_MAX_BYTES) {
-		dict_txn_fail(t, "transaction too large");
-		return;
-	}
-	t->changes = dict_array_grow(t->changes, t->nchanges, &t->cap,
-	    sizeof(*t->changes), 4);
-	ch = &t->changes[t->nchanges++];
-	ch->kind = kind;
-	ch->key = xstrdup(key);
-	ch->value = value != NULL ? xmemdup0(value, value_len) : NULL;
-	ch->value_len = value_len;
-	ch->diff = diff;
-	t->bytes += bytes;
-}
-
 static int
 dict_cmd_hello(struct dict_conn *c, struct dict_cmd *cmd, char err[ERR_LEN])
 {
@@ -225,18 +168,9 @@ dict_cmd_iterate(struct dict_conn *c, struct dict_cmd *cmd)
 static int
 dict_cmd_begin(struct dict_conn *c, struct dict_cmd *cmd, char err[ERR_LEN])
 {
-	struct dict_txn *t;
-
-	if (dict_conn_txn_find(c, cmd->id) != NULL) {
-		err_set(err, "transaction %u begun twice", cmd->id);
+	if (dict_txn_begin(dict_conn_txns(c), cmd->id, cmd->user, err) ==
+	    NULL)
 		return -1;
-	}
-	t = dict_txn_new(cmd->id, cmd->user);
-	if (dict_conn_txn_add(c, t) < 0) {
-		dict_txn_free(t);
-		err_set(err, "too many open transactions");
-		return -1;
-	}
 	return 0;
 }
 
@@ -245,7 +179,7 @@ dict_cmd_begin(struct dict_conn *c, struct dict_cmd *cmd, char err[ERR_LEN])
 static struct dict_txn *
 dict_cmd_txn(struct dict_conn *c, struct dict_cmd *cmd)
 {
-	struct dict_txn *t = dict_conn_txn_find(c, cmd->id);
+	struct dict_txn *t = dict_txn_find(dict_conn_txns(c), cmd->id);
 
 	if (t == NULL) {
 		log_warnx("dict conn=%llu command=%c unknown transaction=%u",
@@ -259,7 +193,7 @@ dict_cmd_txn(struct dict_conn *c, struct dict_cmd *cmd)
 static void
 dict_cmd_commit(struct dict_conn *c, struct dict_cmd *cmd)
 {
-	struct dict_txn *t = dict_conn_txn_take(c, cmd->id);
+	struct dict_txn *t = dict_txn_take(dict_conn_txns(c), cmd->id);
 
 	if (t == NULL) {
 		log_warnx("dict conn=%llu commit of unknown transaction=%u",
@@ -325,7 +259,7 @@ dict_cmd_run(struct dict_conn *c, struct dict_cmd *cmd, char err[ERR_LEN])
 		return 0;
 	case DICT_CMD_ROLLBACK:
 		metric_inc(st->cmd_rollback);
-		dict_txn_free(dict_conn_txn_take(c, cmd->id));
+		dict_txn_free(dict_txn_take(dict_conn_txns(c), cmd->id));
 		return 0;
 	case DICT_CMD_TIMESTAMP:
 	case DICT_CMD_HIDE_LOG_VALUES:

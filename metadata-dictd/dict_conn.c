@@ -47,8 +47,7 @@ struct dict_conn {
 	bool			 hello;
 	bool			 output_full;	/* paused until drained */
 	bool			 closing;	/* on the server's free list */
-	struct dict_txn		*txns;		/* open, not committed */
-	unsigned int		 ntxns;
+	struct dict_txn_set	 txns;		/* open, not committed */
 	struct dict_txn		*committing;	/* owned while waiting */
 	struct dict_turn_req	*waiting;	/* owned while waiting */
 	struct buf		 reply;
@@ -171,42 +170,10 @@ dict_conn_send(struct dict_conn *c)
 		c->output_full = true;
 }
 
-struct dict_txn *
-dict_conn_txn_find(struct dict_conn *c, unsigned int id)
+struct dict_txn_set *
+dict_conn_txns(struct dict_conn *c)
 {
-	struct dict_txn *t;
-
-	for (t = c->txns; t != NULL; t = t->next)
-		if (t->id == id)
-			return t;
-	return NULL;
-}
-
-int
-dict_conn_txn_add(struct dict_conn *c, struct dict_txn *t)
-{
-	if (c->ntxns >= DICT_CONN_MAX_TXNS)
-		return -1;
-	t->next = c->txns;
-	c->txns = t;
-	c->ntxns++;
-	return 0;
-}
-
-struct dict_txn *
-dict_conn_txn_take(struct dict_conn *c, unsigned int id)
-{
-	struct dict_txn **tp, *t;
-
-	for (tp = &c->txns; (t = *tp) != NULL; tp = &t->next) {
-		if (t->id == id) {
-			*tp = t->next;
-			t->next = NULL;
-			c->ntxns--;
-			return t;
-		}
-	}
-	return NULL;
+	return &c->txns;
 }
 
 void
@@ -286,15 +253,10 @@ dict_conn_close_later(struct dict_conn *c, const char *reason)
 void
 dict_conn_free(struct dict_conn *c)
 {
-	struct dict_txn *t, *next;
-
 	if (c == NULL)
 		return;
 	/* An open transaction dies with its connection (protocol doc §5). */
-	for (t = c->txns; t != NULL; t = next) {
-		next = t->next;
-		dict_txn_free(t);
-	}
+	dict_txn_set_clear(&c->txns);
 	dict_txn_free(c->committing);
 	dict_turn_cancel(c->waiting);
 	buf_clear(&c->reply);
@@ -380,7 +342,7 @@ dict_conn_on_read(evutil_socket_t fd, short what, void *arg)
 	    errno == EINTR))
 		return;
 	if (n <= 0) {
-		if (c->txns != NULL)
+		if (c->txns.n > 0)
 			log_debug("dict conn=%llu closed with open "
 			    "transactions, discarded", c->id);
 		dict_conn_close_later(c, n == 0 ? "eof" : "read-error");
@@ -421,6 +383,7 @@ dict_conn_new(struct dict_server *srv, int fd)
 	c->srv = srv;
 	c->fd = fd;
 	c->state = DICT_CONN_READING;
+	dict_txn_set_init(&c->txns);
 	buf_init(&c->reply);
 	buf_init(&c->in);
 	buf_init(&c->out);

@@ -12,7 +12,8 @@
  *   dict_vendor.c  the server-level /shared/vendor/deltachat/ entries
  *                  (values from flags, the app versions file, TURN)
  *   dict_turn.c    TURN credentials from the TURN helper's Unix socket
- *   dict_cmd.c     one handler per command letter, transactions
+ *   dict_txn.c     a transaction's changes; a connection's open ones
+ *   dict_cmd.c     one handler per command letter
  *   dict_conn.c    one client connection: socket, lines, reply order
  *   dict_server.c  listener, group commit, wake-ups, sweep, metrics
  *   dict_array.c   the arrays that grow (doubled when full)
@@ -25,6 +26,8 @@
  */
 #ifndef DICTD_H
 #define DICTD_H
+
+#include <sys/queue.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -162,7 +165,13 @@ struct dict_txn {
 	 * commit then fails with this reason. */
 	char			*failed;
 	bool			 async;		/* committed with D */
-	struct dict_txn		*next;		/* in the connection's list */
+	LIST_ENTRY(dict_txn)	 link;		/* while open (dict_txn_set) */
+};
+
+/* The transactions a connection has open, keyed by id (dict_txn.c). */
+struct dict_txn_set {
+	LIST_HEAD(, dict_txn)	 open;
+	unsigned int		 n;
 };
 
 struct dict_store;
@@ -332,12 +341,32 @@ void	dict_turn_cancel(struct dict_turn_req *);
 int	dict_turn_parse(const char *data, size_t len, bool eof,
 	    size_t *cred_len_out, char err[ERR_LEN]);
 
-/* dict_cmd.c */
+/* dict_txn.c */
+/* A transaction of user (copied) with no change yet; the caller owns it
+ * (dict_txn_free, which takes NULL). */
 struct dict_txn *dict_txn_new(unsigned int id, const char *user);
 void	dict_txn_free(struct dict_txn *);
-/* Record one change; marks the transaction failed past the limits. */
+/* Records one change (key and value copied). Past DICT_TXN_MAX_CHANGES
+ * or DICT_TXN_MAX_BYTES the transaction is marked failed instead and
+ * keeps no further change: its commit then fails with the reason. */
 void	dict_txn_add(struct dict_txn *, enum dict_change_kind,
 	    const char *key, const char *value, size_t value_len, int64_t diff);
+void	dict_txn_set_init(struct dict_txn_set *);
+/* Frees every open transaction: they die with their connection, never
+ * committed (protocol doc §5). */
+void	dict_txn_set_clear(struct dict_txn_set *);
+/* The open transaction id, borrowed (owned by the set), or NULL. */
+struct dict_txn *dict_txn_find(struct dict_txn_set *, unsigned int id);
+/* Opens transaction id for user in the set, which owns it: the new
+ * transaction, or NULL and err when id is open already or the set holds
+ * DICT_CONN_MAX_TXNS. */
+struct dict_txn *dict_txn_begin(struct dict_txn_set *, unsigned int id,
+	    const char *user, char err[ERR_LEN]);
+/* Removes transaction id from the set and hands it to the caller, or
+ * NULL when it is not open. */
+struct dict_txn *dict_txn_take(struct dict_txn_set *, unsigned int id);
+
+/* dict_cmd.c */
 /* Runs one parsed command on c. 0, or -1 when the connection must be
  * closed (reason in err). */
 int	dict_cmd_run(struct dict_conn *, struct dict_cmd *, char err[ERR_LEN]);
@@ -358,12 +387,8 @@ struct dict_server *dict_conn_server(struct dict_conn *);
 /* The reply under construction for the current command. */
 struct buf *dict_conn_reply_buf(struct dict_conn *);
 void	dict_conn_send(struct dict_conn *);
-/* Transactions of this connection. */
-struct dict_txn *dict_conn_txn_find(struct dict_conn *, unsigned int id);
-/* 0, or -1 when the connection has too many open transactions. */
-int	dict_conn_txn_add(struct dict_conn *, struct dict_txn *);
-/* Unlinks and returns the transaction (caller owns it), or NULL. */
-struct dict_txn *dict_conn_txn_take(struct dict_conn *, unsigned int id);
+/* The transactions this connection has open (owned by it). */
+struct dict_txn_set *dict_conn_txns(struct dict_conn *);
 /* Hands txn to the server's group commit; c reads nothing more until
  * dict_conn_commit_done() delivers the reply. */
 void	dict_conn_commit(struct dict_conn *, struct dict_txn *);
