@@ -6,16 +6,16 @@ drop-in and push.lua), metadata-dictd, notifierd, proxyd with the
 repository's test keyring (tests/data/openpgp), and local fake providers
 standing in for the real ones (no credentials needed):
 
-  fake APNs     tests/e2e/fake_apns.py: HTTP/2 over TLS, checks the client
-                certificate proxyd presents (--certificate-file)
-  fake FCM      tests/e2e/fake_fcm.py: OAuth2 token endpoint that verifies
-                the service-account assertion, and messages:send over
-                HTTP/2 (--fcm-key-path, --fcm-api-url)
-  fake Web Push tests/e2e/fake_webpush.py: checks the VAPID JWT and
+  fake APNs     tests/e2e/fakes/fake_apns.py: HTTP/2 over TLS, checks the
+                client certificate proxyd presents (--certificate-file)
+  fake FCM      tests/e2e/fakes/fake_fcm.py: OAuth2 token endpoint that
+                verifies the service-account assertion, and messages:send
+                over HTTP/2 (--fcm-key-path, --fcm-api-url)
+  fake Web Push tests/e2e/fakes/fake_webpush.py: checks the VAPID JWT and
                 decrypts the RFC 8291 payload as the browser would
                 (--vapid-key-path; --webpush-allow-private, since it
                 listens on loopback)
-  fake UBports  tests/e2e/fake_ubports.py (--ubports-url)
+  fake UBports  tests/e2e/fakes/fake_ubports.py (--ubports-url)
 
 It registers one demo device per provider for alice@example.org the way
 chatmail core 2.58 does (no CAPABILITY command: XDELTAPUSH is read from
@@ -41,7 +41,9 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+# The harness, and the fakes in its fakes/ folder.
+sys.path[:0] = [os.path.join(ROOT, "tests", "e2e"),
+               os.path.join(ROOT, "tests", "e2e", "fakes")]
 
 import harness  # noqa: E402
 from fake_apns import FakeApns  # noqa: E402

@@ -1,7 +1,7 @@
 /*
  * apns-sink: a fast fake APNs for the proxyd benchmark (see
  * tests/bench/README.md, "proxyd").  Not a faithful fake: that is
- * tests/e2e/fake_apns.py.  This one only has to be much faster than
+ * tests/e2e/fakes/fake_apns.py.  This one only has to be much faster than
  * proxyd, so that a proxyd benchmark measures proxyd.
  *
  * HTTP/2 over TLS (OpenSSL, libnghttp2's server session), ALPN h2 only,

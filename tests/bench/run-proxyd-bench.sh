@@ -19,8 +19,8 @@
 #     bodies and connections, and notify-flood's CPU per request, there
 #     and against proxyd.
 #
-# In a temp dir: a test PKI (tests/e2e/pki.py), POOL random APNs tokens
-# encrypted as chatmail core does (encrypt_tokens.mjs, OpenPGP.js 6,
+# In a temp dir: a test PKI (tests/e2e/fakes/pki.py), POOL random APNs
+# tokens encrypted as chatmail core does (encrypt_tokens.mjs, OpenPGP.js 6,
 # installed once into OPENPGP_JS_DIR), an apns-sink that requires the
 # PKI's client certificate, and BINDIR/proxyd sending to it with that
 # certificate.  notify-flood (CONCURRENCY keep-alive connections, one
@@ -116,7 +116,7 @@ for f in "$KEYRING" "$CERT"; do
 done
 if ! "$PYTHON" -c 'import cryptography' 2>/dev/null; then
 	echo "run-proxyd-bench: $PYTHON lacks the cryptography module" \
-	    "(tests/e2e/pki.py needs it)" >&2
+	    "(tests/e2e/fakes/pki.py needs it)" >&2
 	exit 2
 fi
 
@@ -508,7 +508,7 @@ want_digest=$(field "$pool_line" digest)
 "$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[1])
 from pki import make_pki
 p = make_pki(sys.argv[2])
-print(p.topic, p.p12_password)' "$REPO/tests/e2e" "$tmp/pki" \
+print(p.topic, p.p12_password)' "$REPO/tests/e2e/fakes" "$tmp/pki" \
     >"$tmp/pki.txt" 2>"$tmp/pki.err" ||
     { show_log "$tmp/pki.err"; die "cannot make the test PKI"; }
 read -r topic p12_password <"$tmp/pki.txt"

@@ -1,4 +1,4 @@
-# The fake push providers (tests/e2e's fake APNs, FCM v1 and Web Push) in
+# The fake push providers (tests/e2e/fakes: APNs, FCM v1 and Web Push) in
 # a container of their own, reached by the others as `fakes`, with a JSON
 # control server on 8080 (tests/docker/fakes_server.py says it all).
 #
@@ -21,9 +21,10 @@ RUN apt-get update -q \
  && groupadd --system --gid 991 fakes \
  && useradd --system --uid 991 --gid fakes --no-create-home \
 	--home-dir /nonexistent --shell /usr/sbin/nologin fakes
-COPY tests/e2e/fake_apns.py tests/e2e/fake_fcm.py tests/e2e/fake_webpush.py \
-     tests/e2e/https_fake.py tests/e2e/fake_wait.py tests/e2e/pki.py \
-     tests/e2e/tls_client.py \
+COPY tests/e2e/fakes/fake_apns.py tests/e2e/fakes/fake_fcm.py \
+     tests/e2e/fakes/fake_webpush.py tests/e2e/fakes/https_fake.py \
+     tests/e2e/fakes/fake_wait.py tests/e2e/fakes/pki.py \
+     tests/e2e/fakes/tls_client.py \
      tests/docker/fakes_server.py tests/docker/check_fakes.py \
      tests/data/openpgp/keyring-v6.asc /fakes/
 RUN python3 -m compileall -q /fakes

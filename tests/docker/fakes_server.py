@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The fake push providers in a container of their own (issue 12).
 
-Runs tests/e2e's fakes of Apple APNs, Google FCM v1 and a Web Push service
-on every IPv4 address of the container, under the host name the other
-containers reach it by (`fakes`), plus a plain HTTP/1.1 JSON control
-server for the test driver:
+Runs the fakes of Apple APNs, Google FCM v1 and a Web Push service
+(tests/e2e/fakes) on every IPv4 address of the container, under the host
+name the other containers reach it by (`fakes`), plus a plain HTTP/1.1
+JSON control server for the test driver:
 
     python3 fakes_server.py --make-secrets DIR [--host-name fakes]
     python3 fakes_server.py --secrets /secrets --host-name fakes
@@ -19,7 +19,7 @@ files overwritten):
                                  chat.delta.test) and its password (proxyd
                                  --certificate-file, --password-file)
   client.pem, client-key.pem, client-legacy.p12, other-*, AuthKey_*.p8,
-  pki.json                       the rest of tests/e2e/pki.py's PKI
+  pki.json                       the rest of tests/e2e/fakes/pki.py's PKI
   fcm.json                       an FCM service-account key, token_uri
                                  https://<host-name>:<fcm-port>/token
                                  (proxyd --fcm-key-path)
@@ -101,8 +101,8 @@ import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # In the image the fakes sit next to this file; in the repository they
-# are in tests/e2e.
-for _d in (os.path.join(HERE, os.pardir, "e2e"), HERE):
+# are in tests/e2e/fakes.
+for _d in (os.path.join(HERE, os.pardir, "e2e", "fakes"), HERE):
     if os.path.isfile(os.path.join(_d, "fake_apns.py")):
         sys.path.insert(0, os.path.abspath(_d))
         break

@@ -1,5 +1,11 @@
 """pytest fixtures for the end-to-end tests (real Dovecot, real daemons).
 
+It serves every test below this directory: the daemons' tests in
+daemons/ and the fakes' own tests in fakes/tests/. It puts fakes/ on
+sys.path (this directory is there already, as pytest imports this file
+from it), so that tests import `harness` and the fakes (`fake_apns`,
+`pki`, ...) by module name wherever they live.
+
 Fixtures (function-scoped unless said otherwise; every test gets a fresh
 metadata-dictd with an empty database):
 
@@ -61,13 +67,17 @@ report. Helpers (wait_until, DictClient, Imap, ...) live in harness.py.
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import pytest
 
-from fake_proxy import FakeProxy
-from harness import (Dictd, Dovecot, DaemonError, Notifierd, OPENPGP_JS_DIR,
-                     Proxyd, RelayDb, SECRETS, leaked_secrets,
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "fakes"))
+
+from fake_proxy import FakeProxy  # noqa: E402
+from harness import (Dictd, Dovecot, DaemonError, Notifierd,  # noqa: E402
+                     OPENPGP_JS_DIR, Proxyd, RelayDb, SECRETS, leaked_secrets,
                      make_world_tmpdir, openpgp_js_encrypt, tail)
 
 

@@ -10,7 +10,7 @@ against RFC 8291 Appendix A first), VAPID JWTs signed with PyJWT
 over HTTP/1.1 (http.client) and HTTP/2 (curl, ALPN h2 and h2c prior
 knowledge), to 127.0.0.0/8 and [::1] only.
 
-    /usr/bin/python3 -m pytest -q tests/e2e/test_fake_webpush.py
+    /usr/bin/python3 -m pytest -q tests/e2e/fakes/tests/test_fake_webpush.py
 """
 
 import base64
