@@ -199,22 +199,53 @@ $(BUILD)/bin/apns-sink: $(call obj,tests/bench/apns_sink.c \
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pl,libnghttp2 openssl)
 
 # ---- unit tests (cmocka) -------------------------------------------------
-# tests/unit/<dir>/test_x.c links libcommon and the library of <dir>.
+# tests/unit/<dir>/test_x.c links testutil, the library of <dir> and
+# libcommon, nothing else: a change to one daemon relinks only its own
+# tests, and a test cannot lean on another daemon's code. The archives
+# give each test only the objects it references (a test may define a
+# function of them itself, to stand in for it: test_notifier.c's HTTP
+# client and clock).
 
 CMOCKA_LIBS := $(call pl,cmocka)
-UNIT_LIB_common =
-UNIT_LIB_metadata-dictd = $(LIBDICTD)
-UNIT_LIB_notifierd = $(LIBNOTIFIERD)
-UNIT_LIB_proxyd = $(LIBPROXYD)
-
+UNIT_LIBS = $(CMOCKA_LIBS) $(CURL_LIBS) $(ZLIB_LIBS) $(JANSSON_LIBS) \
+	$(COMMON_LIBS)
 TESTUTIL_OBJ = $(BUILD)/obj/tests/unit/testutil.o
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTUTIL_OBJ) $(LIBDICTD) \
-    $(LIBNOTIFIERD) $(LIBPROXYD) $(LIBCOMMON)
+
+$(BUILD)/tests/common/%: $(BUILD)/obj/tests/unit/common/%.o $(TESTUTIL_OBJ) \
+    $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TESTUTIL_OBJ) \
-		$(UNIT_LIB_$(firstword $(subst /, ,$*))) \
-		$(LIBCOMMON) $(CMOCKA_LIBS) $(CURL_LIBS) $(ZLIB_LIBS) \
-		$(JANSSON_LIBS) $(COMMON_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(UNIT_LIBS)
+
+$(BUILD)/tests/metadata-dictd/%: $(BUILD)/obj/tests/unit/metadata-dictd/%.o \
+    $(TESTUTIL_OBJ) $(LIBDICTD) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(UNIT_LIBS)
+
+$(BUILD)/tests/notifierd/%: $(BUILD)/obj/tests/unit/notifierd/%.o \
+    $(TESTUTIL_OBJ) $(LIBNOTIFIERD) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(UNIT_LIBS)
+
+# proxyd's tests (40 objects in rooms) go one step further: each relinks
+# only when an object it contains changes. libproxyd.a is order-only; the
+# link lists the members it took from it (ld -t -t: "(archive)member"),
+# and test_x.link.d beside the test's object makes their objects the
+# test's prerequisites, each with an empty rule as -MP does for headers
+# (a source removed since relinks the test instead of stopping make).
+# Nothing listed (a linker that prints another format): the whole
+# archive is the prerequisite.
+PROXYD_LIB_OBJS = $(call obj,$(PROXYD_LIB_SRCS))
+$(BUILD)/tests/proxyd/%: $(BUILD)/obj/tests/unit/proxyd/%.o $(TESTUTIL_OBJ) \
+    $(LIBCOMMON) | $(LIBPROXYD)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -Wl,-t,-t -o $@ $< $(TESTUTIL_OBJ) $(LIBPROXYD) \
+		$(LIBCOMMON) $(UNIT_LIBS) >$@.trace
+	@deps=; for m in $$(sed -n 's|^($(LIBPROXYD))||p' $@.trace); do \
+		for o in $(PROXYD_LIB_OBJS); do case $$o in */$$m) \
+			deps="$$deps $$o";; esac; done; done; \
+	{ echo "$@: $${deps:-$(LIBPROXYD)}"; for o in $$deps; do \
+		echo "$$o:"; done; } >$(BUILD)/obj/tests/unit/proxyd/$*.link.d; \
+	rm -f $@.trace
 
 unit-run: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; \
