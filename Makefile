@@ -60,7 +60,8 @@ DICTD_LIB_SRCS = metadata-dictd/dict_proto.c metadata-dictd/dict_store.c \
 	metadata-dictd/dict_server.c metadata-dictd/dict_vendor.c \
 	metadata-dictd/dict_turn.c metadata-dictd/chatmaild_parse.c \
 	metadata-dictd/chatmaild_import.c metadata-dictd/tabesc.c \
-	metadata-dictd/dict_array.c metadata-dictd/dict_txn.c
+	metadata-dictd/dict_array.c metadata-dictd/dict_txn.c \
+	metadata-dictd/dict_commit.c metadata-dictd/dict_stats.c
 DICTD_SRCS = metadata-dictd/main.c $(DICTD_LIB_SRCS)
 NOTIFIERD_LIB_SRCS = notifierd/queue.c \
 	notifierd/breaker.c notifierd/notifier.c

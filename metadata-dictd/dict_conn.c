@@ -3,8 +3,12 @@
  * single command (protocol doc §5: with idle_msecs=0 the client hangs up
  * as soon as it is idle). Owns the socket, splits input into lines, runs
  * each through dict_cmd_run(), and keeps replies in the order the
- * commands came: while a commit waits for the group commit, the
- * connection reads nothing further.
+ * commands came: while a command waits (a commit for the group commit,
+ * a lookup for the TURN helper), the connection reads nothing further.
+ *
+ * It knows no command and no server: the commands work through the
+ * session it holds for them, and the one thing it tells its owner is
+ * that it is closing (the callback given to dict_conn_new).
  *
  * Plain events rather than bufferevents: a reply is written at once with
  * one write() and the write event is armed only when the socket is full.
@@ -25,9 +29,8 @@
 
 enum dict_conn_state {
 	DICT_CONN_READING,
-	DICT_CONN_COMMITTING,	/* a C waits for the group commit */
-	DICT_CONN_WAITING,	/* an L waits for the TURN helper */
-	DICT_CONN_CLOSING,	/* freed by the server from the loop */
+	DICT_CONN_WAITING,	/* a command waits for its reply */
+	DICT_CONN_CLOSING,	/* for good: its owner frees it */
 };
 
 /* Bytes read per read(): a few lines from one client at a time. */
@@ -35,7 +38,6 @@ enum dict_conn_state {
 
 struct dict_conn {
 	unsigned long long	 id;
-	struct dict_server	*srv;
 	int			 fd;
 	struct event		*rev;		/* armed while reading */
 	struct event		*wev;		/* armed while out is pending */
@@ -44,17 +46,12 @@ struct dict_conn {
 	struct buf		 out;		/* unsent output from out_off */
 	size_t			 out_off;
 	enum dict_conn_state	 state;
-	bool			 hello;
 	bool			 output_full;	/* paused until drained */
-	bool			 closing;	/* on the server's free list */
-	struct dict_txn_set	 txns;		/* open, not committed */
-	struct dict_txn		*committing;	/* owned while waiting */
-	struct dict_turn_req	*waiting;	/* owned while waiting */
-	struct buf		 reply;
-	struct dict_conn	*prev, *next;	/* the server's list */
+	const struct dict_cmd_ctx *ctx;		/* the server's, borrowed */
+	struct dict_cmd_session	 session;
+	dict_conn_closed_fn	*closed;	/* the owner's */
+	void			*closed_arg;
 };
-
-static unsigned long long dict_conn_next_id = 1;
 
 static void	dict_conn_process(struct dict_conn *);
 
@@ -62,64 +59,6 @@ unsigned long long
 dict_conn_id(const struct dict_conn *c)
 {
 	return c->id;
-}
-
-struct dict_server *
-dict_conn_server(struct dict_conn *c)
-{
-	return c->srv;
-}
-
-void
-dict_conn_link(struct dict_conn *c, struct dict_conn **head)
-{
-	c->prev = NULL;
-	c->next = *head;
-	if (*head != NULL)
-		(*head)->prev = c;
-	*head = c;
-}
-
-void
-dict_conn_unlink(struct dict_conn *c, struct dict_conn **head)
-{
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		*head = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	c->prev = c->next = NULL;
-}
-
-struct dict_conn *
-dict_conn_next(struct dict_conn *c)
-{
-	return c->next;
-}
-
-bool
-dict_conn_closing(const struct dict_conn *c)
-{
-	return c->state == DICT_CONN_CLOSING;
-}
-
-void
-dict_conn_set_hello(struct dict_conn *c)
-{
-	c->hello = true;
-}
-
-bool
-dict_conn_has_hello(const struct dict_conn *c)
-{
-	return c->hello;
-}
-
-struct buf *
-dict_conn_reply_buf(struct dict_conn *c)
-{
-	return &c->reply;
 }
 
 /* Write what is pending; arm the write event for the rest. -1 when the
@@ -149,49 +88,46 @@ dict_conn_flush(struct dict_conn *c)
 	return 0;
 }
 
-void
+/* Send the replies the commands wrote to the session's buffer. */
+static void
 dict_conn_send(struct dict_conn *c)
 {
-	if (c->reply.len == 0 || c->state == DICT_CONN_CLOSING) {
-		buf_reset(&c->reply);
+	struct buf *reply = &c->session.reply;
+
+	if (reply->len == 0 || c->state == DICT_CONN_CLOSING) {
+		buf_reset(reply);
 		return;
 	}
 	if (c->out.len == 0) {
 		/* The common case: nothing queued, hand the reply over. */
 		struct buf tmp = c->out;
 
-		c->out = c->reply;
-		c->reply = tmp;
+		c->out = *reply;
+		*reply = tmp;
 	} else
-		buf_append(&c->out, c->reply.data, c->reply.len);
-	buf_reset(&c->reply);
+		buf_append(&c->out, reply->data, reply->len);
+	buf_reset(reply);
 	if (dict_conn_flush(c) == 0 &&
 	    c->out.len - c->out_off > DICT_CONN_OUTPUT_MAX_BYTES)
 		c->output_full = true;
 }
 
-struct dict_txn_set *
-dict_conn_txns(struct dict_conn *c)
-{
-	return &c->txns;
-}
-
-void
-dict_conn_commit(struct dict_conn *c, struct dict_txn *t)
-{
-	c->state = DICT_CONN_COMMITTING;
-	c->committing = t;
-	event_del(c->rev);
-	dict_server_commit_enqueue(c->srv, c, t);
-}
-
-/* The wait (commit, TURN lookup) is over and its reply is in c->reply:
- * send it, then go on with the commands buffered behind it. */
+/* The waiting command's reply is in the session's buffer (its commit was
+ * answered, its TURN lookup ended): send it, then go on with the
+ * commands buffered behind it. */
 static void
-dict_conn_resume(struct dict_conn *c)
+dict_conn_on_cmd_done(void *arg)
 {
+	struct dict_conn *c = arg;
+
+	if (c->state == DICT_CONN_CLOSING) {
+		/* The peer left meanwhile: a commit is stored all the
+		 * same, nobody to tell. */
+		buf_reset(&c->session.reply);
+		return;
+	}
 	/* READING before sending: a failed write makes it CLOSING, which
-	 * must stick (the connection is then queued to be freed once). */
+	 * must stick (the owner frees a connection once). */
 	c->state = DICT_CONN_READING;
 	dict_conn_send(c);
 	if (c->state != DICT_CONN_READING)
@@ -202,52 +138,15 @@ dict_conn_resume(struct dict_conn *c)
 }
 
 void
-dict_conn_commit_done(struct dict_conn *c, struct dict_txn *t,
-    enum dict_commit_result result, const char *reason)
-{
-	c->committing = NULL;
-	if (c->state == DICT_CONN_CLOSING) {
-		/* The peer left while we committed: the data is stored,
-		 * nobody to tell. */
-		dict_txn_free(t);
-		return;
-	}
-	dict_proto_reply_commit(&c->reply, t->id, t->async, result, reason);
-	dict_txn_free(t);
-	dict_conn_resume(c);
-}
-
-void
-dict_conn_wait(struct dict_conn *c, struct dict_turn_req *req)
-{
-	c->state = DICT_CONN_WAITING;
-	c->waiting = req;
-	event_del(c->rev);
-}
-
-void
-dict_conn_wait_done(struct dict_conn *c)
-{
-	c->waiting = NULL;	/* its owner frees it after this returns */
-	if (c->state == DICT_CONN_CLOSING) {
-		buf_reset(&c->reply);
-		return;
-	}
-	dict_conn_resume(c);
-}
-
-void
 dict_conn_close_later(struct dict_conn *c, const char *reason)
 {
-	/* Once only: the server frees each connection on its list once. */
-	if (c->state == DICT_CONN_CLOSING || c->closing)
+	if (c->state == DICT_CONN_CLOSING)
 		return;
 	log_debug("dict conn=%llu closed reason=%s", c->id, reason);
-	c->closing = true;
 	c->state = DICT_CONN_CLOSING;
 	event_del(c->rev);
 	event_del(c->wev);
-	dict_server_conn_closed(c->srv, c);
+	c->closed(c->closed_arg, c);
 }
 
 void
@@ -255,11 +154,7 @@ dict_conn_free(struct dict_conn *c)
 {
 	if (c == NULL)
 		return;
-	/* An open transaction dies with its connection (protocol doc §5). */
-	dict_txn_set_clear(&c->txns);
-	dict_txn_free(c->committing);
-	dict_turn_cancel(c->waiting);
-	buf_clear(&c->reply);
+	dict_cmd_session_clear(&c->session);
 	buf_clear(&c->in);
 	buf_clear(&c->out);
 	event_free(c->rev);
@@ -278,13 +173,12 @@ dict_conn_protocol_error(struct dict_conn *c, struct metric *m,
 }
 
 /* Handle every complete line already buffered, then return to the loop:
- * one chatty client must not starve the others, and a commit or a full
- * output buffer stops the loop until it is resolved. */
+ * one chatty client must not starve the others, and a waiting command
+ * or a full output buffer stops the loop until it is resolved. */
 static void
 dict_conn_process(struct dict_conn *c)
 {
-	struct dict_stats *st = dict_server_stats(c->srv);
-	struct dict_cmd cmd;
+	struct dict_stats *st = c->ctx->stats;
 	char err[ERR_LEN];
 	const char *line, *nl;
 	size_t len;
@@ -300,7 +194,15 @@ dict_conn_process(struct dict_conn *c)
 			    "line-too-long", "over 64 KiB");
 			return;
 		}
-		if (dict_proto_parse(line, len, &cmd, err) < 0) {
+		switch (dict_cmd_run(&c->session, line, len, err)) {
+		case DICT_CMD_DONE:
+			dict_conn_send(c);
+			break;
+		case DICT_CMD_WAIT:
+			c->state = DICT_CONN_WAITING;
+			event_del(c->rev);
+			break;
+		case DICT_CMD_MALFORMED:
 			/* Only the first byte and the length: the rest may
 			 * hold a device token. */
 			dict_conn_protocol_error(c, st->err_parse,
@@ -309,11 +211,11 @@ dict_conn_process(struct dict_conn *c)
 			    "length=%zu", c->id, len ? (unsigned char)line[0] :
 			    0, len);
 			return;
-		}
-		if (dict_cmd_run(c, &cmd, err) < 0)
+		case DICT_CMD_REFUSED:
 			dict_conn_protocol_error(c, st->err_protocol,
 			    "protocol-error", err);
-		dict_cmd_clear(&cmd);
+			break;
+		}
 	}
 	/* Keep only the unparsed tail, at the start of the buffer. */
 	if (c->in_off > 0) {
@@ -342,7 +244,7 @@ dict_conn_on_read(evutil_socket_t fd, short what, void *arg)
 	    errno == EINTR))
 		return;
 	if (n <= 0) {
-		if (c->txns.n > 0)
+		if (c->session.txns.n > 0)
 			log_debug("dict conn=%llu closed with open "
 			    "transactions, discarded", c->id);
 		dict_conn_close_later(c, n == 0 ? "eof" : "read-error");
@@ -374,17 +276,19 @@ dict_conn_on_write(evutil_socket_t fd, short what, void *arg)
 }
 
 struct dict_conn *
-dict_conn_new(struct dict_server *srv, int fd)
+dict_conn_new(struct event_base *base, int fd, unsigned long long id,
+    const struct dict_cmd_ctx *ctx, dict_conn_closed_fn *closed,
+    void *closed_arg)
 {
 	struct dict_conn *c = xcalloc(1, sizeof(*c));
-	struct event_base *base = dict_server_base(srv);
 
-	c->id = dict_conn_next_id++;
-	c->srv = srv;
+	c->id = id;
 	c->fd = fd;
 	c->state = DICT_CONN_READING;
-	dict_txn_set_init(&c->txns);
-	buf_init(&c->reply);
+	c->ctx = ctx;
+	c->closed = closed;
+	c->closed_arg = closed_arg;
+	dict_cmd_session_init(&c->session, ctx, id, dict_conn_on_cmd_done, c);
 	buf_init(&c->in);
 	buf_init(&c->out);
 	evutil_make_socket_nonblocking(fd);

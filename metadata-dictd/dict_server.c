@@ -1,14 +1,18 @@
 /*
- * The server: the listening socket, the list of connections, the group
- * commit, the wake-up datagram to notifierd, the token sweep and the
- * metrics. Connections hand it their commits and their closing; it runs
- * both from one event made active after the loop's I/O callbacks, so a
- * connection is never freed under its own callback.
+ * The server, top of the chain server -> connection -> command -> store:
+ * the listening socket, the connections it accepted (it owns them), the
+ * context the commands work with (store, server-level entries, counters,
+ * the hooks below), the group commit (dict_commit.c), the token sweep and
+ * the metrics listener.
  *
- * Group commit: every C that arrives in one loop pass is applied in one
- * SQLite transaction and answered only after COMMIT returned. Under load
- * that is one WAL append (and with --sync full one fsync) for dozens of
- * Dovecot transactions, without giving up "answered means stored".
+ * Nothing below calls up into this file except through what it
+ * registered: a connection reports its closing through the callback
+ * given to dict_conn_new, a command hands its commit and its read
+ * transaction through the context's hooks. Both are settled by one event
+ * made active after the loop's I/O callbacks: end the pass's read
+ * transaction, run the group commit (which answers the commits), then
+ * free the closed connections; so a connection is never freed under its
+ * own callback, nor before the group commit answered it.
  */
 #include <errno.h>
 #include <grp.h>
@@ -37,44 +41,34 @@
 /* Room for the listen backlog: a burst of new imap processes. */
 #define DICT_LISTEN_BACKLOG	4096
 
-struct dict_pending {
+/* One accepted connection, as the server holds it: on the open list,
+ * then on the closing list until the pass's end frees it. */
+struct dict_server_conn {
+	TAILQ_ENTRY(dict_server_conn) link;
+	struct dict_server	*srv;
 	struct dict_conn	*conn;
-	struct dict_txn		*txn;
 };
+TAILQ_HEAD(dict_server_conns, dict_server_conn);
 
 struct dict_server {
 	struct event_base	*base;
 	struct dict_store	*store;
 	struct dict_vendor	*vendor;
+	struct dict_commit	*commits;
+	struct dict_cmd_ctx	 ctx;		/* every command's */
 	struct evconnlistener	*listener;
 	char			*socket_path;
-	int			 notify_fd;
-	struct sockaddr_un	 notify_addr;
 	struct event		*after_io;
 	struct event		*sweep;
 	int64_t			 sweep_period_ms;
 	struct metrics		*metrics;
 	struct metrics_http	*metrics_http;
 	struct dict_stats	 stats;
-	struct dict_pending	*pending;	/* commits of this pass */
-	size_t			 npending, cap_pending;
-	struct dict_conn	**closing;	/* to free after this pass */
-	size_t			 nclosing, cap_closing;
-	struct dict_conn	*conns;		/* every open connection */
-	size_t			 nconns;
+	struct dict_server_conns open;
+	struct dict_server_conns closing;	/* freed after this pass */
+	size_t			 nopen;
+	unsigned long long	 next_conn_id;
 };
-
-struct dict_store *
-dict_server_store(struct dict_server *srv)
-{
-	return srv->store;
-}
-
-struct dict_stats *
-dict_server_stats(struct dict_server *srv)
-{
-	return &srv->stats;
-}
 
 struct dict_vendor *
 dict_server_vendor(struct dict_server *srv)
@@ -82,10 +76,10 @@ dict_server_vendor(struct dict_server *srv)
 	return srv->vendor;
 }
 
-struct event_base *
-dict_server_base(struct dict_server *srv)
+const struct dict_stats *
+dict_server_stats(const struct dict_server *srv)
 {
-	return srv->base;
+	return &srv->stats;
 }
 
 static void
@@ -94,123 +88,50 @@ dict_server_wake_later(struct dict_server *srv)
 	event_active(srv->after_io, 0, 0);
 }
 
-void
-dict_server_read_done_later(struct dict_server *srv)
-{
-	dict_server_wake_later(srv);
-}
-
-void
-dict_server_commit_enqueue(struct dict_server *srv, struct dict_conn *c,
-    struct dict_txn *t)
-{
-	srv->pending = dict_array_grow(srv->pending, srv->npending,
-	    &srv->cap_pending, sizeof(*srv->pending), 64);
-	srv->pending[srv->npending].conn = c;
-	srv->pending[srv->npending].txn = t;
-	srv->npending++;
-	dict_server_wake_later(srv);
-}
-
-void
-dict_server_conn_closed(struct dict_server *srv, struct dict_conn *c)
-{
-	srv->closing = dict_array_grow(srv->closing, srv->nclosing,
-	    &srv->cap_closing, sizeof(*srv->closing), 64);
-	srv->closing[srv->nclosing++] = c;
-	dict_server_wake_later(srv);
-}
-
-/* Best effort: notifierd also polls, so a lost datagram costs at most its
- * poll interval. Non-blocking, errors ignored (notifierd may be down). */
+/* The commands' hooks (struct dict_cmd_ctx). */
 static void
-dict_server_notify(struct dict_server *srv)
+dict_server_on_read_done(void *arg)
 {
-	if (srv->notify_fd < 0)
-		return;
-	(void)sendto(srv->notify_fd, "w", 1, MSG_DONTWAIT,
-	    (struct sockaddr *)&srv->notify_addr, sizeof(srv->notify_addr));
+	dict_server_wake_later(arg);
 }
 
-/* Apply every pending commit in one SQLite transaction, then answer. */
 static void
-dict_server_flush(struct dict_server *srv)
+dict_server_on_commit(void *arg, struct dict_txn *t,
+    dict_commit_done_fn *done, void *done_arg)
 {
-	struct dict_pending *batch = srv->pending;
-	size_t n = srv->npending;
-	enum dict_commit_result *results;
-	char **reasons;
-	uint64_t queued = 0, tokens_set = 0;
-	int64_t now = clock_wall_ms();
-	char err[ERR_LEN];
-	bool ok;
+	struct dict_server *srv = arg;
 
-	if (n == 0)
-		return;
-	/* Commits enqueued by the replies below (pipelined C) go to a
-	 * fresh list and the next pass. */
-	srv->pending = NULL;
-	srv->npending = srv->cap_pending = 0;
-	results = xcalloc(n, sizeof(*results));
-	reasons = xcalloc(n, sizeof(*reasons));
+	dict_commit_enqueue(srv->commits, t, done, done_arg);
+	dict_server_wake_later(srv);
+}
 
-	ok = dict_store_batch_begin(srv->store, err) == 0;
-	for (size_t i = 0; ok && i < n; i++) {
-		results[i] = dict_store_apply(srv->store, batch[i].txn, now,
-		    &queued, &tokens_set, err);
-		if (results[i] == DICT_COMMIT_FAILED) {
-			log_warnx("dict conn=%llu transaction=%u failed: %s",
-			    dict_conn_id(batch[i].conn), batch[i].txn->id,
-			    err);
-			metric_inc(srv->stats.fail_txn);
-			reasons[i] = xstrdup(err);
-		}
-	}
-	if (ok && dict_store_batch_commit(srv->store, err) < 0)
-		ok = false;
-	if (!ok) {
-		log_warnx("dict group commit of %zu transactions failed: %s",
-		    n, err);
-		metric_inc(srv->stats.fail_store);
-		for (size_t i = 0; i < n; i++) {
-			results[i] = DICT_COMMIT_FAILED;
-			free(reasons[i]);
-			reasons[i] = xstrdup("storage failure");
-		}
-		queued = tokens_set = 0;
-	}
-	metric_inc(srv->stats.group_commits);
-	metric_add(srv->stats.queue_rows, queued);
-	metric_add(srv->stats.token_sets, tokens_set);
-	if (queued > 0)
-		dict_server_notify(srv);
+/* A connection's callback (dict_conn_new): move it to the closing list. */
+static void
+dict_server_on_conn_closed(void *arg, struct dict_conn *c)
+{
+	struct dict_server_conn *sc = arg;
+	struct dict_server *srv = sc->srv;
 
-	for (size_t i = 0; i < n; i++) {
-		metric_inc(results[i] == DICT_COMMIT_OK ?
-		    srv->stats.commit_ok : results[i] ==
-		    DICT_COMMIT_NOT_FOUND ? srv->stats.commit_not_found :
-		    srv->stats.commit_failed);
-		dict_conn_commit_done(batch[i].conn, batch[i].txn, results[i],
-		    reasons[i]);
-		free(reasons[i]);
-	}
-	free(reasons);
-	free(results);
-	free(batch);
+	(void)c;
+	TAILQ_REMOVE(&srv->open, sc, link);
+	srv->nopen--;
+	TAILQ_INSERT_TAIL(&srv->closing, sc, link);
+	dict_server_wake_later(srv);
 }
 
 static void
 dict_server_reap(struct dict_server *srv)
 {
-	/* Freeing may not add to the list: dict_conn_free closes nothing
+	struct dict_server_conn *sc;
+
+	/* Freeing adds nothing to the list: dict_conn_free closes nothing
 	 * that calls back into the server. */
-	for (size_t i = 0; i < srv->nclosing; i++) {
-		dict_conn_unlink(srv->closing[i], &srv->conns);
-		dict_conn_free(srv->closing[i]);
-		srv->nconns--;
+	while ((sc = TAILQ_FIRST(&srv->closing)) != NULL) {
+		TAILQ_REMOVE(&srv->closing, sc, link);
+		dict_conn_free(sc->conn);
+		free(sc);
 		metric_gauge_add(srv->stats.connections, -1);
 	}
-	srv->nclosing = 0;
 }
 
 static void
@@ -221,9 +142,12 @@ dict_server_on_after_io(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	dict_store_read_end(srv->store);
-	dict_server_flush(srv);
+	/* Before the reaping: a connection that closed while its commit
+	 * waited is answered (to nobody) before it is freed. */
+	dict_commit_flush(srv->commits, srv->ctx.wall_ms());
 	dict_server_reap(srv);
-	if (srv->npending > 0 || srv->nclosing > 0)
+	if (dict_commit_pending(srv->commits) > 0 ||
+	    !TAILQ_EMPTY(&srv->closing))
 		dict_server_wake_later(srv);
 }
 
@@ -232,18 +156,20 @@ dict_server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct dict_server *srv = arg;
-	struct dict_conn *c;
+	struct dict_server_conn *sc = xcalloc(1, sizeof(*sc));
 
 	(void)l;
 	(void)sa;
 	(void)salen;
-	c = dict_conn_new(srv, fd);
-	dict_conn_link(c, &srv->conns);
-	srv->nconns++;
+	sc->srv = srv;
+	sc->conn = dict_conn_new(srv->base, fd, srv->next_conn_id++,
+	    &srv->ctx, dict_server_on_conn_closed, sc);
+	TAILQ_INSERT_TAIL(&srv->open, sc, link);
+	srv->nopen++;
 	metric_inc(srv->stats.connections_total);
 	metric_gauge_add(srv->stats.connections, 1);
-	log_debug("dict conn=%llu accepted open=%zu", dict_conn_id(c),
-	    srv->nconns);
+	log_debug("dict conn=%llu accepted open=%zu", dict_conn_id(sc->conn),
+	    srv->nopen);
 }
 
 static void
@@ -269,8 +195,8 @@ dict_server_on_sweep(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	n = dict_store_sweep(srv->store, clock_wall_ms(), DICT_SWEEP_BATCH_ROWS,
-	    err);
+	n = dict_store_sweep(srv->store, srv->ctx.wall_ms(),
+	    DICT_SWEEP_BATCH_ROWS, err);
 	if (n < 0)
 		log_warnx("dict token sweep failed: %s", err);
 	else if (n > 0)
@@ -283,65 +209,6 @@ dict_server_on_sweep(evutil_socket_t fd, short what, void *arg)
 	tv.tv_usec = n == DICT_SWEEP_BATCH_ROWS ? 10000 :
 	    (srv->sweep_period_ms % 1000) * 1000;
 	evtimer_add(srv->sweep, &tv);
-}
-
-static void
-dict_server_register_metrics(struct dict_server *srv)
-{
-	struct metrics *m = srv->metrics;
-	struct dict_stats *st = &srv->stats;
-	const char *cmd_help = "Dict protocol commands received";
-
-	st->connections = metrics_gauge(m, "dictd_connections_open",
-	    "Open dict connections", NULL);
-	st->connections_total = metrics_counter(m, "dictd_connections",
-	    "Dict connections accepted", NULL);
-	st->cmd_lookup = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"lookup\"");
-	st->cmd_iterate = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"iterate\"");
-	st->cmd_begin = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"begin\"");
-	st->cmd_set = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"set\"");
-	st->cmd_unset = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"unset\"");
-	st->cmd_inc = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"atomic_inc\"");
-	st->cmd_commit = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"commit\"");
-	st->cmd_rollback = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"rollback\"");
-	st->cmd_other = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"other\"");
-	st->commit_ok = metrics_counter(m, "dictd_commits",
-	    "Dict transactions committed, by result", "result=\"ok\"");
-	st->commit_not_found = metrics_counter(m, "dictd_commits",
-	    "Dict transactions committed, by result", "result=\"not_found\"");
-	st->commit_failed = metrics_counter(m, "dictd_commits",
-	    "Dict transactions committed, by result", "result=\"failed\"");
-	st->group_commits = metrics_counter(m, "dictd_group_commits",
-	    "SQLite transactions that carried dict commits", NULL);
-	st->token_sets = metrics_counter(m, "dictd_token_sets",
-	    "Device tokens set or refreshed", NULL);
-	st->tokens = metrics_gauge(m, "dictd_tokens",
-	    "Device tokens stored (as of the last sweep)", NULL);
-	st->queue_rows = metrics_counter(m, "dictd_queue_rows_inserted",
-	    "Notification jobs queued for notifierd", NULL);
-	st->err_line_too_long = metrics_counter(m, "dictd_protocol_errors",
-	    "Connections closed for bad input", "reason=\"line_too_long\"");
-	st->err_parse = metrics_counter(m, "dictd_protocol_errors",
-	    "Connections closed for bad input", "reason=\"malformed\"");
-	st->err_protocol = metrics_counter(m, "dictd_protocol_errors",
-	    "Connections closed for bad input", "reason=\"protocol\"");
-	st->fail_store = metrics_counter(m, "dictd_failures",
-	    "Failed operations", "reason=\"storage\"");
-	st->fail_txn = metrics_counter(m, "dictd_failures",
-	    "Failed operations", "reason=\"transaction\"");
-	st->fail_turn = metrics_counter(m, "dictd_failures",
-	    "Failed operations", "reason=\"turn\"");
-	st->fail_appversions = metrics_counter(m, "dictd_failures",
-	    "Failed operations", "reason=\"appversions\"");
 }
 
 static int
@@ -398,10 +265,20 @@ dict_server_new(struct event_base *base, const struct dict_server_config *cfg,
 
 	srv->base = base;
 	srv->store = store;
-	srv->notify_fd = -1;
+	TAILQ_INIT(&srv->open);
+	TAILQ_INIT(&srv->closing);
+	srv->next_conn_id = 1;
 	srv->vendor = dict_vendor_new(&cfg->vendor);
 	srv->metrics = metrics_new();
-	dict_server_register_metrics(srv);
+	dict_stats_register(&srv->stats, srv->metrics);
+	srv->ctx.base = base;
+	srv->ctx.store = store;
+	srv->ctx.vendor = srv->vendor;
+	srv->ctx.stats = &srv->stats;
+	srv->ctx.wall_ms = cfg->wall_ms != NULL ? cfg->wall_ms : clock_wall_ms;
+	srv->ctx.commit = dict_server_on_commit;
+	srv->ctx.read_done = dict_server_on_read_done;
+	srv->ctx.hook_arg = srv;
 	srv->after_io = event_new(base, -1, 0, dict_server_on_after_io, srv);
 	srv->sweep = evtimer_new(base, dict_server_on_sweep, srv);
 	srv->sweep_period_ms = cfg->token_ttl_ms / 4;
@@ -413,17 +290,9 @@ dict_server_new(struct event_base *base, const struct dict_server_config *cfg,
 
 	if (dict_vendor_config_check(&cfg->vendor, err) < 0)
 		goto fail;
-	if (cfg->notify_socket != NULL) {
-		if (unixsock_addr(cfg->notify_socket, &srv->notify_addr,
-		    err) < 0)
-			goto fail;
-		srv->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC |
-		    SOCK_NONBLOCK, 0);
-		if (srv->notify_fd < 0) {
-			err_set(err, "notify socket: %s", strerror(errno));
-			goto fail;
-		}
-	}
+	if ((srv->commits = dict_commit_new(store, cfg->notify_socket,
+	    &srv->stats, err)) == NULL)
+		goto fail;
 	if (dict_server_listen(srv, cfg, err) < 0)
 		goto fail;
 	if (cfg->metrics_addr != NULL && (srv->metrics_http =
@@ -438,6 +307,8 @@ fail:
 void
 dict_server_shutdown(struct dict_server *srv)
 {
+	struct dict_server_conn *sc;
+
 	/* Stop accepting, answer every commit already received, then close
 	 * the connections; open transactions die with them, as with
 	 * Dovecot's own server. */
@@ -446,10 +317,11 @@ dict_server_shutdown(struct dict_server *srv)
 		srv->listener = NULL;
 		unlink(srv->socket_path);
 	}
-	while (srv->npending > 0)
-		dict_server_flush(srv);
-	for (struct dict_conn *c = srv->conns; c != NULL; c = dict_conn_next(c))
-		dict_conn_close_later(c, "shutdown");
+	while (srv->commits != NULL && dict_commit_pending(srv->commits) > 0)
+		dict_commit_flush(srv->commits, srv->ctx.wall_ms());
+	/* Each close moves its connection to the closing list at once. */
+	while ((sc = TAILQ_FIRST(&srv->open)) != NULL)
+		dict_conn_close_later(sc->conn, "shutdown");
 	dict_server_reap(srv);
 }
 
@@ -460,14 +332,11 @@ dict_server_free(struct dict_server *srv)
 		return;
 	metrics_http_stop(srv->metrics_http);
 	dict_server_shutdown(srv);
-	free(srv->pending);
-	free(srv->closing);
+	dict_commit_free(srv->commits);
 	if (srv->after_io != NULL)
 		event_free(srv->after_io);
 	if (srv->sweep != NULL)
 		event_free(srv->sweep);
-	if (srv->notify_fd >= 0)
-		close(srv->notify_fd);
 	free(srv->socket_path);
 	metrics_free(srv->metrics);
 	dict_vendor_free(srv->vendor);

@@ -2,20 +2,33 @@
  * metadata-dictd: the relay's Dovecot dict server.
  *
  * Map of the daemon (OpenSMTPD's smtpd.h habit: types first, then the
- * prototypes of each file under its name):
+ * prototypes of each file under its name). The dict server is a chain,
+ * each file calling only the ones below it:
+ *
+ *   dict_server.c  listener; owns the connections; the commands' context
+ *                  (struct dict_cmd_ctx) and its hooks; the end of each
+ *                  loop pass (read transaction, group commit, freeing
+ *                  closed connections); token sweep; metrics listener
+ *   dict_conn.c    one client connection: socket, lines, reply order;
+ *                  tells its owner only that it is closing (callback)
+ *   dict_cmd.c     one handler per command letter; a connection's
+ *                  session (handshake, transactions, replies); reaches
+ *                  the server only through the context's hooks
+ *   dict_txn.c     a transaction's changes; a connection's open ones
+ *   dict_commit.c  the group commit: a pass's commits in one SQLite
+ *                  transaction, answered after COMMIT; notifierd's wake-up
+ *   dict_store.c   SQLite: tokens, metadata, queue (knows no protocol)
+ *
+ * and beside it:
  *
  *   dict_proto.c   parse one protocol line into a struct dict_cmd, format
  *                  replies (pure: bytes in, bytes out)
  *   dict_key.c     what a dict key means: device token, new-mail event,
  *                  private or shared attribute
- *   dict_store.c   SQLite: tokens, metadata, queue (knows no protocol)
  *   dict_vendor.c  the server-level /shared/vendor/deltachat/ entries
  *                  (values from flags, the app versions file, TURN)
  *   dict_turn.c    TURN credentials from the TURN helper's Unix socket
- *   dict_txn.c     a transaction's changes; a connection's open ones
- *   dict_cmd.c     one handler per command letter
- *   dict_conn.c    one client connection: socket, lines, reply order
- *   dict_server.c  listener, group commit, wake-ups, sweep, metrics
+ *   dict_stats.c   the counters, registered in one place
  *   dict_array.c   the arrays that grow (doubled when full)
  *   main.c         options, set-up, loop, tear-down
  *   chatmaild_parse.c   chatmaild's metadata.json and queue files (pure)
@@ -156,6 +169,7 @@ struct dict_change {
 
 struct dict_txn {
 	unsigned int		 id;
+	unsigned long long	 conn_id;	/* its connection's, for logs */
 	char			*user;
 	struct dict_change	*changes;
 	size_t			 nchanges;
@@ -177,9 +191,31 @@ struct dict_txn_set {
 struct dict_store;
 struct dict_conn;
 struct dict_server;
-struct dict_stats;
+struct dict_turn_req;
 struct event_base;
 struct metric;
+struct metrics;
+
+/* The daemon's counters (dict_stats.c registers them on the server's
+ * registry); each layer counts its own events. */
+struct dict_stats {
+	struct metric	*connections;
+	struct metric	*connections_total;
+	struct metric	*cmd_lookup, *cmd_iterate, *cmd_begin, *cmd_set,
+			*cmd_unset, *cmd_inc, *cmd_commit, *cmd_rollback,
+			*cmd_other;
+	struct metric	*commit_ok, *commit_not_found, *commit_failed;
+	struct metric	*group_commits;
+	struct metric	*token_sets;
+	struct metric	*tokens;
+	struct metric	*queue_rows;
+	struct metric	*err_line_too_long, *err_parse, *err_protocol;
+	struct metric	*fail_store, *fail_txn;
+	struct metric	*fail_turn, *fail_appversions;
+};
+
+/* Unix milliseconds now: clock_wall_ms, or a test's fake clock. */
+typedef int64_t dict_clock_fn(void);
 
 /* dict_array.c */
 /* Room for element n of the array v, which has room for *cap elements of
@@ -366,42 +402,133 @@ struct dict_txn *dict_txn_begin(struct dict_txn_set *, unsigned int id,
  * NULL when it is not open. */
 struct dict_txn *dict_txn_take(struct dict_txn_set *, unsigned int id);
 
+/* dict_stats.c */
+/* Registers every counter of st on m, which owns them (metrics_free). */
+void	dict_stats_register(struct dict_stats *st, struct metrics *m);
+
+/* dict_commit.c: the group commit */
+struct dict_commit;
+/* The outcome of txn, handed back to its owner (who frees it); reason
+ * is set for DICT_COMMIT_FAILED, borrowed for the call. */
+typedef void dict_commit_done_fn(void *arg, struct dict_txn *txn,
+	    enum dict_commit_result, const char *reason);
+/* The group commit on store (borrowed), counting in st (borrowed); with
+ * notify_socket (notifierd's datagram socket, NULL for none) it sends one
+ * datagram after each batch that queued jobs. NULL and err when that
+ * socket's address is unusable. */
+struct dict_commit *dict_commit_new(struct dict_store *,
+	    const char *notify_socket, struct dict_stats *st,
+	    char err[ERR_LEN]);
+/* Frees gc; transactions still queued are freed, their done never
+ * called (flush first: dict_server_shutdown does). NULL is a no-op. */
+void	dict_commit_free(struct dict_commit *gc);
+/* Queues txn (taken) for the next dict_commit_flush, which calls
+ * done(arg, txn, ...) with the outcome and hands txn back. Never calls
+ * done itself. */
+void	dict_commit_enqueue(struct dict_commit *gc, struct dict_txn *txn,
+	    dict_commit_done_fn *done, void *arg);
+/* Transactions waiting for the next flush. */
+size_t	dict_commit_pending(const struct dict_commit *gc);
+/* Applies every queued transaction in one SQLite transaction (each in a
+ * savepoint of its own, so a bad one fails alone), commits, then calls
+ * each done in queue order: nothing is answered before COMMIT returned.
+ * Transactions queued by those callbacks wait for the next flush.
+ * now_ms is the time stored with tokens and jobs. */
+void	dict_commit_flush(struct dict_commit *gc, int64_t now_ms);
+
 /* dict_cmd.c */
-/* Runs one parsed command on c. 0, or -1 when the connection must be
- * closed (reason in err). */
-int	dict_cmd_run(struct dict_conn *, struct dict_cmd *, char err[ERR_LEN]);
+/* A command's work that outlives the call (dict_cmd_ctx.commit's done, a
+ * TURN lookup's answer) calls this when the reply it owes is in the
+ * session's reply buffer: from the loop, never from inside dict_cmd_run. */
+typedef void dict_cmd_done_fn(void *arg);
+/* Hooks the commands reach the server's loop pass through (the server
+ * sets them; tests set their own). */
+typedef void dict_cmd_commit_fn(void *arg, struct dict_txn *txn,
+	    dict_commit_done_fn *done, void *done_arg);
+typedef void dict_cmd_pass_fn(void *arg);
+
+/* What every command works with: made once by the server, borrowed by
+ * every connection and command for the server's life. A command reaches
+ * the store, the server-level entries and the counters here, and the
+ * server's loop pass only through the two hooks. */
+struct dict_cmd_ctx {
+	struct event_base	*base;		/* TURN lookups run on it */
+	struct dict_store	*store;
+	struct dict_vendor	*vendor;	/* server-level entries */
+	struct dict_stats	*stats;
+	dict_clock_fn		*wall_ms;	/* token ages, commit times */
+	/* The group commit: takes txn; done(done_arg, ...) hands it back
+	 * with its outcome after COMMIT, later in the loop, never from
+	 * inside the call. */
+	dict_cmd_commit_fn	*commit;
+	/* A lookup or iteration opened the store's read transaction: end
+	 * it (dict_store_read_end) once this loop pass's I/O is done. */
+	dict_cmd_pass_fn	*read_done;
+	void			*hook_arg;	/* for commit and read_done */
+};
+
+/* What the commands keep for one connection (Dovecot's
+ * dict_connection): its handshake, its open transactions, the replies
+ * written and the command that waits. Embedded in the connection, which
+ * sets it up with dict_cmd_session_init and frees it with _clear. */
+struct dict_cmd_session {
+	const struct dict_cmd_ctx *ctx;		/* borrowed */
+	unsigned long long	 conn_id;	/* in log lines */
+	bool			 hello;
+	struct dict_txn_set	 txns;
+	struct buf		 reply;		/* replies not yet taken */
+	bool			 committing;	/* a C waits for the group commit */
+	struct dict_turn_req	*turn;		/* an L waits for the TURN helper */
+	dict_cmd_done_fn	*done;		/* when a waiting command is */
+	void			*done_arg;	/* answered */
+};
+
+enum dict_cmd_status {
+	DICT_CMD_DONE,		/* its reply, if it has one, is in the reply
+				 * buffer: send it, go on with the next */
+	DICT_CMD_WAIT,		/* the reply comes later (session's done):
+				 * run nothing more on this connection */
+	DICT_CMD_MALFORMED,	/* the line is no command: close (err) */
+	DICT_CMD_REFUSED,	/* a command out of place: close (err) */
+};
+
+void	dict_cmd_session_init(struct dict_cmd_session *,
+	    const struct dict_cmd_ctx *, unsigned long long conn_id,
+	    dict_cmd_done_fn *done, void *done_arg);
+/* Frees what the session holds: open transactions die with their
+ * connection (protocol doc §5), a TURN lookup is cancelled. Never while a
+ * commit waits: the group commit still holds the session then (the
+ * server frees a connection only after its pass's group commit), and
+ * that is a programming error (abort). */
+void	dict_cmd_session_clear(struct dict_cmd_session *);
+/* Runs one line (len bytes, without its LF) of the session's
+ * connection: parses it, counts it, runs its command. The reply, if
+ * any, is appended to the session's reply buffer (now, or before done
+ * is called for DICT_CMD_WAIT). Logs what fails inside a command; the
+ * caller logs and closes on MALFORMED and REFUSED. */
+enum dict_cmd_status dict_cmd_run(struct dict_cmd_session *,
+	    const char *line, size_t len, char err[ERR_LEN]);
 
 /* dict_conn.c */
-struct dict_conn *dict_conn_new(struct dict_server *, int fd);
-/* Marks c for closing; it is freed from the loop, never under a caller
- * that still uses it. */
+/* A connection is closing (once per connection, from
+ * dict_conn_close_later): its owner frees it with dict_conn_free from
+ * the loop, after the pass's group commit, never under its callbacks. */
+typedef void dict_conn_closed_fn(void *arg, struct dict_conn *);
+
+/* Takes fd (an accepted socket) and reads commands from it at once;
+ * ctx is borrowed for the connection's life; closed(closed_arg, c) is
+ * how the connection tells its owner it is done. */
+struct dict_conn *dict_conn_new(struct event_base *, int fd,
+	    unsigned long long id, const struct dict_cmd_ctx *ctx,
+	    dict_conn_closed_fn *closed, void *closed_arg);
+/* Marks c for closing (stops reading and writing) and tells its owner;
+ * c is freed later, never under a caller that still uses it. Once only:
+ * further calls do nothing. */
 void	dict_conn_close_later(struct dict_conn *, const char *reason);
+/* Closes the socket and frees c; open transactions die with it. NULL is
+ * a no-op. */
 void	dict_conn_free(struct dict_conn *);
-bool	dict_conn_closing(const struct dict_conn *);
-/* The server's list of open connections (intrusive, doubly linked). */
-void	dict_conn_link(struct dict_conn *, struct dict_conn **head);
-void	dict_conn_unlink(struct dict_conn *, struct dict_conn **head);
-struct dict_conn *dict_conn_next(struct dict_conn *);
 unsigned long long dict_conn_id(const struct dict_conn *);
-struct dict_server *dict_conn_server(struct dict_conn *);
-/* The reply under construction for the current command. */
-struct buf *dict_conn_reply_buf(struct dict_conn *);
-void	dict_conn_send(struct dict_conn *);
-/* The transactions this connection has open (owned by it). */
-struct dict_txn_set *dict_conn_txns(struct dict_conn *);
-/* Hands txn to the server's group commit; c reads nothing more until
- * dict_conn_commit_done() delivers the reply. */
-void	dict_conn_commit(struct dict_conn *, struct dict_txn *);
-void	dict_conn_commit_done(struct dict_conn *, struct dict_txn *,
-	    enum dict_commit_result, const char *reason);
-/* c waits for req (a lookup's TURN credentials) and reads nothing more
- * until dict_conn_wait_done(); closing c cancels req. */
-void	dict_conn_wait(struct dict_conn *, struct dict_turn_req *req);
-/* req has finished (and is about to be freed by its owner): send the
- * reply built in dict_conn_reply_buf() and read on. */
-void	dict_conn_wait_done(struct dict_conn *);
-void	dict_conn_set_hello(struct dict_conn *);
-bool	dict_conn_has_hello(const struct dict_conn *);
 
 /* dict_server.c */
 struct dict_server_config {
@@ -412,43 +539,24 @@ struct dict_server_config {
 	int64_t		 token_ttl_ms;
 	const char	*metrics_addr;		/* NULL: no listener */
 	struct dict_vendor_config vendor;	/* server-level entries */
+	dict_clock_fn	*wall_ms;		/* NULL: clock_wall_ms */
 };
 
-/* Counters the commands update; owned by the server. */
-struct dict_stats {
-	struct metric	*connections;
-	struct metric	*connections_total;
-	struct metric	*cmd_lookup, *cmd_iterate, *cmd_begin, *cmd_set,
-			*cmd_unset, *cmd_inc, *cmd_commit, *cmd_rollback,
-			*cmd_other;
-	struct metric	*commit_ok, *commit_not_found, *commit_failed;
-	struct metric	*group_commits;
-	struct metric	*token_sets;
-	struct metric	*tokens;
-	struct metric	*queue_rows;
-	struct metric	*err_line_too_long, *err_parse, *err_protocol;
-	struct metric	*fail_store, *fail_txn;
-	struct metric	*fail_turn, *fail_appversions;
-};
-
-/* Takes ownership of store and base is borrowed. NULL and err on
- * failure (socket, metrics listener). */
+/* Listens on cfg's socket and serves it from base (borrowed); takes
+ * ownership of store. NULL and err on failure (socket, notify socket,
+ * metrics listener). */
 struct dict_server *dict_server_new(struct event_base *,
 	    const struct dict_server_config *, struct dict_store *,
 	    char err[ERR_LEN]);
-/* Stop accepting, finish pending commits, close every connection. */
+/* Stop accepting, answer every commit already received, then close and
+ * free every connection (their open transactions die with them). */
 void	dict_server_shutdown(struct dict_server *);
 void	dict_server_free(struct dict_server *);
-struct dict_store *dict_server_store(struct dict_server *);
-struct dict_stats *dict_server_stats(struct dict_server *);
+/* The server-level entries (borrowed; main.c probes the app versions
+ * file at start). */
 struct dict_vendor *dict_server_vendor(struct dict_server *);
-struct event_base *dict_server_base(struct dict_server *);
-void	dict_server_conn_closed(struct dict_server *, struct dict_conn *);
-/* End the pass's read transaction once this loop pass's I/O is done. */
-void	dict_server_read_done_later(struct dict_server *);
-/* Queue a transaction for the next group commit. */
-void	dict_server_commit_enqueue(struct dict_server *, struct dict_conn *,
-	    struct dict_txn *);
+/* The counters, for tests (borrowed). */
+const struct dict_stats *dict_server_stats(const struct dict_server *);
 
 /* chatmaild_parse.c: chatmail relay's Python service's files (pure) */
 /* Addresses: RFC 5321's 256-octet path less its angle brackets. */

@@ -1,0 +1,69 @@
+/*
+ * The daemon's counters, registered in one place so that every series
+ * has one name and one help text: the server counts connections, the
+ * connections bad input, the commands themselves and what failed inside
+ * them, the group commit its commits. Exposed by the OpenMetrics listener
+ * (--metrics); docs/metadata-dictd.md lists them.
+ */
+#include "dictd.h"
+#include "metrics.h"
+
+void
+dict_stats_register(struct dict_stats *st, struct metrics *m)
+{
+	const char *cmd_help = "Dict protocol commands received";
+	const char *commit_help = "Dict transactions committed, by result";
+	const char *bad_help = "Connections closed for bad input";
+	const char *fail_help = "Failed operations";
+
+	st->connections = metrics_gauge(m, "dictd_connections_open",
+	    "Open dict connections", NULL);
+	st->connections_total = metrics_counter(m, "dictd_connections",
+	    "Dict connections accepted", NULL);
+	st->cmd_lookup = metrics_counter(m, "dictd_commands", cmd_help,
+	    "command=\"lookup\"");
+	st->cmd_iterate = metrics_counter(m, "dictd_commands", cmd_help,
+	    "command=\"iterate\"");
+	st->cmd_begin = metrics_counter(m, "dictd_commands", cmd_help,
+	    "command=\"begin\"");
+	st->cmd_set = metrics_counter(m, "dictd_commands", cmd_help,
+	    "command=\"set\"");
+	st->cmd_unset = metrics_counter(m, "dictd_commands", cmd_help,
+	    "command=\"unset\"");
+	st->cmd_inc = metrics_counter(m, "dictd_commands", cmd_help,
+	    "command=\"atomic_inc\"");
+	st->cmd_commit = metrics_counter(m, "dictd_commands", cmd_help,
+	    "command=\"commit\"");
+	st->cmd_rollback = metrics_counter(m, "dictd_commands", cmd_help,
+	    "command=\"rollback\"");
+	st->cmd_other = metrics_counter(m, "dictd_commands", cmd_help,
+	    "command=\"other\"");
+	st->commit_ok = metrics_counter(m, "dictd_commits", commit_help,
+	    "result=\"ok\"");
+	st->commit_not_found = metrics_counter(m, "dictd_commits",
+	    commit_help, "result=\"not_found\"");
+	st->commit_failed = metrics_counter(m, "dictd_commits", commit_help,
+	    "result=\"failed\"");
+	st->group_commits = metrics_counter(m, "dictd_group_commits",
+	    "SQLite transactions that carried dict commits", NULL);
+	st->token_sets = metrics_counter(m, "dictd_token_sets",
+	    "Device tokens set or refreshed", NULL);
+	st->tokens = metrics_gauge(m, "dictd_tokens",
+	    "Device tokens stored (as of the last sweep)", NULL);
+	st->queue_rows = metrics_counter(m, "dictd_queue_rows_inserted",
+	    "Notification jobs queued for notifierd", NULL);
+	st->err_line_too_long = metrics_counter(m, "dictd_protocol_errors",
+	    bad_help, "reason=\"line_too_long\"");
+	st->err_parse = metrics_counter(m, "dictd_protocol_errors", bad_help,
+	    "reason=\"malformed\"");
+	st->err_protocol = metrics_counter(m, "dictd_protocol_errors",
+	    bad_help, "reason=\"protocol\"");
+	st->fail_store = metrics_counter(m, "dictd_failures", fail_help,
+	    "reason=\"storage\"");
+	st->fail_txn = metrics_counter(m, "dictd_failures", fail_help,
+	    "reason=\"transaction\"");
+	st->fail_turn = metrics_counter(m, "dictd_failures", fail_help,
+	    "reason=\"turn\"");
+	st->fail_appversions = metrics_counter(m, "dictd_failures", fail_help,
+	    "reason=\"appversions\"");
+}
