@@ -345,13 +345,6 @@ httpc_req_get(struct httpc *s)
 	    s->cfg.user_agent : "chatmail-push");
 	if (s->cfg.ca_file != NULL)
 		curl_easy_setopt(r->easy, CURLOPT_CAINFO, s->cfg.ca_file);
-	if (s->cfg.client_p12 != NULL) {
-		curl_easy_setopt(r->easy, CURLOPT_SSLCERT, s->cfg.client_p12);
-		curl_easy_setopt(r->easy, CURLOPT_SSLCERTTYPE, "P12");
-		if (s->cfg.client_p12_password != NULL)
-			curl_easy_setopt(r->easy, CURLOPT_KEYPASSWD,
-			    s->cfg.client_p12_password);
-	}
 	return r;
 }
 int

@@ -1,6 +1,7 @@
 /*
  * An HTTP client for the daemons' outgoing requests (notifierd to the
- * proxy; proxyd to Apple, Google, Web Push and UBports): libcurl's multi
+ * proxy; proxyd to Web Push services, UBports and Google's OAuth2 token
+ * endpoint): libcurl's multi
  * interface driven by the libevent loop, so thousands of requests in
  * flight cost no thread each. Connections are kept alive and reused;
  * over https, HTTP/2 is negotiated and requests are multiplexed on one
@@ -29,9 +30,6 @@ struct httpc_config {
 	unsigned int	 max_streams;		/* HTTP/2, per connection;
 						 * 0: curl's default (100) */
 	size_t		 max_body_bytes;	/* reply; 0: discard */
-	/* TLS client certificate (APNs), PKCS#12 with its password. */
-	const char	*client_p12;
-	const char	*client_p12_password;
 	const char	*user_agent;
 	/* Schemes allowed, in curl's syntax ("https", "http,https");
 	 * NULL: "http,https". */

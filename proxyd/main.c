@@ -251,8 +251,8 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 			c->owed_retry_max_ms = cliopt_duration_ms(
 			    "owed-retry-max", optarg);
 			break;
-		case OPT_CERT: c->push.apns_p12 = optarg; break;
-		case OPT_PASSWORD: c->push.apns_p12_password = optarg; break;
+		case OPT_CERT: o->cred.p12_path = optarg; break;
+		case OPT_PASSWORD: o->cred.password = optarg; break;
 		case OPT_PASSWORD_FILE: o->cred.password_file = optarg; break;
 		case OPT_TOPIC: c->push.apns.topic = optarg; break;
 		case OPT_KEY: o->cred.p8_path = optarg; break;

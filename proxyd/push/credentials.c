@@ -9,7 +9,6 @@
 #include "fcm.h"
 #include "jwt.h"
 #include "log.h"
-#include "p12.h"
 #include "vapid.h"
 #include "xmalloc.h"
 
@@ -34,8 +33,10 @@ static void
 credentials_apns(const struct credentials_options *o, struct push_config *p,
     struct credentials *c)
 {
-	char err[ERR_LEN], *text;
-	size_t len;
+	char err[ERR_LEN], *text = NULL;
+	const char *password;
+	size_t len = 0;
+	int rv;
 
 	if (o->p8_path != NULL) {
 		if (p->apns.key_id == NULL || p->apns.team_id == NULL)
@@ -51,23 +52,36 @@ credentials_apns(const struct credentials_options *o, struct push_config *p,
 			fatalx("token auth needs --topic (the app's bundle id)");
 		p->apns.key = c->p8_key;
 		p->apns_enabled = true;
-	} else if (p->apns_p12 != NULL) {
+	}
+	/* With a key too, requests carry the JWT and the certificate is
+	 * still presented at TLS (docs/push-providers.md §1.5). */
+	if (o->p12_path != NULL) {
+		password = NULL;
 		if (o->password_file != NULL) {
 			text = credentials_read("--password-file",
 			    o->password_file, &len);
 			text[strcspn(text, "\r\n")] = '\0';
-			c->password = xstrdup(text);
+			password = text;
+		}
+		/* Keychain's RC2-40 files need it; loaded before the file is
+		 * read, once for the process. Without it a modern file still
+		 * loads, and an old one gets an error that says why. */
+		(void)p12_legacy_load(err);
+		rv = p12_load(o->p12_path, password != NULL ? password :
+		    o->password, &c->p12, err);
+		if (text != NULL) {
 			OPENSSL_cleanse(text, len);
 			free(text);
-			p->apns_p12_password = c->password;
 		}
-		if (p12_check(p->apns_p12, p->apns_p12_password ?
-		    p->apns_p12_password : "", &c->topic_from_cert, err) < 0)
+		if (rv < 0)
 			fatalx("--certificate-file: %s", err);
+		c->topic_from_cert = p12_topic(&c->p12);
 		if (p->apns.topic == NULL)
 			p->apns.topic = c->topic_from_cert;
+		p->apns_cert = &c->p12;
 		p->apns_enabled = true;
-	} else
+	}
+	if (!p->apns_enabled)
 		log_warnx("no APNs credentials (--certificate-file or "
 		    "--apns-key-path): iOS pushes will fail with 500");
 }
@@ -129,10 +143,7 @@ credentials_free(struct credentials *c)
 {
 	EVP_PKEY_free(c->p8_key);
 	free(c->topic_from_cert);
-	if (c->password != NULL) {
-		OPENSSL_cleanse(c->password, strlen(c->password));
-		free(c->password);
-	}
+	p12_clear(&c->p12);
 	fcm_key_free(c->fcm_key);
 	vapid_free(c->vapid);
 	EVP_PKEY_free(c->vapid_key);

@@ -16,6 +16,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "metrics.h"
+#include "p12.h"
 #include "push.h"
 #include "ubports.h"
 #include "webpush.h"
@@ -647,7 +648,7 @@ static struct h2client *
 push_h2client(struct push_engine *e, const struct push_config *cfg,
     bool apns, char err[ERR_LEN])
 {
-	struct httpc_config hc;
+	struct h2client_config hc;
 
 	memset(&hc, 0, sizeof(hc));
 	hc.ca_file = cfg->ca_file;
@@ -655,9 +656,10 @@ push_h2client(struct push_engine *e, const struct push_config *cfg,
 	hc.max_streams = apns ? cfg->apns_streams : 100;
 	hc.max_body_bytes = PUSH_ANSWER_MAX_BYTES;
 	hc.user_agent = "chatmail-proxyd";
-	if (apns) {
-		hc.client_p12 = cfg->apns_p12;
-		hc.client_p12_password = cfg->apns_p12_password;
+	if (apns && cfg->apns_cert != NULL) {
+		hc.client_key = cfg->apns_cert->key;
+		hc.client_cert = cfg->apns_cert->cert;
+		hc.client_chain = cfg->apns_cert->chain;
 	}
 	return h2client_new(e->base, &hc, push_on_answer, e, err);
 }

@@ -23,6 +23,7 @@ struct event_base;
 struct metrics;
 struct push_engine;
 struct fcm_key;
+struct p12;
 struct vapid;
 
 enum push_provider {
@@ -37,8 +38,7 @@ struct push_config {
 	/* APNs: apns_enabled once credentials are given. */
 	struct apns_config	 apns;		/* strings borrowed */
 	bool			 apns_enabled;
-	const char		*apns_p12;	/* certificate auth */
-	const char		*apns_p12_password;
+	const struct p12	*apns_cert;	/* certificate auth */
 	unsigned int		 apns_streams;	/* before Apple's SETTINGS */
 	/* FCM: enabled with a service-account key (borrowed). */
 	const struct fcm_key	*fcm_key;

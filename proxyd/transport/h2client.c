@@ -37,7 +37,6 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
-#include <openssl/pkcs12.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -140,7 +139,7 @@ struct h2client {
 	struct event_base	*base;
 	struct evdns_base	*dns;
 	SSL_CTX			*ssl_ctx;
-	struct httpc_config	 cfg;
+	struct h2client_config	 cfg;
 	char			*user_agent;
 	httpc_done_fn		*done;
 	void			*arg;
@@ -1092,54 +1091,34 @@ h2client_origin_find(struct h2client *c, const char *url, const char **path)
 
 /* ---- the public face ---- */
 
+/* The client certificate, its key and chain, for every handshake. */
 static int
-h2client_load_p12(SSL_CTX *ctx, const char *path, const char *password,
+h2client_use_identity(SSL_CTX *ctx, const struct h2client_config *cfg,
     char err[ERR_LEN])
 {
-	STACK_OF(X509) *chain = NULL;
-	EVP_PKEY *key = NULL;
-	X509 *cert = NULL;
-	PKCS12 *p12 = NULL;
-	FILE *f;
-	int rv = -1, i;
+	int i;
 
-	if ((f = fopen(path, "rb")) == NULL) {
-		err_set(err, "%s: %s", path, strerror(errno));
+	if (SSL_CTX_use_certificate(ctx, cfg->client_cert) != 1 ||
+	    SSL_CTX_use_PrivateKey(ctx, cfg->client_key) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		err_set(err, "client certificate and key do not match");
+		ERR_clear_error();
 		return -1;
 	}
-	p12 = d2i_PKCS12_fp(f, NULL);
-	fclose(f);
-	if (p12 == NULL || PKCS12_parse(p12, password != NULL ? password : "",
-	    &key, &cert, &chain) != 1 || key == NULL || cert == NULL) {
-		err_set(err, "%s: not a PKCS#12 file this password opens",
-		    path);
-		goto out;
-	}
-	if (SSL_CTX_use_certificate(ctx, cert) != 1 ||
-	    SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
-		err_set(err, "%s: certificate and key do not match", path);
-		goto out;
-	}
-	for (i = 0; chain != NULL && i < sk_X509_num(chain); i++)
-		if (SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i)) !=
-		    1) {
-			err_set(err, "%s: cannot use its certificate chain",
-			    path);
-			goto out;
+	for (i = 0; cfg->client_chain != NULL &&
+	    i < sk_X509_num(cfg->client_chain); i++)
+		if (SSL_CTX_add1_chain_cert(ctx,
+		    sk_X509_value(cfg->client_chain, i)) != 1) {
+			err_set(err, "cannot use the client certificate's "
+			    "chain");
+			ERR_clear_error();
+			return -1;
 		}
-	rv = 0;
-out:
-	ERR_clear_error();
-	sk_X509_pop_free(chain, X509_free);
-	X509_free(cert);
-	EVP_PKEY_free(key);
-	PKCS12_free(p12);
-	return rv;
+	return 0;
 }
 
 struct h2client *
-h2client_new(struct event_base *base, const struct httpc_config *cfg,
+h2client_new(struct event_base *base, const struct h2client_config *cfg,
     httpc_done_fn *done, void *arg, char err[ERR_LEN])
 {
 	static const unsigned char alpn[] = "\x02h2";
@@ -1149,8 +1128,10 @@ h2client_new(struct event_base *base, const struct httpc_config *cfg,
 	c->cfg = *cfg;
 	c->done = done;
 	c->arg = arg;
-	c->cfg.ca_file = c->cfg.client_p12 = c->cfg.client_p12_password =
-	    NULL;
+	c->cfg.ca_file = NULL;
+	c->cfg.client_key = NULL;
+	c->cfg.client_cert = NULL;
+	c->cfg.client_chain = NULL;
 	c->user_agent = cfg->user_agent != NULL ? xstrdup(cfg->user_agent) :
 	    NULL;
 	c->cfg.user_agent = NULL;
@@ -1171,8 +1152,8 @@ h2client_new(struct event_base *base, const struct httpc_config *cfg,
 		    cfg->ca_file : "(system)", h2_ssl_error());
 		goto fail;
 	}
-	if (cfg->client_p12 != NULL && h2client_load_p12(c->ssl_ctx,
-	    cfg->client_p12, cfg->client_p12_password, err) < 0)
+	if (cfg->client_cert != NULL && h2client_use_identity(c->ssl_ctx, cfg,
+	    err) < 0)
 		goto fail;
 	if ((c->dns = evdns_base_new(base,
 	    EVDNS_BASE_INITIALIZE_NAMESERVERS |

@@ -2,8 +2,8 @@
  * An HTTP/2-only client over TLS for the providers that speak nothing
  * else and carry proxyd's volume (Apple's APNs, Google's FCM): nghttp2's
  * session on a non-blocking OpenSSL connection driven by the libevent
- * loop. Same request, response and callback types as httpc.h, so a
- * caller can use either.
+ * loop. Same request, response and callback types as httpc.h (a
+ * config of its own), so a caller can use either.
  *
  * Why not libcurl here (httpc.c): at tens of thousands of pushes per
  * second curl spends most of the loop thread on per-transfer bookkeeping
@@ -28,18 +28,36 @@
 
 #include <stddef.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include "err.h"
 #include "httpc.h"
 
 struct event_base;
 struct h2client;
 
-/* cfg: ca_file, timeout_ms, max_body_bytes, client_p12 (+password),
- * user_agent. max_connections and max_streams are ignored: one connection
- * per origin, and streams wait for the server's SETTINGS, whose
- * concurrency limit rules. Only https:// URLs. */
+struct h2client_config {
+	const char	*ca_file;	/* NULL: system store */
+	long		 timeout_ms;	/* per request, and per connection
+					 * attempt */
+	/* Streams assumed allowed until the server's SETTINGS says (none
+	 * is sent before it anyway); 0: 100. */
+	unsigned int	 max_streams;
+	size_t		 max_body_bytes;	/* bodies kept; 0: none */
+	const char	*user_agent;		/* NULL: no user-agent */
+	/* TLS client certificate (APNs certificate auth; p12.h loads it),
+	 * its key and chain (may be NULL): presented at every handshake.
+	 * Borrowed during h2client_new only. NULL: none. */
+	EVP_PKEY	*client_key;
+	X509		*client_cert;
+	STACK_OF(X509)	*client_chain;
+};
+
+/* Only https:// URLs. NULL and err if the TLS context cannot be set up
+ * (the CA file, a certificate that does not match its key). */
 struct h2client *h2client_new(struct event_base *,
-	    const struct httpc_config *, httpc_done_fn *, void *arg,
+	    const struct h2client_config *, httpc_done_fn *, void *arg,
 	    char err[ERR_LEN]);
 /* Queues the request; 0, or -1 and err (nothing will be called back).
  * The request's strings are borrowed until its done callback. */

@@ -1,4 +1,4 @@
-/* Checking a .p12 and reading its topic; see p12.h. */
+/* Loading a .p12 and reading its topic; see p12.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +11,36 @@
 
 #include "p12.h"
 #include "xmalloc.h"
+
+/* Process-wide by nature (docs/style.md): OpenSSL's providers belong to
+ * the default library context, and once loaded they stay. */
+static OSSL_PROVIDER *p12_legacy, *p12_default;
+static bool p12_legacy_tried;
+
+int
+p12_legacy_load(char err[ERR_LEN])
+{
+	if (!p12_legacy_tried) {
+		p12_legacy_tried = true;
+		p12_legacy = OSSL_PROVIDER_load(NULL, "legacy");
+		/* An explicit load switches off the implicit default
+		 * provider: load it too. */
+		if (p12_legacy != NULL)
+			p12_default = OSSL_PROVIDER_load(NULL, "default");
+		ERR_clear_error();
+	}
+	if (p12_legacy == NULL) {
+		err_set(err, "OpenSSL's legacy provider is not available");
+		return -1;
+	}
+	return 0;
+}
+
+bool
+p12_legacy_loaded(void)
+{
+	return p12_legacy != NULL;
+}
 
 static PKCS12 *
 p12_read(const char *path, char err[ERR_LEN])
@@ -29,11 +59,47 @@ p12_read(const char *path, char err[ERR_LEN])
 	return p12;
 }
 
-/* The subject's UID (0.9.2342.19200300.100.1.1), or NULL. */
-static char *
-p12_uid(X509 *cert)
+int
+p12_load(const char *path, const char *password, struct p12 *out,
+    char err[ERR_LEN])
 {
-	X509_NAME *name = X509_get_subject_name(cert);
+	PKCS12 *p12;
+	int ok;
+
+	memset(out, 0, sizeof(*out));
+	if (password == NULL)
+		password = "";
+	if ((p12 = p12_read(path, err)) == NULL) {
+		ERR_clear_error();
+		return -1;
+	}
+	/* A wrong password fails the MAC check before any cipher is needed,
+	 * so it is told apart from a missing legacy algorithm. */
+	if (PKCS12_verify_mac(p12, password, -1) != 1) {
+		err_set(err, "%s: wrong password (MAC check failed)", path);
+		PKCS12_free(p12);
+		ERR_clear_error();
+		return -1;
+	}
+	ok = PKCS12_parse(p12, password, &out->key, &out->cert,
+	    &out->chain) == 1;
+	PKCS12_free(p12);
+	ERR_clear_error();
+	if (!ok || out->key == NULL || out->cert == NULL) {
+		err_set(err, "%s: cannot read the certificate and key (%s)",
+		    path, p12_legacy_loaded() ? "damaged or unsupported file" :
+		    "damaged, or an old cipher such as RC2-40 and OpenSSL's "
+		    "legacy provider is not loaded");
+		p12_clear(out);
+		return -1;
+	}
+	return 0;
+}
+
+char *
+p12_topic(const struct p12 *p)
+{
+	X509_NAME *name = X509_get_subject_name(p->cert);
 	int i = X509_NAME_get_index_by_NID(name, NID_userId, -1);
 	ASN1_STRING *v;
 
@@ -43,54 +109,11 @@ p12_uid(X509 *cert)
 	return xmemdup0(ASN1_STRING_get0_data(v), (size_t)ASN1_STRING_length(v));
 }
 
-static int
-p12_parse(PKCS12 *p12, const char *password, EVP_PKEY **key, X509 **cert)
+void
+p12_clear(struct p12 *p)
 {
-	ERR_clear_error();
-	return PKCS12_parse(p12, password, key, cert, NULL) == 1;
-}
-
-int
-p12_check(const char *path, const char *password, char **topic_out,
-    char err[ERR_LEN])
-{
-	static OSSL_PROVIDER *legacy, *deflt;
-	EVP_PKEY *key = NULL;
-	X509 *cert = NULL;
-	PKCS12 *p12;
-	int ok;
-
-	*topic_out = NULL;
-	if ((p12 = p12_read(path, err)) == NULL)
-		return -1;
-	/* A wrong password fails the MAC check before any cipher is needed,
-	 * so it is told apart from a missing legacy algorithm. */
-	if (PKCS12_verify_mac(p12, password, -1) != 1) {
-		err_set(err, "%s: wrong password (MAC check failed)", path);
-		PKCS12_free(p12);
-		return -1;
-	}
-	ok = p12_parse(p12, password, &key, &cert);
-	if (!ok && legacy == NULL) {
-		/* Loaded once for the process and kept: the HTTP/2 client
-		 * reads the same file through the same library context. */
-		legacy = OSSL_PROVIDER_load(NULL, "legacy");
-		deflt = OSSL_PROVIDER_load(NULL, "default");
-		ok = legacy != NULL && p12_parse(p12, password, &key, &cert);
-	}
-	PKCS12_free(p12);
-	if (!ok || key == NULL || cert == NULL) {
-		err_set(err, "%s: cannot read the certificate and key (%s)",
-		    path, legacy == NULL ? "OpenSSL's legacy provider is not "
-		    "available for this old file" : "damaged or unsupported "
-		    "file");
-		EVP_PKEY_free(key);
-		X509_free(cert);
-		return -1;
-	}
-	*topic_out = p12_uid(cert);
-	EVP_PKEY_free(key);
-	X509_free(cert);
-	(void)deflt;
-	return 0;
+	EVP_PKEY_free(p->key);
+	X509_free(p->cert);
+	sk_X509_pop_free(p->chain, X509_free);
+	memset(p, 0, sizeof(*p));
 }
