@@ -644,6 +644,14 @@ push_httpc(struct push_engine *e, const struct push_config *cfg,
 	return httpc_new(e->base, &hc, done, e, err);
 }
 
+/* The HTTP/2 client logs nothing: a connection's end is told here. */
+static void
+push_on_conn_failed(const char *authority, const char *why, void *arg)
+{
+	(void)arg;
+	log_info("http2 %s: %s", authority, why);
+}
+
 static struct h2client *
 push_h2client(struct push_engine *e, const struct push_config *cfg,
     bool apns, char err[ERR_LEN])
@@ -656,6 +664,7 @@ push_h2client(struct push_engine *e, const struct push_config *cfg,
 	hc.max_streams = apns ? cfg->apns_streams : 100;
 	hc.max_body_bytes = PUSH_ANSWER_MAX_BYTES;
 	hc.user_agent = "chatmail-proxyd";
+	hc.conn_failed = push_on_conn_failed;
 	if (apns && cfg->apns_cert != NULL) {
 		hc.client_key = cfg->apns_cert->key;
 		hc.client_cert = cfg->apns_cert->cert;

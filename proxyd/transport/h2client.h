@@ -18,7 +18,8 @@
  * wait in nghttp2's queue. A server's GOAWAY sends later requests to a
  * new connection while the old one finishes its streams; streams the
  * server refused unprocessed are retried once on the new connection.
- * A connection that fails fails its requests (status 0, error set).
+ * A connection that fails fails its requests (status 0, error set) and
+ * tells the caller why (conn_failed); the client itself never logs.
  *
  * One loop thread: every call and every callback happens on it. Done
  * callbacks are never made from inside h2client_send().
@@ -52,6 +53,15 @@ struct h2client_config {
 	EVP_PKEY	*client_key;
 	X509		*client_cert;
 	STACK_OF(X509)	*client_chain;
+	/* A connection to authority ended with its requests unanswered, or
+	 * could not be opened ("TLS handshake with ...: ...", "closed by the
+	 * server"): the client logs nothing, the caller may. Not called for
+	 * a connection drained after GOAWAY, nor by h2client_free. Called
+	 * from inside the client (any call or loop callback of it): it must
+	 * not call the client. NULL: nobody is told. */
+	void		(*conn_failed)(const char *authority, const char *why,
+			    void *arg);
+	void		*conn_failed_arg;
 };
 
 /* Only https:// URLs. NULL and err if the TLS context cannot be set up
