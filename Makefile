@@ -264,8 +264,7 @@ san:
 # tiny main in tests/fuzz/replay.c); fuzz-smoke adds a short libFuzzer run
 # when clang is there; fuzz runs libFuzzer for FUZZ_SECONDS per target.
 
-FUZZ_LIB_dict_proto = metadata-dictd/dict_proto.c metadata-dictd/tabesc.c common/xmalloc.c \
-	common/buf.c common/err.c
+FUZZ_LIB_dict_proto = $(DICTD_LIB_SRCS) $(COMMON_SRCS)
 FUZZ_LIB_chatmaild_parse = metadata-dictd/chatmaild_parse.c \
 	metadata-dictd/dict_turn.c metadata-dictd/dict_array.c \
 	common/unixsock.c common/xmalloc.c common/buf.c common/err.c

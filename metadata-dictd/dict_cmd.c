@@ -1,13 +1,19 @@
 /*
- * One handler per command letter (Dovecot's dict-commands.c layout). A
- * handler sees the parsed command, its connection's session (handshake,
- * open transactions, reply buffer) and the server's context (store,
- * server-level entries, counters, the group commit); never the
- * connection or the server themselves. It answers L and I at once, keeps
- * B/S/U/A/R in the session's transactions, and hands C to the group
- * commit through the context's hook. Only L, I and C are ever answered
- * (protocol doc §8.1): a stray reply would be taken for the next
- * command's.
+ * The command table and its handlers (Dovecot's dict-commands.c layout:
+ * one table, each handler under the wire form of its command, from
+ * protocol doc §3). A row says everything of a letter: its fields (which
+ * dict_proto.c parses), its handler, whether it is answered and whether
+ * its answer may have to wait.
+ *
+ * A handler sees the parsed command, its connection's session
+ * (handshake, open transactions, reply buffer) and through it the
+ * server's context (store, server-level entries, counters, the group
+ * commit); never the connection or the server themselves. It answers L
+ * and I at once, keeps B/S/U/A/R in the session's transactions, and
+ * hands C to the group commit through the context's hook. Only L, I, C
+ * and D are ever answered (protocol doc §8.1): a stray reply would be
+ * taken for the next command's, so dict_cmd_run holds every handler to
+ * its row.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +24,8 @@
 #include "xmalloc.h"
 
 void
-dict_cmd_session_init(struct dict_cmd_session *s, const struct dict_cmd_ctx *ctx,
-    unsigned long long conn_id, dict_cmd_done_fn *done, void *done_arg)
+dict_cmd_session_init(struct dict_cmd_session *s,
+    const struct dict_cmd_ctx *ctx, unsigned long long conn_id, dict_cmd_done_fn *done, void *done_arg)
 {
 	memset(s, 0, sizeof(*s));
 	s->ctx = ctx;
@@ -42,12 +48,15 @@ dict_cmd_session_clear(struct dict_cmd_session *s)
 	buf_clear(&s->reply);
 }
 
+/* H<major>\t<minor>\t<value type>\t<user>\t<dict name>
+ *	The handshake, first on every connection; the user is always
+ *	empty. No reply (protocol doc §2). */
 static enum dict_cmd_status
-dict_cmd_hello(struct dict_cmd_session *s, struct dict_cmd *cmd,
+dict_cmd_hello(struct dict_cmd_session *s, const struct dict_cmd *cmd,
     char err[ERR_LEN])
 {
 	/* Dovecot's server closes on another major version; no reply
-	 * either way (protocol doc §2). */
+	 * either way. */
 	if (cmd->major != 3) {
 		err_set(err, "unsupported protocol version %u.%u", cmd->major,
 		    cmd->minor);
@@ -130,8 +139,12 @@ dict_cmd_lookup_vendor(struct dict_cmd_session *s, const struct dict_key *k)
 	return status;
 }
 
+/* L<key>\t<user>
+ *	Reply: O<value> | N (not found) | F<error>. A server-level entry
+ *	may wait for the TURN helper. */
 static enum dict_cmd_status
-dict_cmd_lookup(struct dict_cmd_session *s, struct dict_cmd *cmd)
+dict_cmd_lookup(struct dict_cmd_session *s, const struct dict_cmd *cmd,
+    char err_out[ERR_LEN])
 {
 	const struct dict_cmd_ctx *ctx = s->ctx;
 	struct dict_key k;
@@ -139,6 +152,7 @@ dict_cmd_lookup(struct dict_cmd_session *s, struct dict_cmd *cmd)
 	char err[ERR_LEN];
 	int rc;
 
+	(void)err_out;
 	dict_key_parse(cmd->key, &k);
 	if (k.kind == DICT_KEY_DELTACHAT)
 		return dict_cmd_lookup_vendor(s, &k);
@@ -160,12 +174,19 @@ dict_cmd_lookup(struct dict_cmd_session *s, struct dict_cmd *cmd)
 	return DICT_CMD_DONE;
 }
 
+/* I<flags>\t<max_rows>\t<path>\t<user>
+ *	Reply: O<key>\t<value> per row (O<key>\t with the no-values flag:
+ *	the TAB is required), then an empty line; F<error> also ends it.
+ *	METADATA sends flags 9 and max_rows 0. */
 static enum dict_cmd_status
-dict_cmd_iterate(struct dict_cmd_session *s, struct dict_cmd *cmd)
+dict_cmd_iterate(struct dict_cmd_session *s, const struct dict_cmd *cmd,
+    char err_out[ERR_LEN])
 {
 	const struct dict_cmd_ctx *ctx = s->ctx;
 	struct dict_rows rows;
 	char err[ERR_LEN];
+
+	(void)err_out;
 
 	if (dict_store_iterate(ctx->store, cmd->user, cmd->key, cmd->flags,
 	    cmd->max_rows, ctx->wall_ms(), &rows, err) < 0) {
@@ -187,8 +208,11 @@ dict_cmd_iterate(struct dict_cmd_session *s, struct dict_cmd *cmd)
 	return DICT_CMD_DONE;
 }
 
+/* B<id>\t<user>[\t<expire secs>]
+ *	Opens transaction id on this connection (the last field is
+ *	protocol v4's). No reply; sent lazily with the first change. */
 static enum dict_cmd_status
-dict_cmd_begin(struct dict_cmd_session *s, struct dict_cmd *cmd,
+dict_cmd_begin(struct dict_cmd_session *s, const struct dict_cmd *cmd,
     char err[ERR_LEN])
 {
 	struct dict_txn *t;
@@ -202,7 +226,7 @@ dict_cmd_begin(struct dict_cmd_session *s, struct dict_cmd *cmd,
 /* S, U and A for an id that was never begun: Dovecot never does this,
  * so it is logged and ignored; the commit of that id will fail. */
 static struct dict_txn *
-dict_cmd_txn(struct dict_cmd_session *s, struct dict_cmd *cmd)
+dict_cmd_txn(struct dict_cmd_session *s, const struct dict_cmd *cmd)
 {
 	struct dict_txn *t = dict_txn_find(&s->txns, cmd->id);
 
@@ -227,13 +251,63 @@ dict_cmd_on_committed(void *arg, struct dict_txn *t,
 	s->done(s->done_arg);
 }
 
+/* S<id>\t<key>\t<value>
+ *	Records a set; the value may be empty. No reply. */
 static enum dict_cmd_status
-dict_cmd_commit(struct dict_cmd_session *s, struct dict_cmd *cmd)
+dict_cmd_set(struct dict_cmd_session *s, const struct dict_cmd *cmd,
+    char err[ERR_LEN])
+{
+	struct dict_txn *t;
+
+	(void)err;
+	if ((t = dict_cmd_txn(s, cmd)) != NULL)
+		dict_txn_add(t, DICT_CHANGE_SET, cmd->key, cmd->value,
+		    cmd->value_len, 0);
+	return DICT_CMD_DONE;
+}
+
+/* U<id>\t<key>
+ *	Records an unset (SETMETADATA NIL, a mailbox's DELETE). No reply. */
+static enum dict_cmd_status
+dict_cmd_unset(struct dict_cmd_session *s, const struct dict_cmd *cmd,
+    char err[ERR_LEN])
+{
+	struct dict_txn *t;
+
+	(void)err;
+	if ((t = dict_cmd_txn(s, cmd)) != NULL)
+		dict_txn_add(t, DICT_CHANGE_UNSET, cmd->key, NULL, 0, 0);
+	return DICT_CMD_DONE;
+}
+
+/* A<id>\t<key>\t<diff>
+ *	Records an atomic increment of a decimal value; a missing key
+ *	makes the commit answer N. No reply. */
+static enum dict_cmd_status
+dict_cmd_atomic_inc(struct dict_cmd_session *s, const struct dict_cmd *cmd,
+    char err[ERR_LEN])
+{
+	struct dict_txn *t;
+
+	(void)err;
+	if ((t = dict_cmd_txn(s, cmd)) != NULL)
+		dict_txn_add(t, DICT_CHANGE_INC, cmd->key, NULL, 0, cmd->diff);
+	return DICT_CMD_DONE;
+}
+
+/* C<id>, and D<id> (async: 2.3.19 never sends it; Dovecot's server
+ *	answers it like C with an A in front)
+ *	Reply, after the group commit's COMMIT: O<id> | N<id> (an
+ *	increment found no value) | F<id>\t<error>; AO<id> ... for D. */
+static enum dict_cmd_status
+dict_cmd_commit(struct dict_cmd_session *s, const struct dict_cmd *cmd,
+    char err[ERR_LEN])
 {
 	const struct dict_cmd_ctx *ctx = s->ctx;
-	bool async = cmd->kind == DICT_CMD_COMMIT_ASYNC;
+	bool async = (cmd->def->flags & DICT_CMD_F_ASYNC) != 0;
 	struct dict_txn *t = dict_txn_take(&s->txns, cmd->id);
 
+	(void)err;
 	if (t == NULL) {
 		log_warnx("dict conn=%llu commit of unknown transaction=%u",
 		    s->conn_id, cmd->id);
@@ -250,77 +324,136 @@ dict_cmd_commit(struct dict_cmd_session *s, struct dict_cmd *cmd)
 	return DICT_CMD_WAIT;
 }
 
+/* R<id>
+ *	Drops the transaction. No reply. */
 static enum dict_cmd_status
-dict_cmd_dispatch(struct dict_cmd_session *s, struct dict_cmd *cmd,
+dict_cmd_rollback(struct dict_cmd_session *s, const struct dict_cmd *cmd,
     char err[ERR_LEN])
 {
-	struct dict_stats *st = s->ctx->stats;
-	struct dict_txn *t;
+	(void)err;
+	dict_txn_free(dict_txn_take(&s->txns, cmd->id));
+	return DICT_CMD_DONE;
+}
 
-	if (cmd->kind != DICT_CMD_HELLO && !s->hello) {
-		err_set(err, "command before handshake");
-		return DICT_CMD_REFUSED;
+/* T<id>\t<secs>\t<nsecs> (a transaction's timestamp) and
+ * V<id> (protocol v4: hide values in logs)
+ *	Nothing for us to do. No reply. */
+static enum dict_cmd_status
+dict_cmd_ignore(struct dict_cmd_session *s, const struct dict_cmd *cmd,
+    char err[ERR_LEN])
+{
+	(void)s;
+	(void)cmd;
+	(void)err;
+	return DICT_CMD_DONE;
+}
+
+/*
+ * The command table. Lookups come first (the most frequent), and the
+ * counters' labels in the order the metrics have always been listed.
+ */
+#define F(x)	DICT_FIELD_##x
+static const struct dict_cmd_def dict_cmd_table[] = {
+	{ DICT_CMD_LOOKUP, "lookup", "lookup", { F(KEY), F(USER) }, 2, 2,
+	    dict_cmd_lookup, DICT_CMD_F_REPLIES | DICT_CMD_F_WAITS },
+	{ DICT_CMD_ITERATE, "iterate", "iterate",
+	    { F(FLAGS), F(MAX_ROWS), F(KEY), F(USER) }, 4, 4,
+	    dict_cmd_iterate, DICT_CMD_F_REPLIES },
+	{ DICT_CMD_BEGIN, "begin", "begin",
+	    { F(ID), F(USER), F(EXPIRE_SECS) }, 3, 2, dict_cmd_begin, 0 },
+	{ DICT_CMD_SET, "set", "set", { F(ID), F(KEY), F(VALUE) }, 3, 3,
+	    dict_cmd_set, 0 },
+	{ DICT_CMD_UNSET, "unset", "unset", { F(ID), F(KEY) }, 2, 2,
+	    dict_cmd_unset, 0 },
+	{ DICT_CMD_ATOMIC_INC, "atomic-inc", "atomic_inc",
+	    { F(ID), F(KEY), F(DIFF) }, 3, 3, dict_cmd_atomic_inc, 0 },
+	{ DICT_CMD_COMMIT, "commit", "commit", { F(ID) }, 1, 1,
+	    dict_cmd_commit, DICT_CMD_F_REPLIES | DICT_CMD_F_WAITS |
+	    DICT_CMD_F_EXACT },
+	{ DICT_CMD_COMMIT_ASYNC, "async commit", "commit", { F(ID) }, 1, 1,
+	    dict_cmd_commit, DICT_CMD_F_REPLIES | DICT_CMD_F_WAITS |
+	    DICT_CMD_F_ASYNC | DICT_CMD_F_EXACT },
+	{ DICT_CMD_ROLLBACK, "rollback", "rollback", { F(ID) }, 1, 1,
+	    dict_cmd_rollback, DICT_CMD_F_EXACT },
+	{ DICT_CMD_HELLO, "handshake", "other",
+	    { F(MAJOR), F(MINOR), F(VALUE_TYPE), F(USER), F(DICT_NAME) },
+	    5, 5, dict_cmd_hello, DICT_CMD_F_HANDSHAKE },
+	{ DICT_CMD_TIMESTAMP, "timestamp", "other",
+	    { F(ID), F(SECS), F(NSECS) }, 3, 3, dict_cmd_ignore, 0 },
+	/* v4 sends more than the id (protocol doc §8.10); refused, like
+	 * the v4 handshake. */
+	{ DICT_CMD_HIDE_LOG_VALUES, "hide-log-values", "other", { F(ID) },
+	    1, 1, dict_cmd_ignore, DICT_CMD_F_EXACT },
+};
+#undef F
+
+#define DICT_CMD_TABLE_ROWS \
+	(sizeof(dict_cmd_table) / sizeof(*dict_cmd_table))
+
+const struct dict_cmd_def *
+dict_cmd_def_find(int c)
+{
+	for (size_t i = 0; i < DICT_CMD_TABLE_ROWS; i++)
+		if ((int)dict_cmd_table[i].kind == c)
+			return &dict_cmd_table[i];
+	return NULL;
+}
+
+const struct dict_cmd_def *
+dict_cmd_def_at(size_t i)
+{
+	return i < DICT_CMD_TABLE_ROWS ? &dict_cmd_table[i] : NULL;
+}
+
+int
+dict_cmd_parse(const char *line, size_t len, struct dict_cmd *cmd,
+    char err[ERR_LEN])
+{
+	const struct dict_cmd_def *def;
+
+	memset(cmd, 0, sizeof(*cmd));
+	if (len == 0) {
+		err_set(err, "empty line");
+		return -1;
 	}
-	switch (cmd->kind) {
-	case DICT_CMD_HELLO:
-		metric_inc(st->cmd_other);
-		return dict_cmd_hello(s, cmd, err);
-	case DICT_CMD_LOOKUP:
-		metric_inc(st->cmd_lookup);
-		return dict_cmd_lookup(s, cmd);
-	case DICT_CMD_ITERATE:
-		metric_inc(st->cmd_iterate);
-		return dict_cmd_iterate(s, cmd);
-	case DICT_CMD_BEGIN:
-		metric_inc(st->cmd_begin);
-		return dict_cmd_begin(s, cmd, err);
-	case DICT_CMD_SET:
-		metric_inc(st->cmd_set);
-		if ((t = dict_cmd_txn(s, cmd)) != NULL)
-			dict_txn_add(t, DICT_CHANGE_SET, cmd->key, cmd->value,
-			    cmd->value_len, 0);
-		return DICT_CMD_DONE;
-	case DICT_CMD_UNSET:
-		metric_inc(st->cmd_unset);
-		if ((t = dict_cmd_txn(s, cmd)) != NULL)
-			dict_txn_add(t, DICT_CHANGE_UNSET, cmd->key, NULL, 0,
-			    0);
-		return DICT_CMD_DONE;
-	case DICT_CMD_ATOMIC_INC:
-		metric_inc(st->cmd_inc);
-		if ((t = dict_cmd_txn(s, cmd)) != NULL)
-			dict_txn_add(t, DICT_CHANGE_INC, cmd->key, NULL, 0,
-			    cmd->diff);
-		return DICT_CMD_DONE;
-	case DICT_CMD_COMMIT:
-	case DICT_CMD_COMMIT_ASYNC:
-		/* 2.3.19 never sends D; Dovecot's server answers it like C
-		 * with an "A" before the reply (protocol doc §3). */
-		metric_inc(st->cmd_commit);
-		return dict_cmd_commit(s, cmd);
-	case DICT_CMD_ROLLBACK:
-		metric_inc(st->cmd_rollback);
-		dict_txn_free(dict_txn_take(&s->txns, cmd->id));
-		return DICT_CMD_DONE;
-	case DICT_CMD_TIMESTAMP:
-	case DICT_CMD_HIDE_LOG_VALUES:
-		metric_inc(st->cmd_other);
-		return DICT_CMD_DONE;
+	if (len > DICT_LINE_MAX_BYTES) {
+		err_set(err, "line too long");
+		return -1;
 	}
-	err_set(err, "unknown command");
-	return DICT_CMD_REFUSED;
+	if ((def = dict_cmd_def_find((unsigned char)line[0])) == NULL) {
+		err_set(err, "unknown command 0x%02x", (unsigned char)line[0]);
+		return -1;
+	}
+	return dict_proto_parse(def, line, len, cmd, err);
 }
 
 enum dict_cmd_status
 dict_cmd_run(struct dict_cmd_session *s, const char *line, size_t len,
     char err[ERR_LEN])
 {
+	const struct dict_cmd_def *def;
 	struct dict_cmd cmd;
 	enum dict_cmd_status status;
+	size_t before = s->reply.len;
 
-	if (dict_proto_parse(line, len, &cmd, err) < 0)
+	if (dict_cmd_parse(line, len, &cmd, err) < 0)
 		return DICT_CMD_MALFORMED;
-	status = dict_cmd_dispatch(s, &cmd, err);
+	def = cmd.def;
+	if (!(def->flags & DICT_CMD_F_HANDSHAKE) && !s->hello) {
+		err_set(err, "command before handshake");
+		dict_cmd_clear(&cmd);
+		return DICT_CMD_REFUSED;
+	}
+	metric_inc(s->ctx->stats->commands[def->kind]);
+	status = def->handler(s, &cmd, err);
 	dict_cmd_clear(&cmd);
+	/* The row is the protocol: a command without a reply never writes
+	 * one, one with a reply writes exactly it unless it waits, and only
+	 * a command that may wait does. Breaking that is our bug. */
+	if (status == DICT_CMD_WAIT ? !(def->flags & DICT_CMD_F_WAITS) ||
+	    s->reply.len != before :
+	    status == DICT_CMD_DONE && ((def->flags & DICT_CMD_F_REPLIES) ?
+	    s->reply.len == before : s->reply.len != before))
+		abort();
 	return status;
 }

@@ -2,6 +2,9 @@
  * The dict protocol's lines, as Dovecot 2.3.19 writes and reads them
  * (protocol doc §1-§4). Pure functions: a line in, a struct dict_cmd out;
  * a reply in, bytes out. No I/O, no SQL, no logging.
+ *
+ * What fields a command has comes from its row of the command table
+ * (dict_cmd.c): this file knows the field types, not the commands.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -13,7 +16,9 @@
 #include "tabesc.h"
 #include "xmalloc.h"
 
-/* Enough for every command: I has the most, four (v4 adds none). */
+/* Fields split out of a line: more than any command has
+ * (DICT_CMD_MAX_FIELDS), so a later protocol's extra fields are seen
+ * (and ignored, or refused by an exact command) rather than merged. */
 #define DICT_PROTO_MAX_FIELDS	8
 
 struct dict_fields {
@@ -76,143 +81,82 @@ dict_proto_int64(const char *s, int64_t *out)
 
 /* A key or user must be text: Dovecot never sends NUL inside them, and
  * our storage treats them as C strings. */
-static char *
-dict_proto_text(const struct dict_fields *fl, size_t i)
+static int
+dict_proto_text(const char *s, size_t len, char **out)
 {
-	if (i >= fl->n || memchr(fl->f[i], '\0', fl->len[i]) != NULL)
-		return NULL;
-	return xmemdup0(fl->f[i], fl->len[i]);
+	if (memchr(s, '\0', len) != NULL)
+		return -1;
+	*out = xmemdup0(s, len);
+	return 0;
+}
+
+/* One field of type f (s, len bytes, unescaped and NUL-terminated) into
+ * its member of cmd. */
+static int
+dict_proto_field_parse(enum dict_field f, const char *s, size_t len,
+    struct dict_cmd *cmd)
+{
+	switch (f) {
+	case DICT_FIELD_ID:
+		return dict_proto_uint(s, &cmd->id);
+	case DICT_FIELD_KEY:
+		return dict_proto_text(s, len, &cmd->key);
+	case DICT_FIELD_USER:
+		return dict_proto_text(s, len, &cmd->user);
+	case DICT_FIELD_VALUE:
+		cmd->value = xmemdup0(s, len);
+		cmd->value_len = len;
+		return 0;
+	case DICT_FIELD_DIFF:
+		return dict_proto_int64(s, &cmd->diff);
+	case DICT_FIELD_FLAGS:
+		return dict_proto_uint(s, &cmd->flags);
+	case DICT_FIELD_MAX_ROWS:
+		return dict_proto_uint(s, &cmd->max_rows);
+	case DICT_FIELD_MAJOR:
+		return dict_proto_uint(s, &cmd->major);
+	case DICT_FIELD_MINOR:
+		return dict_proto_uint(s, &cmd->minor);
+	case DICT_FIELD_VALUE_TYPE:
+		return dict_proto_uint(s, &cmd->value_type);
+	case DICT_FIELD_DICT_NAME:
+		return dict_proto_text(s, len, &cmd->dict_name);
+	case DICT_FIELD_SECS:
+		return dict_proto_int64(s, &cmd->secs);
+	case DICT_FIELD_NSECS:
+		return dict_proto_int64(s, &cmd->nsecs);
+	case DICT_FIELD_EXPIRE_SECS:
+		return dict_proto_int64(s, &cmd->expire_secs);
+	}
+	return -1;
 }
 
 int
-dict_proto_parse(const char *line, size_t len, struct dict_cmd *cmd,
-    char err[ERR_LEN])
+dict_proto_parse(const struct dict_cmd_def *def, const char *line,
+    size_t len, struct dict_cmd *cmd, char err[ERR_LEN])
 {
 	struct dict_fields fl;
 	char *copy;
-	size_t need;
-	int bad_id = 0;
 
 	memset(cmd, 0, sizeof(*cmd));
-	if (len == 0) {
-		err_set(err, "empty line");
-		return -1;
-	}
-	if (len > DICT_LINE_MAX_BYTES) {
-		err_set(err, "line too long");
-		return -1;
-	}
-	cmd->kind = (enum dict_cmd_kind)(unsigned char)line[0];
-	switch (cmd->kind) {
-	case DICT_CMD_HELLO: need = 5; break;
-	case DICT_CMD_LOOKUP: need = 2; break;
-	case DICT_CMD_ITERATE: need = 4; break;
-	case DICT_CMD_BEGIN: need = 2; break;
-	case DICT_CMD_SET: need = 3; break;
-	case DICT_CMD_UNSET: need = 2; break;
-	case DICT_CMD_ATOMIC_INC: need = 3; break;
-	case DICT_CMD_COMMIT:
-	case DICT_CMD_COMMIT_ASYNC:
-	case DICT_CMD_ROLLBACK:
-	case DICT_CMD_HIDE_LOG_VALUES: need = 1; break;
-	case DICT_CMD_TIMESTAMP: need = 3; break;
-	default:
-		err_set(err, "unknown command 0x%02x",
-		    (unsigned char)line[0]);
-		return -1;
-	}
-
+	cmd->kind = def->kind;
+	cmd->def = def;
 	copy = xmemdup0(line + 1, len - 1);
 	dict_proto_split(copy, len - 1, &fl);
-	if (fl.n < need) {
-		err_set(err, "command %c: %zu fields, expected %zu",
-		    (char)cmd->kind, fl.n, need);
+	if (fl.n < def->nrequired ||
+	    ((def->flags & DICT_CMD_F_EXACT) && fl.n > def->nfields)) {
+		err_set(err, "command %c: %zu fields, expected %u",
+		    (char)def->kind, fl.n, def->nrequired);
 		goto fail;
 	}
-
-	switch (cmd->kind) {
-	case DICT_CMD_HELLO:
-		/* H<major>\t<minor>\t<value type>\t<user>\t<dict name> */
-		if (dict_proto_uint(fl.f[0], &cmd->major) < 0 ||
-		    dict_proto_uint(fl.f[1], &cmd->minor) < 0 ||
-		    dict_proto_uint(fl.f[2], &cmd->value_type) < 0 ||
-		    (cmd->user = dict_proto_text(&fl, 3)) == NULL ||
-		    (cmd->dict_name = dict_proto_text(&fl, 4)) == NULL) {
-			err_set(err, "malformed handshake");
+	/* Optional fields (past nrequired) only when present; fields past
+	 * the command's are ignored. */
+	for (size_t i = 0; i < def->nfields && i < fl.n; i++) {
+		if (dict_proto_field_parse(def->fields[i], fl.f[i], fl.len[i],
+		    cmd) < 0) {
+			err_set(err, "malformed %s", def->name);
 			goto fail;
 		}
-		break;
-	case DICT_CMD_LOOKUP:
-		/* L<key>\t<user> */
-		if ((cmd->key = dict_proto_text(&fl, 0)) == NULL ||
-		    (cmd->user = dict_proto_text(&fl, 1)) == NULL) {
-			err_set(err, "malformed lookup");
-			goto fail;
-		}
-		break;
-	case DICT_CMD_ITERATE:
-		/* I<flags>\t<max_rows>\t<path>\t<user> */
-		if (dict_proto_uint(fl.f[0], &cmd->flags) < 0 ||
-		    dict_proto_uint(fl.f[1], &cmd->max_rows) < 0 ||
-		    (cmd->key = dict_proto_text(&fl, 2)) == NULL ||
-		    (cmd->user = dict_proto_text(&fl, 3)) == NULL) {
-			err_set(err, "malformed iterate");
-			goto fail;
-		}
-		break;
-	case DICT_CMD_BEGIN:
-		/* B<id>\t<user>[\t<expire_secs>] (v4 adds the last) */
-		bad_id = dict_proto_uint(fl.f[0], &cmd->id) < 0;
-		if (bad_id || (cmd->user = dict_proto_text(&fl, 1)) == NULL ||
-		    (fl.n > 2 && dict_proto_int64(fl.f[2],
-		    &cmd->expire_secs) < 0)) {
-			err_set(err, "malformed begin");
-			goto fail;
-		}
-		break;
-	case DICT_CMD_SET:
-		/* S<id>\t<key>\t<value> */
-		bad_id = dict_proto_uint(fl.f[0], &cmd->id) < 0;
-		if (bad_id || (cmd->key = dict_proto_text(&fl, 1)) == NULL) {
-			err_set(err, "malformed set");
-			goto fail;
-		}
-		cmd->value = xmemdup0(fl.f[2], fl.len[2]);
-		cmd->value_len = fl.len[2];
-		break;
-	case DICT_CMD_UNSET:
-		/* U<id>\t<key> */
-		bad_id = dict_proto_uint(fl.f[0], &cmd->id) < 0;
-		if (bad_id || (cmd->key = dict_proto_text(&fl, 1)) == NULL) {
-			err_set(err, "malformed unset");
-			goto fail;
-		}
-		break;
-	case DICT_CMD_ATOMIC_INC:
-		/* A<id>\t<key>\t<diff> */
-		bad_id = dict_proto_uint(fl.f[0], &cmd->id) < 0;
-		if (bad_id || (cmd->key = dict_proto_text(&fl, 1)) == NULL ||
-		    dict_proto_int64(fl.f[2], &cmd->diff) < 0) {
-			err_set(err, "malformed atomic-inc");
-			goto fail;
-		}
-		break;
-	case DICT_CMD_TIMESTAMP:
-		/* T<id>\t<secs>\t<nsecs> */
-		if (dict_proto_uint(fl.f[0], &cmd->id) < 0 ||
-		    dict_proto_int64(fl.f[1], &cmd->secs) < 0 ||
-		    dict_proto_int64(fl.f[2], &cmd->nsecs) < 0) {
-			err_set(err, "malformed timestamp");
-			goto fail;
-		}
-		break;
-	default:
-		/* C<id>, D<id>, R<id>, V<id> */
-		if (fl.n != 1 || dict_proto_uint(fl.f[0], &cmd->id) < 0) {
-			err_set(err, "malformed command %c", (char)cmd->kind);
-			goto fail;
-		}
-		break;
 	}
 	free(copy);
 	return 0;
@@ -257,64 +201,93 @@ dict_cmd_equal(const struct dict_cmd *a, const struct dict_cmd *b)
 	    a->value_len) == 0);
 }
 
-static void
-dict_proto_field(struct buf *b, const char *s, size_t len)
+static bool
+dict_proto_format_uint(struct buf *b, unsigned int v)
 {
-	buf_append_char(b, '\t');
+	buf_printf(b, "%u", v);
+	return v != 0;
+}
+
+static bool
+dict_proto_format_int64(struct buf *b, int64_t v)
+{
+	buf_printf(b, "%" PRId64, v);
+	return v != 0;
+}
+
+static bool
+dict_proto_format_bytes(struct buf *b, const char *s, size_t len)
+{
+	if (s == NULL)
+		return false;
 	tabesc_escape(b, s, len);
+	return true;
+}
+
+/* The wire form of cmd's field f, appended to b: true, or false when the
+ * field holds its default (0, NULL). */
+static bool
+dict_proto_field_format(enum dict_field f, const struct dict_cmd *cmd,
+    struct buf *b)
+{
+	switch (f) {
+	case DICT_FIELD_ID:
+		return dict_proto_format_uint(b, cmd->id);
+	case DICT_FIELD_KEY:
+		return dict_proto_format_bytes(b, cmd->key,
+		    cmd->key ? strlen(cmd->key) : 0);
+	case DICT_FIELD_USER:
+		return dict_proto_format_bytes(b, cmd->user,
+		    cmd->user ? strlen(cmd->user) : 0);
+	case DICT_FIELD_VALUE:
+		return dict_proto_format_bytes(b, cmd->value, cmd->value_len);
+	case DICT_FIELD_DIFF:
+		return dict_proto_format_int64(b, cmd->diff);
+	case DICT_FIELD_FLAGS:
+		return dict_proto_format_uint(b, cmd->flags);
+	case DICT_FIELD_MAX_ROWS:
+		return dict_proto_format_uint(b, cmd->max_rows);
+	case DICT_FIELD_MAJOR:
+		return dict_proto_format_uint(b, cmd->major);
+	case DICT_FIELD_MINOR:
+		return dict_proto_format_uint(b, cmd->minor);
+	case DICT_FIELD_VALUE_TYPE:
+		return dict_proto_format_uint(b, cmd->value_type);
+	case DICT_FIELD_DICT_NAME:
+		return dict_proto_format_bytes(b, cmd->dict_name,
+		    cmd->dict_name ? strlen(cmd->dict_name) : 0);
+	case DICT_FIELD_SECS:
+		return dict_proto_format_int64(b, cmd->secs);
+	case DICT_FIELD_NSECS:
+		return dict_proto_format_int64(b, cmd->nsecs);
+	case DICT_FIELD_EXPIRE_SECS:
+		return dict_proto_format_int64(b, cmd->expire_secs);
+	}
+	return false;
 }
 
 char *
 dict_proto_format(const struct dict_cmd *cmd, size_t *len_out)
 {
-	struct buf b;
+	const struct dict_cmd_def *def = cmd->def;
+	struct buf b, field;
+	bool set;
 
 	buf_init(&b);
-	buf_append_char(&b, (char)cmd->kind);
-	switch (cmd->kind) {
-	case DICT_CMD_HELLO:
-		buf_printf(&b, "%u\t%u\t%u", cmd->major, cmd->minor,
-		    cmd->value_type);
-		dict_proto_field(&b, cmd->user, strlen(cmd->user));
-		dict_proto_field(&b, cmd->dict_name, strlen(cmd->dict_name));
-		break;
-	case DICT_CMD_LOOKUP:
-		tabesc_escape(&b, cmd->key, strlen(cmd->key));
-		dict_proto_field(&b, cmd->user, strlen(cmd->user));
-		break;
-	case DICT_CMD_ITERATE:
-		buf_printf(&b, "%u\t%u", cmd->flags, cmd->max_rows);
-		dict_proto_field(&b, cmd->key, strlen(cmd->key));
-		dict_proto_field(&b, cmd->user, strlen(cmd->user));
-		break;
-	case DICT_CMD_BEGIN:
-		buf_printf(&b, "%u", cmd->id);
-		dict_proto_field(&b, cmd->user, strlen(cmd->user));
-		if (cmd->expire_secs != 0)
-			buf_printf(&b, "\t%" PRId64, cmd->expire_secs);
-		break;
-	case DICT_CMD_SET:
-		buf_printf(&b, "%u", cmd->id);
-		dict_proto_field(&b, cmd->key, strlen(cmd->key));
-		dict_proto_field(&b, cmd->value, cmd->value_len);
-		break;
-	case DICT_CMD_UNSET:
-		buf_printf(&b, "%u", cmd->id);
-		dict_proto_field(&b, cmd->key, strlen(cmd->key));
-		break;
-	case DICT_CMD_ATOMIC_INC:
-		buf_printf(&b, "%u", cmd->id);
-		dict_proto_field(&b, cmd->key, strlen(cmd->key));
-		buf_printf(&b, "\t%" PRId64, cmd->diff);
-		break;
-	case DICT_CMD_TIMESTAMP:
-		buf_printf(&b, "%u\t%" PRId64 "\t%" PRId64, cmd->id, cmd->secs,
-		    cmd->nsecs);
-		break;
-	default:
-		buf_printf(&b, "%u", cmd->id);
-		break;
+	buf_init(&field);
+	buf_append_char(&b, (char)def->kind);
+	for (unsigned int i = 0; i < def->nfields; i++) {
+		buf_reset(&field);
+		set = dict_proto_field_format(def->fields[i], cmd, &field);
+		/* An optional field goes out only when it holds a value
+		 * (B's expire secs, protocol v4). */
+		if (!set && i >= def->nrequired)
+			continue;
+		if (i > 0)
+			buf_append_char(&b, '\t');
+		buf_append(&b, field.data, field.len);
 	}
+	buf_clear(&field);
 	buf_append_char(&b, '\n');
 	return buf_steal(&b, len_out);
 }

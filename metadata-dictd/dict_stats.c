@@ -5,6 +5,9 @@
  * them, the group commit its commits. Exposed by the OpenMetrics listener
  * (--metrics); docs/metadata-dictd.md lists them.
  */
+#include <stdint.h>
+#include <stdio.h>
+
 #include "dictd.h"
 #include "metrics.h"
 
@@ -15,29 +18,21 @@ dict_stats_register(struct dict_stats *st, struct metrics *m)
 	const char *commit_help = "Dict transactions committed, by result";
 	const char *bad_help = "Connections closed for bad input";
 	const char *fail_help = "Failed operations";
+	const struct dict_cmd_def *def;
+	char labels[64];
 
 	st->connections = metrics_gauge(m, "dictd_connections_open",
 	    "Open dict connections", NULL);
 	st->connections_total = metrics_counter(m, "dictd_connections",
 	    "Dict connections accepted", NULL);
-	st->cmd_lookup = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"lookup\"");
-	st->cmd_iterate = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"iterate\"");
-	st->cmd_begin = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"begin\"");
-	st->cmd_set = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"set\"");
-	st->cmd_unset = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"unset\"");
-	st->cmd_inc = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"atomic_inc\"");
-	st->cmd_commit = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"commit\"");
-	st->cmd_rollback = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"rollback\"");
-	st->cmd_other = metrics_counter(m, "dictd_commands", cmd_help,
-	    "command=\"other\"");
+	/* One series per label of the command table, in its order;
+	 * letters that share a label share the series. */
+	for (size_t i = 0; (def = dict_cmd_def_at(i)) != NULL; i++) {
+		snprintf(labels, sizeof(labels), "command=\"%s\"",
+		    def->counter);
+		st->commands[def->kind] = metrics_counter_labeled(m,
+		    "dictd_commands", cmd_help, labels, SIZE_MAX);
+	}
 	st->commit_ok = metrics_counter(m, "dictd_commits", commit_help,
 	    "result=\"ok\"");
 	st->commit_not_found = metrics_counter(m, "dictd_commits",

@@ -11,9 +11,10 @@
  *                  closed connections); token sweep; metrics listener
  *   dict_conn.c    one client connection: socket, lines, reply order;
  *                  tells its owner only that it is closing (callback)
- *   dict_cmd.c     one handler per command letter; a connection's
- *                  session (handshake, transactions, replies); reaches
- *                  the server only through the context's hooks
+ *   dict_cmd.c     the command table (letter, fields, handler, flags)
+ *                  and its handlers; a connection's session (handshake,
+ *                  transactions, replies); reaches the server only
+ *                  through the context's hooks
  *   dict_txn.c     a transaction's changes; a connection's open ones
  *   dict_commit.c  the group commit: a pass's commits in one SQLite
  *                  transaction, answered after COMMIT; notifierd's wake-up
@@ -21,8 +22,8 @@
  *
  * and beside it:
  *
- *   dict_proto.c   parse one protocol line into a struct dict_cmd, format
- *                  replies (pure: bytes in, bytes out)
+ *   dict_proto.c   a line's fields as the table describes them, into a
+ *                  struct dict_cmd; replies (pure: bytes in, bytes out)
  *   dict_key.c     what a dict key means: device token, new-mail event,
  *                  private or shared attribute
  *   dict_vendor.c  the server-level /shared/vendor/deltachat/ entries
@@ -74,6 +75,8 @@
 #define DICT_ITER_EXACT_KEY	0x10
 #define DICT_ITER_ASYNC		0x20
 
+/* The command letters (protocol doc §3); what each carries and does is
+ * the command table's (dict_cmd.c). */
 enum dict_cmd_kind {
 	DICT_CMD_HELLO = 'H',
 	DICT_CMD_LOOKUP = 'L',
@@ -88,12 +91,40 @@ enum dict_cmd_kind {
 	DICT_CMD_TIMESTAMP = 'T',
 	DICT_CMD_HIDE_LOG_VALUES = 'V',	/* protocol v4 (Dovecot 2.4) */
 };
+/* Command letters are ASCII capitals; per-letter arrays have this many
+ * slots. */
+#define DICT_CMD_LETTERS	128
+
+/* The wire fields of the commands, each parsed into its member of
+ * struct dict_cmd: unsigned decimal, signed decimal, text (no NUL) or
+ * bytes (any, after unescaping). */
+enum dict_field {
+	DICT_FIELD_ID,		/* unsigned: id */
+	DICT_FIELD_KEY,		/* text: key (I: the path) */
+	DICT_FIELD_USER,	/* text: user */
+	DICT_FIELD_VALUE,	/* bytes: value, value_len */
+	DICT_FIELD_DIFF,	/* signed: diff */
+	DICT_FIELD_FLAGS,	/* unsigned: flags */
+	DICT_FIELD_MAX_ROWS,	/* unsigned: max_rows */
+	DICT_FIELD_MAJOR,	/* unsigned: major */
+	DICT_FIELD_MINOR,	/* unsigned: minor */
+	DICT_FIELD_VALUE_TYPE,	/* unsigned: value_type */
+	DICT_FIELD_DICT_NAME,	/* text: dict_name */
+	DICT_FIELD_SECS,	/* signed: secs */
+	DICT_FIELD_NSECS,	/* signed: nsecs */
+	DICT_FIELD_EXPIRE_SECS,	/* signed: expire_secs */
+};
+/* The most fields a command has: the handshake's five. */
+#define DICT_CMD_MAX_FIELDS	5
+
+struct dict_cmd_def;
 
 /* One parsed command line. Strings are owned by the struct (freed by
  * dict_cmd_clear) and NUL-terminated; value may hold NUL bytes, so it has
  * its length. Fields a command does not carry are NULL/0. */
 struct dict_cmd {
 	enum dict_cmd_kind	 kind;
+	const struct dict_cmd_def *def;		/* its row of the table */
 	unsigned int		 id;		/* transaction id */
 	char			*key;		/* L S U A; I: the path */
 	char			*user;		/* L I B; H: the (empty) user */
@@ -201,9 +232,8 @@ struct metrics;
 struct dict_stats {
 	struct metric	*connections;
 	struct metric	*connections_total;
-	struct metric	*cmd_lookup, *cmd_iterate, *cmd_begin, *cmd_set,
-			*cmd_unset, *cmd_inc, *cmd_commit, *cmd_rollback,
-			*cmd_other;
+	/* dictd_commands{command=...}, by letter (the table's label). */
+	struct metric	*commands[DICT_CMD_LETTERS];
 	struct metric	*commit_ok, *commit_not_found, *commit_failed;
 	struct metric	*group_commits;
 	struct metric	*token_sets;
@@ -227,13 +257,16 @@ void	*dict_array_grow(void *v, size_t n, size_t *cap, size_t elem_size,
 	    size_t first_cap);
 
 /* dict_proto.c */
-/* 0 and *cmd_out (clear it with dict_cmd_clear) if line (len bytes, no
- * LF) is a well-formed command; -1 with the reason in err otherwise. */
-int	dict_proto_parse(const char *line, size_t len, struct dict_cmd *cmd_out,
-	    char err[ERR_LEN]);
+/* The fields of line (len bytes, no LF, its first byte def's letter) as
+ * def's row of the command table describes them: 0 and *cmd_out (clear
+ * it with dict_cmd_clear), or -1 with the reason in err. Pure: no I/O,
+ * no logging. dict_cmd_parse finds def for a whole line. */
+int	dict_proto_parse(const struct dict_cmd_def *def, const char *line,
+	    size_t len, struct dict_cmd *cmd_out, char err[ERR_LEN]);
 void	dict_cmd_clear(struct dict_cmd *);
 bool	dict_cmd_equal(const struct dict_cmd *, const struct dict_cmd *);
-/* The wire form of cmd, LF-terminated (caller frees). */
+/* The wire form of cmd (as parsed: cmd->def set), LF-terminated (caller
+ * frees). */
 char	*dict_proto_format(const struct dict_cmd *, size_t *len_out);
 /* Replies (protocol doc §4), each appended with its LF. */
 void	dict_proto_reply_value(struct buf *, const char *value, size_t len);
@@ -477,10 +510,12 @@ struct dict_cmd_session {
 	bool			 hello;
 	struct dict_txn_set	 txns;
 	struct buf		 reply;		/* replies not yet taken */
-	bool			 committing;	/* a C waits for the group commit */
-	struct dict_turn_req	*turn;		/* an L waits for the TURN helper */
-	dict_cmd_done_fn	*done;		/* when a waiting command is */
-	void			*done_arg;	/* answered */
+	/* What waits: a C for the group commit, an L for the TURN helper;
+	 * done(done_arg) when its answer is in reply. */
+	bool			 committing;
+	struct dict_turn_req	*turn;
+	dict_cmd_done_fn	*done;
+	void			*done_arg;
 };
 
 enum dict_cmd_status {
@@ -492,6 +527,42 @@ enum dict_cmd_status {
 	DICT_CMD_REFUSED,	/* a command out of place: close (err) */
 };
 
+/* Runs a parsed command on the session: DICT_CMD_DONE, _WAIT or
+ * _REFUSED (err). */
+typedef enum dict_cmd_status dict_cmd_handler_fn(struct dict_cmd_session *,
+	    const struct dict_cmd *, char err[ERR_LEN]);
+
+/* Flags of a command in the table. */
+#define DICT_CMD_F_REPLIES	0x01	/* answered, exactly once: L I C D */
+#define DICT_CMD_F_WAITS	0x02	/* its answer may have to wait */
+#define DICT_CMD_F_ASYNC	0x04	/* D: its answer prefixed with A */
+#define DICT_CMD_F_HANDSHAKE	0x08	/* H: the one before a handshake */
+#define DICT_CMD_F_EXACT	0x10	/* more fields are malformed, not a
+					 * later protocol's additions */
+
+/* One row of the command table (Dovecot's dict-commands.c cmds[]):
+ * everything the daemon knows of a command letter. */
+struct dict_cmd_def {
+	enum dict_cmd_kind	 kind;		/* its letter */
+	const char		*name;		/* in error texts */
+	const char		*counter;	/* dictd_commands{command=} */
+	enum dict_field		 fields[DICT_CMD_MAX_FIELDS];
+	unsigned int		 nfields;	/* in fields[] */
+	unsigned int		 nrequired;	/* the rest are optional */
+	dict_cmd_handler_fn	*handler;
+	unsigned int		 flags;		/* DICT_CMD_F_* */
+};
+
+/* The table's row for letter c, or NULL. */
+const struct dict_cmd_def *dict_cmd_def_find(int c);
+/* Row i of the table (from 0), NULL past its end. */
+const struct dict_cmd_def *dict_cmd_def_at(size_t i);
+/* 0 and *cmd_out (clear it with dict_cmd_clear) if line (len bytes, no
+ * LF) is a well-formed command; -1 with the reason in err otherwise.
+ * Pure: no I/O, no logging. */
+int	dict_cmd_parse(const char *line, size_t len, struct dict_cmd *cmd_out,
+	    char err[ERR_LEN]);
+
 void	dict_cmd_session_init(struct dict_cmd_session *,
 	    const struct dict_cmd_ctx *, unsigned long long conn_id,
 	    dict_cmd_done_fn *done, void *done_arg);
@@ -502,7 +573,7 @@ void	dict_cmd_session_init(struct dict_cmd_session *,
  * that is a programming error (abort). */
 void	dict_cmd_session_clear(struct dict_cmd_session *);
 /* Runs one line (len bytes, without its LF) of the session's
- * connection: parses it, counts it, runs its command. The reply, if
+ * connection: parses it, counts it, runs its row's handler. The reply, if
  * any, is appended to the session's reply buffer (now, or before done
  * is called for DICT_CMD_WAIT). Logs what fails inside a command; the
  * caller logs and closes on MALFORMED and REFUSED. */

@@ -1,10 +1,11 @@
 /* Unit tests of metadata-dictd/dict_cmd.c, the commands as a connection
  * runs them: lines in, replies in the session's buffer, with a real
  * store and group commit behind the context's hooks and a fake clock.
- * Only L, I, C and D are answered; a commit waits for the group commit
- * and is answered through the session's done callback; transactions are
- * the session's; what is refused or malformed is reported, not answered;
- * every command is counted. */
+ * The command table is the protocol doc's; only L, I, C and D are
+ * answered; a commit waits for the group commit and is answered through
+ * the session's done callback; transactions are the session's; what is
+ * refused or malformed is reported, not answered; every command is
+ * counted, under the series the metrics always had. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -214,9 +215,9 @@ test_refused_and_malformed(void **state)
 	assert_string_equal(replies(t), "");
 	/* Counted: the two handshakes and the good B, nothing refused
 	 * before the handshake or unparsed. */
-	assert_int_equal(metric_value(t->f->stats.cmd_other), 2);
-	assert_int_equal(metric_value(t->f->stats.cmd_begin), 2);
-	assert_int_equal(metric_value(t->f->stats.cmd_lookup), 0);
+	assert_int_equal(metric_value(t->f->stats.commands['H']), 2);
+	assert_int_equal(metric_value(t->f->stats.commands['B']), 2);
+	assert_int_equal(metric_value(t->f->stats.commands['L']), 0);
 }
 
 static void
@@ -234,16 +235,16 @@ test_every_command_counted(void **state)
 		(void)dict_cmd_run(&t->s, lines[i], strlen(lines[i]), err);
 	}
 	dict_commit_flush(t->f->gc, fake_now_ms);
-	assert_int_equal(metric_value(t->f->stats.cmd_lookup), 1);
+	assert_int_equal(metric_value(t->f->stats.commands['L']), 1);
 	/* "Ipriv/\tu" lacks fields: malformed, not counted. */
-	assert_int_equal(metric_value(t->f->stats.cmd_iterate), 0);
-	assert_int_equal(metric_value(t->f->stats.cmd_begin), 2);
-	assert_int_equal(metric_value(t->f->stats.cmd_set), 1);
-	assert_int_equal(metric_value(t->f->stats.cmd_unset), 1);
-	assert_int_equal(metric_value(t->f->stats.cmd_inc), 1);
-	assert_int_equal(metric_value(t->f->stats.cmd_rollback), 1);
-	assert_int_equal(metric_value(t->f->stats.cmd_commit), 1);
-	assert_int_equal(metric_value(t->f->stats.cmd_other), 3);
+	assert_int_equal(metric_value(t->f->stats.commands['I']), 0);
+	assert_int_equal(metric_value(t->f->stats.commands['B']), 2);
+	assert_int_equal(metric_value(t->f->stats.commands['S']), 1);
+	assert_int_equal(metric_value(t->f->stats.commands['U']), 1);
+	assert_int_equal(metric_value(t->f->stats.commands['A']), 1);
+	assert_int_equal(metric_value(t->f->stats.commands['R']), 1);
+	assert_int_equal(metric_value(t->f->stats.commands['C']), 1);
+	assert_int_equal(metric_value(t->f->stats.commands['H']), 3);
 }
 
 static void
@@ -291,6 +292,101 @@ test_clear_while_committing_aborts(void **state)
 	assert_int_equal(t->dones, 1);
 }
 
+/* The table against protocol doc §3 and §8.1: one row per letter
+ * Dovecot may send, answered exactly for L I C D, waiting only where an
+ * answer depends on the group commit or the TURN helper. */
+static void
+test_table_is_the_protocol(void **state)
+{
+	static const struct {
+		char		 letter;
+		unsigned int	 flags;
+		unsigned int	 nrequired, nfields;
+	} want[] = {
+		{ 'H', DICT_CMD_F_HANDSHAKE, 5, 5 },
+		{ 'L', DICT_CMD_F_REPLIES | DICT_CMD_F_WAITS, 2, 2 },
+		{ 'I', DICT_CMD_F_REPLIES, 4, 4 },
+		{ 'B', 0, 2, 3 },
+		{ 'S', 0, 3, 3 },
+		{ 'U', 0, 2, 2 },
+		{ 'A', 0, 3, 3 },
+		{ 'T', 0, 3, 3 },
+		{ 'C', DICT_CMD_F_REPLIES | DICT_CMD_F_WAITS |
+		    DICT_CMD_F_EXACT, 1, 1 },
+		{ 'D', DICT_CMD_F_REPLIES | DICT_CMD_F_WAITS |
+		    DICT_CMD_F_ASYNC | DICT_CMD_F_EXACT, 1, 1 },
+		{ 'R', DICT_CMD_F_EXACT, 1, 1 },
+		{ 'V', DICT_CMD_F_EXACT, 1, 1 },
+	};
+	const struct dict_cmd_def *def;
+	size_t rows = 0;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(want); i++) {
+		def = dict_cmd_def_find(want[i].letter);
+		if (def == NULL)
+			fail_msg("row %c: missing", want[i].letter);
+		if (def->flags != want[i].flags ||
+		    def->nrequired != want[i].nrequired ||
+		    def->nfields != want[i].nfields ||
+		    def->handler == NULL || def->name == NULL ||
+		    def->counter == NULL)
+			fail_msg("row %c: flags 0x%x fields %u of %u",
+			    want[i].letter, def->flags, def->nrequired,
+			    def->nfields);
+	}
+	for (size_t i = 0; (def = dict_cmd_def_at(i)) != NULL; i++) {
+		rows++;
+		if (dict_cmd_def_find(def->kind) != def)
+			fail_msg("letter %c has two rows", (char)def->kind);
+		if (def->nfields > DICT_CMD_MAX_FIELDS ||
+		    def->nrequired > def->nfields)
+			fail_msg("row %c: %u of %u fields", (char)def->kind,
+			    def->nrequired, def->nfields);
+	}
+	assert_int_equal(rows, NELEM(want));
+	/* Reply letters are not commands. */
+	assert_null(dict_cmd_def_find('O'));
+	assert_null(dict_cmd_def_find('N'));
+	assert_null(dict_cmd_def_find('F'));
+	assert_null(dict_cmd_def_find(0));
+}
+
+/* dictd_commands keeps its series and their order in the exposition:
+ * one per label, letters sharing a label sharing it. */
+static void
+test_counter_series(void **state)
+{
+	static const char *const labels[] = {
+		"lookup", "iterate", "begin", "set", "unset", "atomic_inc",
+		"commit", "rollback", "other",
+	};
+	struct cmd_test *t = *state;
+	char *text, *at, want[64];
+	size_t len;
+
+	run(t, DT_HELLO, DICT_CMD_DONE);
+	run(t, "T1\t1\t2", DICT_CMD_DONE);
+	run(t, "B1\tu", DICT_CMD_DONE);
+	run(t, "D1", DICT_CMD_WAIT);
+	dict_commit_flush(t->f->gc, fake_now_ms);
+	text = metrics_render(t->f->metrics, &len);
+	at = text;
+	for (size_t i = 0; i < NELEM(labels); i++) {
+		snprintf(want, sizeof(want), "dictd_commands_total{command="
+		    "\"%s\"}", labels[i]);
+		if ((at = strstr(at, want)) == NULL)
+			fail_msg("%s missing or out of order", want);
+		at += strlen(want);
+	}
+	assert_null(strstr(at, "dictd_commands_total{"));
+	assert_non_null(strstr(text,
+	    "dictd_commands_total{command=\"other\"} 2\n"));
+	assert_non_null(strstr(text,
+	    "dictd_commands_total{command=\"commit\"} 1\n"));
+	free(text);
+}
+
 int
 main(void)
 {
@@ -310,6 +406,9 @@ main(void)
 		    test_lookups_use_the_contexts_clock, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_clear_while_committing_aborts, setup, teardown),
+		cmocka_unit_test(test_table_is_the_protocol),
+		cmocka_unit_test_setup_teardown(test_counter_series, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

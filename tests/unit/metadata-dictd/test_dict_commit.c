@@ -1,7 +1,8 @@
 /* Unit tests of metadata-dictd/dict_commit.c, the group commit: every
  * queued transaction goes into one SQLite transaction and each is
  * answered after it, in queue order; a bad one fails alone; commits
- * queued while answering wait for the next flush; notifierd gets one datagram per batch that queued jobs. */
+ * queued while answering wait for the next flush; notifierd gets one
+ * datagram per batch that queued jobs. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -131,7 +132,8 @@ test_too_large_transaction_fails_at_commit(void **state)
 	struct dict_txn *big = dict_txn_new(9, "alice");
 
 	for (int i = 0; i <= DICT_TXN_MAX_CHANGES; i++)
-		dict_txn_add(big, DICT_CHANGE_SET, "priv/" DT_G "/k", "v", 1, 0);
+		dict_txn_add(big, DICT_CHANGE_SET, "priv/" DT_G "/k", "v", 1,
+		    0);
 	dict_commit_enqueue(f->gc, big, on_done, &a);
 	dict_commit_flush(f->gc, DT_T0_MS);
 	assert_int_equal(a.n, 1);

@@ -1,6 +1,8 @@
-/* Unit tests of metadata-dictd/dict_proto.c: parsing every command as
- * Dovecot 2.3.19 sends it (lines from the protocol doc's captures),
- * rejecting malformed ones, and the exact reply bytes. */
+/* Unit tests of metadata-dictd/dict_proto.c, through dict_cmd_parse
+ * (the command table's row, its fields parsed here): parsing every
+ * command as Dovecot 2.3.19 sends it (lines from the protocol doc's
+ * captures), rejecting malformed ones, the exact bytes written back, and
+ * the exact reply bytes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -67,6 +69,17 @@ static const struct parse_case parse_cases[] = {
 	{ "inc-bad-diff", "A1\tk\tten", 0, 0, 0, 0, NULL, NULL, NULL, 0 },
 	{ "key-with-nul", "U1\ta\0010b", 0, 0, 0, 0, NULL, NULL, NULL, 0 },
 	{ "iterate-bad-flags", "Ix\t0\tp\tu", 0, 0, 0, 0, NULL, NULL, NULL, 0 },
+	/* A later protocol's extra fields are ignored, except where the
+	 * command is only its id. */
+	{ "lookup-extra", "Lk\tu\tmore", 0, 1, 'L', 0, "k", "u", NULL, 0 },
+	{ "begin-v4-extra", "B1\tu\t5\tmore", 0, 1, 'B', 1, NULL, "u", NULL,
+	    0 },
+	{ "rollback-extra", "R1\tx", 0, 0, 0, 0, NULL, NULL, NULL, 0 },
+	{ "hide-v4", "V1\t1", 0, 0, 0, 0, NULL, NULL, NULL, 0 },
+	{ "begin-bad-expire", "B1\tu\tsoon", 0, 0, 0, 0, NULL, NULL, NULL, 0 },
+	{ "hello-nul-name", "H3\t2\t0\t\tme\0010ta", 0, 0, 0, 0, NULL, NULL,
+	    NULL, 0 },
+	{ "timestamp", "T1\t-1\t5", 0, 1, 'T', 1, NULL, NULL, NULL, 0 },
 };
 
 static void
@@ -79,7 +92,7 @@ test_parse_table(void **state)
 		size_t len = pc->len ? pc->len : strlen(pc->line);
 		struct dict_cmd cmd;
 		char err[ERR_LEN] = "";
-		int rc = dict_proto_parse(pc->line, len, &cmd, err);
+		int rc = dict_cmd_parse(pc->line, len, &cmd, err);
 
 		if ((rc == 0) != pc->ok)
 			fail_msg("row %s: parse returned %d (%s)", pc->name, rc,
@@ -115,19 +128,19 @@ test_parse_fields(void **state)
 	char err[ERR_LEN];
 
 	(void)state;
-	assert_int_equal(dict_proto_parse("H3\t2\t0\t\tmetadata", 16, &cmd,
+	assert_int_equal(dict_cmd_parse("H3\t2\t0\t\tmetadata", 16, &cmd,
 	    err), 0);
 	assert_int_equal(cmd.major, 3);
 	assert_int_equal(cmd.minor, 2);
 	assert_string_equal(cmd.dict_name, "metadata");
 	dict_cmd_clear(&cmd);
 
-	assert_int_equal(dict_proto_parse("I9\t5\tpriv/\tu", 12, &cmd, err), 0);
+	assert_int_equal(dict_cmd_parse("I9\t5\tpriv/\tu", 12, &cmd, err), 0);
 	assert_int_equal(cmd.flags, DICT_ITER_RECURSE | DICT_ITER_NO_VALUE);
 	assert_int_equal(cmd.max_rows, 5);
 	dict_cmd_clear(&cmd);
 
-	assert_int_equal(dict_proto_parse("A3\tpriv/x/n\t-5", 14, &cmd, err),
+	assert_int_equal(dict_cmd_parse("A3\tpriv/x/n\t-5", 14, &cmd, err),
 	    0);
 	assert_int_equal(cmd.diff, -5);
 	dict_cmd_clear(&cmd);
@@ -144,10 +157,10 @@ test_parse_line_limit(void **state)
 	(void)state;
 	memset(line, 'a', len);
 	memcpy(line, "S1\tk\t", 5);
-	assert_int_equal(dict_proto_parse(line, len, &cmd, err), -1);
+	assert_int_equal(dict_cmd_parse(line, len, &cmd, err), -1);
 	assert_non_null(strstr(err, "too long"));
 	/* Exactly at the limit is fine. */
-	assert_int_equal(dict_proto_parse(line, len - 1, &cmd, err), 0);
+	assert_int_equal(dict_cmd_parse(line, len - 1, &cmd, err), 0);
 	assert_int_equal(cmd.value_len, len - 1 - 5);
 	dict_cmd_clear(&cmd);
 	free(line);
@@ -167,16 +180,63 @@ test_format_round_trip(void **state)
 
 		if (!pc->ok)
 			continue;
-		assert_int_equal(dict_proto_parse(pc->line, len, &a, err), 0);
+		assert_int_equal(dict_cmd_parse(pc->line, len, &a, err), 0);
 		line = dict_proto_format(&a, &n);
 		assert_true(n > 0 && line[n - 1] == '\n');
-		if (dict_proto_parse(line, n - 1, &b, err) != 0 ||
+		if (dict_cmd_parse(line, n - 1, &b, err) != 0 ||
 		    !dict_cmd_equal(&a, &b))
 			fail_msg("row %s: round trip differs: %s", pc->name,
 			    err);
 		free(line);
 		dict_cmd_clear(&a);
 		dict_cmd_clear(&b);
+	}
+}
+
+/* The bytes written back: every field in the row's order, TAB between,
+ * an optional field only when set. */
+static void
+test_format_bytes(void **state)
+{
+	static const struct {
+		const char	*in;
+		const char	*out;
+	} rows[] = {
+		{ "H3\t2\t0\t\tmetadata", "H3\t2\t0\t\tmetadata\n" },
+		{ "Lpriv/" G "/devicetoken\talice", "Lpriv/" G
+		    "/devicetoken\talice\n" },
+		{ "I9\t0\tpriv/" G "/\talice", "I9\t0\tpriv/" G "/\talice\n" },
+		{ "B1\talice", "B1\talice\n" },
+		{ "B7\tbob\t3600", "B7\tbob\t3600\n" },
+		{ "B7\tbob\t0", "B7\tbob\n" },
+		{ "S1\tk\t", "S1\tk\t\n" },
+		{ "S8\tk\tx\001ty", "S8\tk\tx\001ty\n" },
+		{ "U3\tk", "U3\tk\n" },
+		{ "A1\tk\t-5", "A1\tk\t-5\n" },
+		{ "C12", "C12\n" },
+		{ "D4", "D4\n" },
+		{ "R5", "R5\n" },
+		{ "T1\t1700000000\t5", "T1\t1700000000\t5\n" },
+		{ "V2", "V2\n" },
+		{ "Lk\tu\tmore", "Lk\tu\n" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(*rows); i++) {
+		struct dict_cmd cmd;
+		char err[ERR_LEN], *line;
+		size_t n;
+
+		if (dict_cmd_parse(rows[i].in, strlen(rows[i].in), &cmd,
+		    err) < 0)
+			fail_msg("row %zu (%s): %s", i, rows[i].in, err);
+		line = dict_proto_format(&cmd, &n);
+		if (n != strlen(rows[i].out) ||
+		    memcmp(line, rows[i].out, n) != 0)
+			fail_msg("row %zu (%s): wrote %.*s", i, rows[i].in,
+			    (int)n, line);
+		free(line);
+		dict_cmd_clear(&cmd);
 	}
 }
 
@@ -226,6 +286,7 @@ main(void)
 		cmocka_unit_test(test_parse_fields),
 		cmocka_unit_test(test_parse_line_limit),
 		cmocka_unit_test(test_format_round_trip),
+		cmocka_unit_test(test_format_bytes),
 		cmocka_unit_test(test_replies),
 	};
 
