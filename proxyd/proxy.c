@@ -23,7 +23,8 @@
 
 #include "api.h"
 #include "clock.h"
-#include "heartbeat.h"
+#include "heartbeat_store.h"
+#include "state_local.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "proxy_private.h"
@@ -44,6 +45,8 @@
 #define PROXY_API_MAX_CONNECTIONS	20000
 #define PROXY_API_MAX_PER_IP		5000
 #define PROXY_API_TIMEOUT_S		30	/* idle or slow client */
+/* Debounce windows held by the embedded state (about 32 bytes each). */
+#define PROXY_MAX_WINDOWS		(4 * 1000 * 1000)
 #define PROXY_STOP_GRACE_MS	5000	/* answers in flight at SIGTERM */
 
 static void	proxy_continue(struct proxy_job *);
@@ -241,23 +244,44 @@ proxy_send(struct proxy_job *j)
 	proxy_job_free(j);
 }
 
-/* Schedule a registration's next heartbeat after_ms from now (give or
- * take the jitter): 0, or -1 (logged). */
-static int
-proxy_hb_schedule(struct proxy *px, const char *token, int64_t after_ms)
+/* A registration's next heartbeat, after_ms from now give or take the
+ * jitter (the Rust service's +/- 60 s, or a tenth of after_ms). */
+static int64_t
+proxy_hb_next_at(int64_t after_ms)
 {
 	int64_t jitter = after_ms / 10 < PROXY_HEARTBEAT_JITTER_MS ?
 	    after_ms / 10 : PROXY_HEARTBEAT_JITTER_MS;
 	uint32_t rnd = 0;
-	char err[ERR_LEN];
 
 	RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
-	if (heartbeat_store_put(px->hb, token, heartbeat_next_at(clock_wall_ms(),
-	    after_ms, jitter, rnd), err) < 0) {
-		log_warnx("proxy heartbeat store: %s", err);
-		return -1;
-	}
-	return 0;
+	return heartbeat_next_at(clock_wall_ms(), after_ms, jitter, rnd);
+}
+
+/* The schedule's next_at for claimed registrations: one interval on. */
+static int64_t
+proxy_hb_next_interval(void *arg)
+{
+	struct proxy *px = arg;
+
+	return proxy_hb_next_at(px->cfg.interval_ms);
+}
+
+static void
+proxy_hb_stored(void *arg, const char *err)
+{
+	(void)arg;
+	if (err != NULL)
+		log_warnx("proxy heartbeat schedule: %s", err);
+}
+
+static void
+proxy_hb_count(struct proxy *px)
+{
+	struct state_stats ss;
+
+	state_get_stats(px->state, &ss);
+	if (ss.heartbeat_tokens >= 0)
+		metric_set(px->st.heartbeat_tokens, ss.heartbeat_tokens);
 }
 
 /* A provider answered (or not) for job ctx. */
@@ -267,7 +291,7 @@ proxy_on_push_done(void *ctx, const struct provider_result *res, void *arg)
 	struct proxy_job *j = ctx;
 	struct proxy *px = arg;
 	const char *prov = proxy_provider_label(j->token.kind);
-	char digest[LOG_DIGEST_LEN], err[ERR_LEN];
+	char digest[LOG_DIGEST_LEN];
 
 	log_digest(j->plain, strlen(j->plain), digest);
 	switch (res->verdict) {
@@ -279,8 +303,8 @@ proxy_on_push_done(void *ctx, const struct provider_result *res, void *arg)
 		break;
 	case VERDICT_GONE:
 		/* Dead for good: out of the heartbeat schedule too. */
-		if (heartbeat_store_remove(px->hb, j->plain, err) == 1)
-			metric_gauge_add(px->st.heartbeat_tokens, -1);
+		state_heartbeat_remove(px->state, j->plain);
+		proxy_hb_count(px);
 		proxy_count_failure(px, prov, "410", res->reason);
 		log_info("proxy push token=%s provider=%s gone reason=%s",
 		    digest, prov, res->reason);
@@ -312,9 +336,10 @@ proxy_on_push_done(void *ctx, const struct provider_result *res, void *arg)
 		 * failure other than "gone" comes back sooner. */
 		if (res->verdict != VERDICT_OK && res->verdict != VERDICT_GONE) {
 			metric_inc(px->st.heartbeat_retries);
-			proxy_hb_schedule(px, j->plain,
-			    px->cfg.interval_ms < PROXY_HEARTBEAT_RETRY_MS ?
-			    px->cfg.interval_ms : PROXY_HEARTBEAT_RETRY_MS);
+			state_heartbeat_put(px->state, j->plain,
+			    proxy_hb_next_at(px->cfg.interval_ms <
+			    PROXY_HEARTBEAT_RETRY_MS ? px->cfg.interval_ms :
+			    PROXY_HEARTBEAT_RETRY_MS), proxy_hb_stored, NULL);
 		}
 		break;
 	default:
@@ -324,6 +349,26 @@ proxy_on_push_done(void *ctx, const struct provider_result *res, void *arg)
 }
 
 /* ---- the flows ------------------------------------------------------- */
+
+/* The schedule stored a registration (err NULL) or could not. */
+static void
+proxy_registered(void *arg, const char *err)
+{
+	struct proxy_job *j = arg;
+	struct proxy *px = j->px;
+
+	if (err != NULL) {
+		log_warnx("proxy heartbeat schedule: %s", err);
+		proxy_reply(j, 500, "cannot store the registration\n");
+		proxy_job_free(j);
+		return;
+	}
+	metric_inc(px->st.registrations);
+	proxy_hb_count(px);
+	proxy_reply(j, 200, "");
+	proxy_job_free(j);
+	event_active(px->hb_timer, EV_TIMEOUT, 0);	/* re-arm */
+}
 
 static void
 proxy_register(struct proxy_job *j)
@@ -336,17 +381,8 @@ proxy_register(struct proxy_job *j)
 		return;
 	}
 	/* 200 only once the registration is stored. */
-	if (proxy_hb_schedule(px, j->plain, px->cfg.interval_ms) < 0) {
-		proxy_reply(j, 500, "cannot store the registration\n");
-		proxy_job_free(j);
-		return;
-	}
-	metric_inc(px->st.registrations);
-	metric_set(px->st.heartbeat_tokens, heartbeat_store_count(px->hb,
-	    NULL));
-	proxy_reply(j, 200, "");
-	proxy_job_free(j);
-	event_active(px->hb_timer, EV_TIMEOUT, 0);	/* re-arm */
+	state_heartbeat_put(px->state, j->plain,
+	    proxy_hb_next_at(px->cfg.interval_ms), proxy_registered, j);
 }
 
 /* The token is known (or not): route it. */
@@ -408,52 +444,76 @@ proxy_send_leading(struct proxy_job *j)
 #define PROXY_HEARTBEAT_IN_FLIGHT	1000
 
 static void
+proxy_hb_arm(struct proxy *px, int64_t wait_ms)
+{
+	struct timeval tv;
+
+	if (px->stopping)
+		return;
+	if (wait_ms < 0)
+		wait_ms = 0;
+	tv.tv_sec = wait_ms / 1000;
+	tv.tv_usec = (wait_ms % 1000) * 1000;
+	evtimer_add(px->hb_timer, &tv);
+}
+
+/* The schedule handed out due registrations, each moved one interval on
+ * before (never twice in flight; a crash now loses none). A dead token is
+ * removed when Apple says so. */
+static void
+proxy_on_hb_due(void *arg, const char *const *tokens, size_t n,
+    int64_t next_at, const char *err)
+{
+	struct proxy *px = arg;
+	int64_t wait = 1000;
+
+	if (err != NULL)
+		log_warnx("proxy heartbeat schedule: %s", err);
+	for (size_t i = 0; i < n; i++) {
+		struct proxy_job *j = proxy_job_new(px, PURPOSE_HEARTBEAT,
+		    NULL, tokens[i], strlen(tokens[i]));
+
+		j->plain = xstrdup(tokens[i]);
+		proxy_continue(j);
+	}
+	/* After downtime every overdue device is due at once: slices, so
+	 * the loop keeps serving /notify meanwhile. */
+	if (n == PROXY_HEARTBEAT_BATCH)
+		wait = 50;
+	else if (next_at > 0 && next_at - clock_wall_ms() < wait)
+		wait = next_at - clock_wall_ms();
+	proxy_hb_arm(px, wait);
+}
+
+static void
 proxy_on_hb_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy *px = arg;
-	struct heartbeat_due due[PROXY_HEARTBEAT_BATCH];
-	struct timeval tv = { 1, 0 };
-	char err[ERR_LEN];
-	int64_t next, now = clock_wall_ms();
-	int n;
 
 	(void)fd;
 	(void)what;
 	if (px->stopping)
 		return;
-	/* After downtime every overdue device is due at once: send in
-	 * slices so the loop keeps serving /notify meanwhile. */
-	n = push_in_flight(px->push) >= PROXY_HEARTBEAT_IN_FLIGHT ? 0 :
-	    heartbeat_store_due(px->hb, now, PROXY_HEARTBEAT_BATCH, due, err);
-	if (n < 0)
-		log_warnx("proxy heartbeat schedule: %s", err);
-	for (int i = 0; i < n; i++) {
-		struct proxy_job *j;
-
-		/* Rescheduled before sending: never twice in flight, and a
-		 * crash now loses no registration. A dead token is removed
-		 * when Apple says so. */
-		proxy_hb_schedule(px, due[i].token, px->cfg.interval_ms);
-		j = proxy_job_new(px, PURPOSE_HEARTBEAT, NULL, due[i].token,
-		    strlen(due[i].token));
-		j->plain = xstrdup(due[i].token);
-		proxy_continue(j);
+	if (push_in_flight(px->push) >= PROXY_HEARTBEAT_IN_FLIGHT) {
+		proxy_hb_arm(px, 50);
+		return;
 	}
-	heartbeat_due_clear(due, n > 0 ? (size_t)n : 0);
-	if (n == PROXY_HEARTBEAT_BATCH ||
-	    push_in_flight(px->push) >= PROXY_HEARTBEAT_IN_FLIGHT)
-		tv = (struct timeval){ 0, 50000 };
-	else if (heartbeat_store_next(px->hb, &next, err) == 1) {
-		int64_t wait = next - clock_wall_ms();
+	state_heartbeat_claim(px->state, clock_wall_ms(),
+	    PROXY_HEARTBEAT_BATCH, proxy_hb_next_interval, px,
+	    proxy_on_hb_due, px);
+}
 
-		if (wait < 0)
-			wait = 0;
-		if (wait < 1000) {
-			tv.tv_sec = 0;
-			tv.tv_usec = wait * 1000;
-		}
-	}
-	evtimer_add(px->hb_timer, &tv);
+/* Gauges whose values change without a request (windows closing, the
+ * schedule's size), once a second. */
+static void
+proxy_on_gauge_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *px = arg;
+
+	(void)fd;
+	(void)what;
+	proxy_owed_gauges(px);
+	proxy_hb_count(px);
 }
 
 /* ---- the API --------------------------------------------------------- */
@@ -551,8 +611,8 @@ proxy_new(struct event_base *base, const struct proxy_config *cfg,
     char err[ERR_LEN])
 {
 	struct proxy *px = xcalloc(1, sizeof(*px));
+	struct state_local_config sc;
 	struct api_config ac;
-	int64_t n;
 
 	px->base = base;
 	px->cfg = *cfg;
@@ -563,12 +623,19 @@ proxy_new(struct event_base *base, const struct proxy_config *cfg,
 		goto fail;
 	log_info("proxy keyring keys=%zu", openpgp_keyring_count(px->keyring));
 	px->cache = decrypt_cache_new(cfg->cache_entries);
-	if (proxy_owed_open(px, err) < 0)
+	if (proxy_db_open(&px->db, cfg->db_path, cfg->sync, true, err) < 0)
 		goto fail;
-	if ((px->hb = heartbeat_store_new(px->ow.db.db, err)) == NULL)
+	memset(&sc, 0, sizeof(sc));
+	sc.window_ms = cfg->debounce_ms;
+	sc.max_windows = PROXY_MAX_WINDOWS;
+	RAND_bytes(sc.window_key, sizeof(sc.window_key));
+	sc.db = px->db.db;
+	sc.base = base;
+	px->state = state_local_new(&sc, err);
+	OPENSSL_cleanse(&sc, sizeof(sc));		/* the key */
+	if (px->state == NULL || proxy_owed_open(px, err) < 0)
 		goto fail;
-	if ((n = heartbeat_store_count(px->hb, err)) >= 0)
-		metric_set(px->st.heartbeat_tokens, n);
+	proxy_hb_count(px);
 	if ((px->push = push_engine_new(base, &cfg->push, px->metrics,
 	    proxy_on_push_done, px, err)) == NULL)
 		goto fail;
@@ -576,6 +643,9 @@ proxy_new(struct event_base *base, const struct proxy_config *cfg,
 	    proxy_decrypt_work, proxy_decrypt_done, px, err)) == NULL)
 		goto fail;
 	px->hb_timer = evtimer_new(base, proxy_on_hb_timer, px);
+	px->gauge_timer = event_new(base, -1, EV_PERSIST, proxy_on_gauge_timer,
+	    px);
+	event_add(px->gauge_timer, &(struct timeval){ 1, 0 });
 	memset(&ac, 0, sizeof(ac));
 	ac.host = cfg->host;
 	ac.port = cfg->port;
@@ -640,8 +710,11 @@ proxy_free(struct proxy *px)
 		event_free(px->stop_ev);
 	if (px->hb_timer != NULL)
 		event_free(px->hb_timer);
-	heartbeat_store_free(px->hb);
+	if (px->gauge_timer != NULL)
+		event_free(px->gauge_timer);
 	proxy_owed_close(px);
+	state_free(px->state);
+	proxy_db_close(&px->db);
 	decrypt_cache_free(px->cache);
 	openpgp_keyring_free(px->keyring);
 	metrics_free(px->metrics);

@@ -27,7 +27,6 @@
 #define PROXY_OWED_BATCH	256	/* owed pushes sent per timer pass */
 #define PROXY_OWED_IN_FLIGHT	1000	/* pushes in flight, all kinds */
 #define PROXY_OWED_LOAD_BATCH	256	/* stored rows read per step */
-#define PROXY_OWED_MAX_WINDOWS	(4 * 1000 * 1000)
 #define PROXY_OWED_SOON_MS	20	/* more to send: come back soon */
 #define PROXY_OWED_LOG_EVERY_MS	1000	/* store failures: one line */
 
@@ -72,13 +71,11 @@ proxy_owed_open(struct proxy *px, char err[ERR_LEN])
 	struct promise_config pc;
 	int64_t stored;
 
-	if (proxy_db_open(&ow->db, cfg->db_path, cfg->sync, true, err) < 0 ||
-	    (ow->store = owed_store_new(ow->db.db, err)) == NULL)
+	if ((ow->store = owed_store_new(px->db.db, err)) == NULL)
 		return -1;
 	memset(&pc, 0, sizeof(pc));
+	pc.state = px->state;
 	pc.window_ms = cfg->debounce_ms;
-	pc.max_windows = PROXY_OWED_MAX_WINDOWS;
-	RAND_bytes(pc.window_key, sizeof(pc.window_key));
 	if (owed_store_key(ow->store, pc.owed_key, err) < 0)
 		return -1;
 	pc.owed_max = cfg->owed_max;
@@ -115,7 +112,6 @@ proxy_owed_close(struct proxy *px)
 		event_free(ow->load_ev);
 	promise_free(ow->promise);
 	owed_store_free(ow->store);
-	proxy_db_close(&ow->db);
 }
 
 /* ---- storing ---------------------------------------------------------- */
@@ -153,15 +149,21 @@ proxy_owed_commit(struct proxy *px)
 	}
 }
 
-static void
+void
 proxy_owed_gauges(struct proxy *px)
 {
 	struct promise_stats ps;
+	struct state_stats ss;
 
 	promise_get_stats(px->ow.promise, &ps);
+	state_get_stats(px->state, &ss);
 	metric_set(px->st.owed, (int64_t)ps.owed.items);
 	metric_set(px->st.owed_bytes, (int64_t)ps.owed.bytes);
-	metric_set(px->st.debounced_size, (int64_t)ps.windows.entries);
+	/* the promise counts them; the counter follows */
+	if (ps.sent_full > (uint64_t)metric_value(px->st.owed_full))
+		metric_add(px->st.owed_full, ps.sent_full -
+		    (uint64_t)metric_value(px->st.owed_full));
+	metric_set(px->st.debounced_size, (int64_t)ss.windows);
 }
 
 /* The timer at the next thing to do: soon when pushes wait for room. */
@@ -218,27 +220,31 @@ proxy_owed_final_commit(struct proxy *px)
 
 /* ---- requests and their leading pushes -------------------------------- */
 
-void
-proxy_owed_request(struct proxy_job *j)
+/* The promise decided a /notify: owe it (200 after the commit) or send
+ * it now (answered with the provider's verdict). */
+static void
+proxy_owed_decided(void *arg, enum promise_action act)
 {
+	struct proxy_job *j = arg;
 	struct proxy *px = j->px;
 	struct proxy_owed *ow = &px->ow;
-	struct promise_stats before, after;
 
-	promise_get_stats(ow->promise, &before);
-	if (promise_request(ow->promise, j->plain, strlen(j->plain),
-	    j->input, j->input_len, clock_wall_ms()) == PROMISE_SEND) {
-		promise_get_stats(ow->promise, &after);
-		if (after.owed.full != before.owed.full)
-			metric_inc(px->st.owed_full);
+	if (act == PROMISE_SEND) {
 		proxy_send_leading(j);
-		proxy_owed_kick(px);		/* a window to close later */
+		proxy_owed_kick(px);
 		return;
 	}
 	metric_inc(px->st.debounced);
 	TAILQ_INSERT_TAIL(&ow->waiting, j, link);
 	ow->nwaiting++;
 	proxy_owed_kick(px);
+}
+
+void
+proxy_owed_request(struct proxy_job *j)
+{
+	promise_request(j->px->ow.promise, j->plain, strlen(j->plain),
+	    j->input, j->input_len, clock_wall_ms(), proxy_owed_decided, j);
 }
 
 /* Log what became of an owed push. it: the item, still there for
@@ -346,7 +352,6 @@ proxy_owed_on_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	promise_expire(px->ow.promise, now);
 	if (px->stopping)
 		return;		/* what is owed stays stored for the restart */
 	while ((room = push_in_flight(px->push) < PROXY_OWED_IN_FLIGHT) &&

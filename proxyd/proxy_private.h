@@ -19,6 +19,7 @@
 #include "proxy.h"
 #include "proxy_db.h"
 #include "push.h"
+#include "state.h"
 #include "token.h"
 
 enum proxy_purpose {
@@ -58,7 +59,6 @@ struct proxy_stats {
 
 /* The owed pushes' side of the proxy (proxy_owed.c). */
 struct proxy_owed {
-	struct proxy_db		 db;
 	struct owed_store	*store;
 	struct promise		*promise;
 	struct event		*timer;		/* next due push or window end */
@@ -83,8 +83,12 @@ struct proxy {
 	struct decrypt_cache		*cache;
 	struct workq			*decrypt;
 	struct push_engine		*push;
-	struct heartbeat_store		*hb;
+	struct proxy_db			 db;	/* heartbeats, owed pushes */
+	/* What a second instance would share (state.h): the windows, the
+	 * heartbeat schedule, the rate-limit buckets. */
+	struct state			*state;
 	struct event			*hb_timer;
+	struct event			*gauge_timer;	/* every second */
 	struct proxy_owed		 ow;
 	struct metrics			*metrics;
 	struct metrics_http		*metrics_http;
@@ -133,5 +137,7 @@ void	proxy_owed_loaded(struct proxy_job *);
 void	proxy_owed_kick(struct proxy *);
 /* Stores what is left before the process ends. */
 void	proxy_owed_final_commit(struct proxy *);
+/* The owed pushes' and windows' gauges, brought up to date. */
+void	proxy_owed_gauges(struct proxy *);
 
 #endif

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "backoff.h"
 #include "promise.h"
 #include "xmalloc.h"
@@ -12,7 +14,7 @@
 #define PROMISE_JITTER_PERMILLE	250	/* spread retries after an outage */
 
 struct promise {
-	struct debounce		*windows;
+	struct state		*state;		/* the windows */
 	struct owed		*owed;
 	int64_t			 window_ms;
 	int64_t			 deadline_ms, retry_min_ms, retry_max_ms;
@@ -22,30 +24,26 @@ struct promise {
 struct promise *
 promise_new(const struct promise_config *cfg, char err[ERR_LEN])
 {
-	struct promise *p = xcalloc(1, sizeof(*p));
-	struct debounce_config dc;
+	struct promise *p;
 	struct owed_config oc;
 
-	if (cfg->owed_deadline_ms < 1 || cfg->retry_min_ms < 1 ||
+	if (cfg->state == NULL || cfg->window_ms < 1 ||
+	    cfg->owed_deadline_ms < 1 || cfg->retry_min_ms < 1 ||
 	    cfg->retry_max_ms < cfg->retry_min_ms) {
-		err_set(err, "owed pushes: deadline and retry times out of "
-		    "range");
-		free(p);
+		err_set(err, "owed pushes: no state, or window, deadline and "
+		    "retry times out of range");
 		return NULL;
 	}
-	memset(&dc, 0, sizeof(dc));
-	dc.window_ms = cfg->window_ms;
-	dc.max_entries = cfg->max_windows;
-	memcpy(dc.key, cfg->window_key, sizeof(dc.key));
+	p = xcalloc(1, sizeof(*p));
 	memset(&oc, 0, sizeof(oc));
 	oc.max_items = cfg->owed_max;
 	oc.max_bytes = cfg->owed_max_bytes;
 	memcpy(oc.key, cfg->owed_key, sizeof(oc.key));
-	if ((p->windows = debounce_new(&dc, err)) == NULL ||
-	    (p->owed = owed_new(&oc, err)) == NULL) {
+	if ((p->owed = owed_new(&oc, err)) == NULL) {
 		promise_free(p);
 		return NULL;
 	}
+	p->state = cfg->state;
 	p->window_ms = cfg->window_ms;
 	p->deadline_ms = cfg->owed_deadline_ms;
 	p->retry_min_ms = cfg->retry_min_ms;
@@ -58,7 +56,6 @@ promise_free(struct promise *p)
 {
 	if (p == NULL)
 		return;
-	debounce_free(p->windows);
 	owed_free(p->owed);
 	free(p);
 }
@@ -109,35 +106,95 @@ promise_failed(struct promise *p, struct owed_item *it,
 
 /* ---- requests and their pushes ---------------------------------------- */
 
-enum promise_action
-promise_request(struct promise *p, const char *token, size_t len,
-    const char *input, size_t input_len, int64_t now_ms)
+/* Owed already: that push covers this request, unless it is in flight
+ * (sent before this request arrived): then it is owed again. */
+static void
+promise_cover(struct promise *p, struct owed_item *it, int64_t now_ms)
 {
-	uint8_t key[OWED_KEY_LEN];
+	if (it->sending && it->again_ms == 0) {
+		it->again_ms = now_ms;
+		owed_changed(p->owed, it);
+	}
+	p->st.owed_total++;
+}
+
+/* A request waiting for the windows' answer. */
+struct promise_ask {
+	struct promise		*p;
+	uint8_t			 key[OWED_KEY_LEN];
+	int64_t			 now_ms;
+	promise_decided_fn	*fn;
+	void			*arg;
+	size_t			 len, input_len;
+	char			*input;		/* after the token */
+	char			 token[];
+};
+
+static void
+promise_ask_free(struct promise_ask *a)
+{
+	OPENSSL_cleanse(a->token, a->len + a->input_len);
+	free(a);
+}
+
+static void
+promise_on_window(void *arg, enum state_window w, int64_t end_ms)
+{
+	struct promise_ask *a = arg;
+	struct promise *p = a->p;
 	struct owed_item *it;
-	int64_t end;
+	enum promise_action act = PROMISE_SEND;
+
+	if (w == STATE_WINDOW_OPEN) {
+		if ((it = owed_find(p->owed, a->key)) != NULL) {
+			/* owed since the question was asked */
+			promise_cover(p, it, a->now_ms);
+			act = PROMISE_OWED;
+		} else if (owed_add(p->owed, a->key, a->token, a->len,
+		    a->input, a->input_len, a->now_ms, end_ms) != NULL) {
+			/* inside a window: owe a push at its end */
+			p->st.owed_total++;
+			act = PROMISE_OWED;
+		}
+		else	/* full: send now instead, an extra push rather than
+			 * a promise that cannot be kept */
+			p->st.sent_full++;
+	}
+	a->fn(a->arg, act);
+	promise_ask_free(a);
+}
+
+void
+promise_request(struct promise *p, const char *token, size_t len,
+    const char *input, size_t input_len, int64_t now_ms,
+    promise_decided_fn *fn, void *arg)
+{
+	struct promise_ask *a;
+	struct owed_item *it;
+	uint8_t key[OWED_KEY_LEN];
 
 	owed_key(p->owed, token, len, key);
 	if ((it = owed_find(p->owed, key)) != NULL) {
-		/* Owed already: that push covers this request, unless it is
-		 * in flight (sent before this request arrived). */
-		if (it->sending && it->again_ms == 0) {
-			it->again_ms = now_ms;
-			owed_changed(p->owed, it);
-		}
-		p->st.owed_total++;
-		return PROMISE_OWED;
+		promise_cover(p, it, now_ms);
+		fn(arg, PROMISE_OWED);
+		return;
 	}
-	if (debounce_hit(p->windows, token, len, now_ms, &end) ==
-	    DEBOUNCE_SEND_NOW)
-		return PROMISE_SEND;
-	/* Inside a window: owe a push at its end. Full: send now instead,
-	 * an extra push rather than a promise that cannot be kept. */
-	if (owed_add(p->owed, key, token, len, input, input_len, now_ms,
-	    end) == NULL)
-		return PROMISE_SEND;
-	p->st.owed_total++;
-	return PROMISE_OWED;
+	/* The windows may answer later (a shared state): keep what the
+	 * answer needs. */
+	a = xmalloc(sizeof(*a) + len + input_len + 2);
+	a->p = p;
+	memcpy(a->key, key, sizeof(a->key));
+	a->now_ms = now_ms;
+	a->fn = fn;
+	a->arg = arg;
+	a->len = len;
+	a->input_len = input_len;
+	memcpy(a->token, token, len);
+	a->token[len] = '\0';
+	a->input = a->token + len + 1;
+	memcpy(a->input, input, input_len);
+	a->input[input_len] = '\0';
+	state_window_hit(p->state, a->token, len, now_ms, promise_on_window, a);
 }
 
 enum promise_outcome
@@ -150,7 +207,7 @@ promise_leading_done(struct promise *p, const char *token, size_t len,
 	if (promise_verdict_ok(r))
 		return PROMISE_NONE;	/* the window stands */
 	/* Nothing was sent: no window. */
-	debounce_cancel(p->windows, token, len);
+	state_window_cancel(p->state, token, len);
 	owed_key(p->owed, token, len, key);
 	if ((it = owed_find(p->owed, key)) == NULL || it->sending)
 		return PROMISE_NONE;	/* (a trailing push decides) */
@@ -177,8 +234,6 @@ enum promise_outcome
 promise_trailing_done(struct promise *p, struct owed_item *it,
     const struct provider_result *r, int64_t now_ms)
 {
-	int64_t end;
-
 	owed_set_sending(p->owed, it, false);
 	if (it->gone) {
 		/* Dropped meanwhile (a leading push heard the token is
@@ -200,7 +255,7 @@ promise_trailing_done(struct promise *p, struct owed_item *it,
 	}
 	p->st.sent++;
 	/* Sent: the next window starts now. */
-	end = debounce_reopen(p->windows, it->token, it->token_len, now_ms);
+	state_window_reopen(p->state, it->token, it->token_len, now_ms);
 	if (it->again_ms == 0) {
 		owed_remove(p->owed, it);
 		return PROMISE_DONE;
@@ -210,7 +265,7 @@ promise_trailing_done(struct promise *p, struct owed_item *it,
 	it->first_ms = it->again_ms;
 	it->again_ms = 0;
 	it->attempts = 0;
-	it->due_ms = end >= 0 ? end : now_ms + p->window_ms;
+	it->due_ms = now_ms + p->window_ms;
 	owed_changed(p->owed, it);
 	return PROMISE_OWED_AGAIN;
 }
@@ -221,17 +276,8 @@ int64_t
 promise_next_deadline(const struct promise *p)
 {
 	const struct owed_item *it = owed_first_due(p->owed);
-	int64_t w = debounce_next_deadline(p->windows);
 
-	if (it == NULL)
-		return w;
-	return w < 0 || it->due_ms < w ? it->due_ms : w;
-}
-
-void
-promise_expire(struct promise *p, int64_t now_ms)
-{
-	debounce_expire(p->windows, now_ms);
+	return it != NULL ? it->due_ms : -1;
 }
 
 enum promise_outcome
@@ -240,7 +286,6 @@ promise_load(struct promise *p, const char *token, size_t len,
 {
 	uint8_t key[OWED_KEY_LEN];
 	struct owed_item *it;
-	int64_t end;
 
 	owed_key(p->owed, token, len, key);
 	if ((it = owed_find(p->owed, key)) != NULL) {
@@ -256,10 +301,10 @@ promise_load(struct promise *p, const char *token, size_t len,
 		owed_forget(p->owed, key);
 		return PROMISE_DROPPED_EXPIRED;
 	}
-	/* Not before a window that opened since the start ends. */
-	end = debounce_end(p->windows, token, len, now_ms);
-	if (due_ms < end)
-		due_ms = end;
+	/* Overdue ones go at once (at most one extra push for a device
+	 * pushed again since the start). */
+	if (due_ms < now_ms)
+		due_ms = now_ms;
 	if ((it = owed_add(p->owed, key, token, len, NULL, 0, first_ms,
 	    due_ms)) == NULL) {
 		owed_forget(p->owed, key);
@@ -285,7 +330,6 @@ void
 promise_get_stats(const struct promise *p, struct promise_stats *out)
 {
 	*out = p->st;
-	debounce_get_stats(p->windows, &out->windows);
 	owed_get_stats(p->owed, &out->owed);
 }
 

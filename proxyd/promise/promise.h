@@ -5,8 +5,9 @@
  * says the token is gone, across provider faults and restarts, for up to
  * owed_deadline_ms; past that the push is dropped (and reported).
  *
- * The state machine over the debounce windows (debounce.h) and the owed
- * pushes (owed.h), pure so that it can be tested with a fake clock:
+ * The state machine over the debounce windows (state.h: this process's
+ * or shared) and the owed pushes (owed.h), with no clock and no I/O of
+ * its own so that it can be tested with a fake clock:
  *
  *   request, no window open      -> PROMISE_SEND: send now, answer with
  *                                   the provider's verdict; the window is
@@ -36,15 +37,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "debounce.h"
 #include "err.h"
 #include "owed.h"
 #include "provider.h"
+#include "state.h"
 
 struct promise_config {
+	struct state	*state;		/* the windows (borrowed) */
 	int64_t	 window_ms;		/* the debounce window */
-	size_t	 max_windows;		/* debounce ring entries */
-	uint8_t	 window_key[DEBOUNCE_KEY_LEN];	/* random per process */
 	size_t	 owed_max;		/* owed pushes at once */
 	size_t	 owed_max_bytes;	/* ... and their bytes in memory */
 	uint8_t	 owed_key[SIPHASH_KEY_LEN];	/* kept in the database */
@@ -72,9 +72,9 @@ enum promise_outcome {
 };
 
 struct promise_stats {
-	struct debounce_stats	 windows;
 	struct owed_stats	 owed;
 	uint64_t		 owed_total;	/* PROMISE_OWED answers */
+	uint64_t		 sent_full;	/* PROMISE_SEND: no room to owe */
 	uint64_t		 sent;		/* trailing pushes that went out */
 	uint64_t		 retries;	/* failed owed pushes rescheduled */
 	uint64_t		 expired;	/* dropped past the deadline */
@@ -86,10 +86,14 @@ struct promise	*promise_new(const struct promise_config *, char err[ERR_LEN]);
  * must have been ended first. NULL is a no-op. */
 void		 promise_free(struct promise *);
 
-/* A /notify for the decrypted token, as input (what arrived) at now. */
-enum promise_action promise_request(struct promise *, const char *token,
+/* A /notify for the decrypted token, as input (what arrived) at now: the
+ * answer comes through fn, before the call returns when the state's
+ * answer does (the embedded backend), later otherwise. token and input
+ * are copied when needed. */
+typedef void promise_decided_fn(void *arg, enum promise_action);
+void		 promise_request(struct promise *, const char *token,
 		    size_t len, const char *input, size_t input_len,
-		    int64_t now_ms);
+		    int64_t now_ms, promise_decided_fn *, void *arg);
 /* The push of a PROMISE_SEND request ended with verdict. Says what became
  * of a push owed for the token meanwhile (PROMISE_NONE: none). */
 enum promise_outcome promise_leading_done(struct promise *, const char *token,
@@ -104,11 +108,8 @@ enum promise_outcome promise_trailing_done(struct promise *,
 		    struct owed_item *, const struct provider_result *,
 		    int64_t now_ms);
 
-/* When something is next to do (an owed push due, or a window to
- * close): call promise_next and promise_expire then. -1: nothing. */
+/* When the next owed push is due (call promise_next then); -1: none. */
 int64_t		 promise_next_deadline(const struct promise *);
-/* Drop closed windows (memory only; nothing is sent). */
-void		 promise_expire(struct promise *, int64_t now_ms);
 
 /* A stored owed push read back at start-up (its token decrypted again):
  * PROMISE_LOADED, or a PROMISE_DROPPED_* whose row the journal now

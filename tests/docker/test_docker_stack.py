@@ -233,8 +233,8 @@ def encrypt(stack):
     (OpenPGP.js, tests/e2e/openpgp_js), to the test keyring's cert."""
     js = os.path.join(REPO, "tests", "e2e", "openpgp_js")
     if not os.path.isdir(os.path.join(js, "node_modules", "openpgp")):
-        run(["npm", "ci", "--no-audit", "--no-fund"], timeout=300,
-            env=dict(os.environ)).check_returncode()
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=js,
+                       check=True, capture_output=True, timeout=300)
     cert = os.path.join(REPO, "tests", "data", "openpgp", "cert-v6.asc")
 
     def enc(plain):

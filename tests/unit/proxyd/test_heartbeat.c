@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "heartbeat.h"
+#include "heartbeat_store.h"
 #include "proxy_db.h"
 #include "testutil.h"
 

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "promise.h"
+#include "state_local.h"
 
 #define W		10000	/* window, ms */
 #define RETRY_MIN	1000
@@ -24,37 +25,66 @@
 #define DEADLINE	60000
 #define T0		((int64_t)1700000000000)	/* unix ms */
 
+/* The windows: the embedded state backend, expired by hand. One per
+ * promise; freed with it (promise_done). */
+static struct state *windows;
+
 static struct promise *
 new_promise(size_t owed_max, size_t owed_max_bytes)
 {
+	struct state_local_config sc;
 	struct promise_config c;
 	struct promise *p;
 	char err[ERR_LEN];
 
+	memset(&sc, 0, sizeof(sc));
+	sc.window_ms = W;
+	sc.max_windows = 1000;
+	for (int i = 0; i < 16; i++)
+		sc.window_key[i] = (uint8_t)i;
+	if ((windows = state_local_new(&sc, err)) == NULL)
+		fail_msg("state_local_new: %s", err);
 	memset(&c, 0, sizeof(c));
+	c.state = windows;
 	c.window_ms = W;
-	c.max_windows = 1000;
 	c.owed_max = owed_max;
 	c.owed_max_bytes = owed_max_bytes;
 	c.owed_deadline_ms = DEADLINE;
 	c.retry_min_ms = RETRY_MIN;
 	c.retry_max_ms = RETRY_MAX;
-	for (int i = 0; i < 16; i++) {
-		c.window_key[i] = (uint8_t)i;
+	for (int i = 0; i < 16; i++)
 		c.owed_key[i] = (uint8_t)(0x40 + i);
-	}
 	if ((p = promise_new(&c, err)) == NULL)
 		fail_msg("promise_new: %s", err);
 	return p;
+}
+
+static void
+promise_done(struct promise *p)
+{
+	promise_free(p);
+	state_free(windows);
+	windows = NULL;
+}
+
+static void
+decided(void *arg, enum promise_action act)
+{
+	*(int *)arg = (int)act;
 }
 
 static enum promise_action
 req(struct promise *p, const char *tok, int64_t now)
 {
 	char input[64];
+	int act = -1;
 
 	snprintf(input, sizeof(input), "openpgp:enc-%s", tok);
-	return promise_request(p, tok, strlen(tok), input, strlen(input), now);
+	promise_request(p, tok, strlen(tok), input, strlen(input), now,
+	    decided, &act);
+	/* the embedded state answers before the call returns */
+	assert_true(act >= 0);
+	return (enum promise_action)act;
 }
 
 static struct provider_result
@@ -173,7 +203,7 @@ test_fifty_requests_two_pushes(void **state)
 	assert_int_equal(j.dels, 1);
 	/* the push just sent opened a window: the next request is owed */
 	assert_int_equal(req(p, "tok", T0 + W + 40), PROMISE_OWED);
-	promise_free(p);
+	promise_done(p);
 }
 
 /* A single request: sent, nothing owed, nothing stored. */
@@ -187,10 +217,10 @@ test_single_request(void **state)
 	assert_int_equal(leading(p, "a", VERDICT_OK, T0 + 5), PROMISE_NONE);
 	assert_true(owed_journal_empty(promise_owed(p)));
 	assert_null(promise_next(p, T0 + 10 * W));
-	promise_expire(p, T0 + W);
+	state_local_expire(windows, T0 + W);
 	assert_int_equal(promise_next_deadline(p), -1);
 	assert_int_equal(req(p, "a", T0 + W), PROMISE_SEND);
-	promise_free(p);
+	promise_done(p);
 }
 
 /* ---- leading pushes that fail ----------------------------------------- */
@@ -215,7 +245,7 @@ test_failed_leading_opens_no_window(void **state)
 	assert_int_equal(leading(p, "a", VERDICT_GONE, T0 + 11), PROMISE_NONE);
 	assert_int_equal(req(p, "a", T0 + 12), PROMISE_SEND);
 	assert_int_equal(owed_count(p), 0);
-	promise_free(p);
+	promise_done(p);
 }
 
 /* Requests that came while the leading push was in flight got 200: when
@@ -249,7 +279,7 @@ test_owed_while_leading_fails(void **state)
 	assert_int_equal(leading(p, "c", VERDICT_GONE, T0 + 2),
 	    PROMISE_DROPPED_GONE);
 	assert_int_equal(owed_count(p), 0);
-	promise_free(p);
+	promise_done(p);
 }
 
 /* ---- owed pushes that fail -------------------------------------------- */
@@ -315,7 +345,7 @@ test_retry_backoff_and_deadline(void **state)
 	assert_int_equal(st.expired, 1);
 	assert_int_equal(st.owed.items, 0);
 	assert_int_equal(store(p).dels, 1);
-	promise_free(p);
+	promise_done(p);
 }
 
 /* Every kind of failure is retried; gone is final. */
@@ -342,7 +372,7 @@ test_verdicts_at_window_end(void **state)
 	assert_int_equal(trailing(p, it, VERDICT_GONE, 0, T0 + W),
 	    PROMISE_DROPPED_GONE);
 	assert_int_equal(owed_count(p), 4);
-	promise_free(p);
+	promise_done(p);
 }
 
 /* ---- requests while an owed push is in flight -------------------------- */
@@ -367,7 +397,7 @@ test_request_while_sending(void **state)
 	assert_non_null(it);
 	assert_int_equal(trailing(p, it, VERDICT_OK, 0, T0 + 2 * W + 150),
 	    PROMISE_DONE);
-	promise_free(p);
+	promise_done(p);
 	/* the same, but the push fails: the retry covers the request */
 	p = new_promise(100, 1 << 20);
 	it = owe(p, "b", T0);
@@ -378,7 +408,7 @@ test_request_while_sending(void **state)
 	assert_int_equal(trailing(p, it, VERDICT_OK, 0, it->due_ms),
 	    PROMISE_DONE);
 	assert_int_equal(owed_count(p), 0);
-	promise_free(p);
+	promise_done(p);
 }
 
 /* The leading push of another request hears "gone" while the owed push is
@@ -397,7 +427,7 @@ test_gone_while_sending(void **state)
 	assert_int_equal(trailing(p, it, VERDICT_GONE, 0, T0 + W + 2),
 	    PROMISE_DROPPED_GONE);
 	assert_int_equal(owed_count(p), 0);
-	promise_free(p);
+	promise_done(p);
 }
 
 /* ---- bounds ------------------------------------------------------------ */
@@ -417,7 +447,7 @@ test_full_sends_now(void **state)
 	assert_int_equal(req(p, "b", T0 + 1), PROMISE_SEND);	/* full */
 	promise_get_stats(p, &st);
 	assert_int_equal(st.owed.full, 1);
-	promise_free(p);
+	promise_done(p);
 	/* bytes: room for one small item only (an item is its struct, the
 	 * token and the input) */
 	p = new_promise(100, sizeof(struct owed_item) + 40);
@@ -427,7 +457,7 @@ test_full_sends_now(void **state)
 	assert_int_equal(req(p, "d", T0 + 1), PROMISE_SEND);
 	promise_get_stats(p, &st);
 	assert_true(st.owed.bytes <= sizeof(struct owed_item) + 40);
-	promise_free(p);
+	promise_done(p);
 }
 
 /* ---- start-up ----------------------------------------------------------- */
@@ -451,11 +481,12 @@ test_load(void **state)
 	/* too old: dropped, its row deleted */
 	assert_int_equal(promise_load(p, "b", 1, T0 - DEADLINE - 1, T0, 0, T0),
 	    PROMISE_DROPPED_EXPIRED);
-	/* a window opened since the start delays it to the window's end */
+	/* overdue: due at once, even if the device was pushed since the
+	 * start (at most one extra push) */
 	assert_int_equal(req(p, "c", T0), PROMISE_SEND);
 	assert_int_equal(promise_load(p, "c", 1, T0 - 10, T0 - 10, 0, T0 + 1),
 	    PROMISE_LOADED);
-	assert_null(promise_next(p, T0 + W - 1));
+	assert_int_equal(promise_next_deadline(p), T0 + 1);
 	/* the same device owed again meanwhile: one item, the earlier time */
 	assert_int_equal(req(p, "c", T0 + 2), PROMISE_OWED);
 	assert_int_equal(promise_load(p, "c", 1, T0 - 20, T0, 0, T0 + 3),
@@ -468,7 +499,7 @@ test_load(void **state)
 	    PROMISE_DROPPED_FULL);
 	j = store(p);
 	assert_int_equal(j.dels, 3);	/* a (sent), b (old), e (no room) */
-	promise_free(p);
+	promise_done(p);
 }
 
 /* A journal that the store could not take stays for the next try. */
@@ -491,7 +522,7 @@ test_journal_kept_on_failure(void **state)
 	assert_int_equal(j.puts, 2);
 	promise_get_stats(p, &st);
 	assert_int_equal(st.owed.journal, 0);
-	promise_free(p);
+	promise_done(p);
 }
 
 /* ---- a random walk against the contract ---------------------------------- */
@@ -563,7 +594,7 @@ test_random_walk(void **state)
 			    it->token[2] - '0' };
 		}
 		if (step % 1000 == 0) {
-			promise_expire(p, now);
+			state_local_expire(windows, now);
 			store(p);
 		}
 	}
@@ -595,7 +626,7 @@ test_random_walk(void **state)
 		if (last_owed[t] != INT64_MIN && last_ok[t] < last_owed[t])
 			fail_msg("token %d: owed at %lld, last push at %lld",
 			    t, (long long)last_owed[t], (long long)last_ok[t]);
-	promise_free(p);
+	promise_done(p);
 }
 
 int

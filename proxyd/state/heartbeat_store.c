@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "heartbeat.h"
+#include "heartbeat_store.h"
 #include "xmalloc.h"
 
 enum hb_stmt {
@@ -15,6 +15,7 @@ enum hb_stmt {
 	HB_DUE,
 	HB_NEXT,
 	HB_COUNT,
+	HB_HAS,
 	HB_NSTMTS,
 };
 
@@ -26,6 +27,7 @@ static const char *const hb_sql[HB_NSTMTS] = {
 	    "ORDER BY next_at LIMIT ?2",
 	[HB_NEXT] = "SELECT min(next_at) FROM heartbeat",
 	[HB_COUNT] = "SELECT count(*) FROM heartbeat",
+	[HB_HAS] = "SELECT count(*) FROM heartbeat WHERE token = ?1",
 };
 
 struct heartbeat_store {
@@ -137,4 +139,15 @@ heartbeat_next_at(int64_t now_ms, int64_t interval_ms, int64_t jitter_ms,
 	    (int64_t)(rnd % (uint64_t)(2 * jitter_ms + 1)) - jitter_ms : 0;
 
 	return now_ms + interval_ms + spread;
+}
+
+int
+heartbeat_store_has(struct heartbeat_store *h, const char *token,
+    char err[ERR_LEN])
+{
+	sqlite3_stmt *st = db_stmt_ready(h->st[HB_HAS]);
+	int64_t n = 0;
+
+	sqlite3_bind_text(st, 1, token, -1, SQLITE_STATIC);
+	return db_stmt_int64(st, &n, err) < 0 ? -1 : n > 0;
 }

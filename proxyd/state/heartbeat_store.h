@@ -8,8 +8,8 @@
  * Tokens here are decrypted APNs tokens (secrets: never logged). Every
  * function runs on proxyd's loop thread.
  */
-#ifndef HEARTBEAT_H
-#define HEARTBEAT_H
+#ifndef HEARTBEAT_STORE_H
+#define HEARTBEAT_STORE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +44,9 @@ void	heartbeat_due_clear(struct heartbeat_due *, size_t n);
 int	heartbeat_store_next(struct heartbeat_store *, int64_t *at_out,
 	    char err[ERR_LEN]);
 int64_t	heartbeat_store_count(struct heartbeat_store *, char err[ERR_LEN]);
+/* 1 the token is registered, 0 not, -1 error (an index lookup). */
+int	heartbeat_store_has(struct heartbeat_store *, const char *token,
+	    char err[ERR_LEN]);
 
 /* When a registration is next due: interval after now, spread by up to
  * +/- jitter_ms with rnd (uniform 32-bit). */

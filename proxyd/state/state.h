@@ -1,0 +1,175 @@
+/*
+ * What a second proxyd instance would have to share (docs/architecture.md
+ * "Proxy state"), behind one small interface: the debounce windows, the
+ * heartbeat schedule and the providers' rate-limit buckets. A backend is
+ * chosen once at start, like OpenSMTPD's queue backends; the embedded
+ * default (state_local.c) keeps the windows in this process's memory and
+ * the schedule in its SQLite database, exactly as proxyd always did. The
+ * request path, the promise (promise/) and the push engine only ever call
+ * through these operations, so a shared backend (Redis, for several
+ * instances behind a load balancer) is one more file.
+ *
+ * Calls that have an answer give it through a callback on the loop
+ * thread: the embedded backend calls it before the call returns, a
+ * backend over the network later. Callers handle both, and never assume
+ * the answer has come when the call returns. Calls without an answer are
+ * fire and forget: nothing on the request path waits for them, and a
+ * backend that cannot apply one counts it (state_stats) and goes on.
+ *
+ * Tokens are the decrypted device tokens (secrets): a backend keeps a
+ * keyed digest where it can (the windows) and never logs one.
+ */
+#ifndef STATE_H
+#define STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct state;
+
+/* A debounce window's answer to a request for a token. */
+enum state_window {
+	STATE_WINDOW_OPENED,	/* none was open: this request's push goes
+				 * now, a window ending at end_ms opened */
+	STATE_WINDOW_OPEN,	/* one is open until end_ms: coalesce */
+	STATE_WINDOW_NONE,	/* none was open and none could be (full):
+				 * send now, nothing is debounced */
+};
+typedef void state_window_fn(void *arg, enum state_window, int64_t end_ms);
+
+/* A write the caller waits for: err NULL when it is stored. */
+typedef void state_stored_fn(void *arg, const char *err);
+
+/* Heartbeat registrations claimed as due: each was moved to its next time
+ * before it was handed out, so no other claim (here or in another
+ * instance) gets it again now. next_at_ms: when the next one is due (-1:
+ * none is scheduled; 0: unknown, ask again soon). err NULL, or why
+ * nothing was claimed. The tokens are borrowed for the call. */
+typedef void state_due_fn(void *arg, const char *const *tokens, size_t n,
+    int64_t next_at_ms, const char *err);
+
+/* A rate-limit bucket's answer: 0 a push may go now (one token taken),
+ * or the milliseconds until one may (nothing taken). */
+typedef void state_bucket_fn(void *arg, int64_t wait_ms);
+
+struct state_stats {
+	size_t		 windows;	/* open debounce windows (this view) */
+	size_t		 window_bytes;	/* their memory, embedded backend */
+	int64_t		 heartbeat_tokens;	/* -1: unknown */
+	uint64_t	 failures;	/* fire-and-forget calls not applied */
+};
+
+struct state_ops {
+	const char *name;
+
+	/* ---- debounce windows (keyed by the decrypted token) ---- */
+	/* A request for token at now_ms: answers with the window. */
+	void	(*window_hit)(struct state *, const char *token, size_t len,
+		    int64_t now_ms, state_window_fn *, void *arg);
+	/* Close the token's window: its leading push failed, so nothing
+	 * went out in it. */
+	void	(*window_cancel)(struct state *, const char *token,
+		    size_t len);
+	/* A push for the token just went out (an owed one): its window
+	 * starts anew at now_ms. */
+	void	(*window_reopen)(struct state *, const char *token,
+		    size_t len, int64_t now_ms);
+
+	/* ---- the heartbeat schedule (decrypted APNs tokens) ---- */
+	/* Insert or move a registration; answered once stored. */
+	void	(*heartbeat_put)(struct state *, const char *token,
+		    int64_t next_at_ms, state_stored_fn *, void *arg);
+	void	(*heartbeat_remove)(struct state *, const char *token);
+	/* Up to max registrations due at now_ms, each moved to the time
+	 * next_at(next_arg) gives before it is handed out. */
+	void	(*heartbeat_claim)(struct state *, int64_t now_ms, size_t max,
+		    int64_t (*next_at)(void *next_arg), void *next_arg,
+		    state_due_fn *, void *arg);
+
+	/* ---- rate-limit buckets (one per provider) ---- */
+	/* Take one token from bucket name (rate per second, bursts up to
+	 * burst; rate 0: unlimited) unless it is paused. */
+	void	(*bucket_take)(struct state *, const char *name, double rate,
+		    double burst, int64_t now_ms, state_bucket_fn *, void *arg);
+	/* The provider asked to wait until until_ms (Retry-After). */
+	void	(*bucket_pause)(struct state *, const char *name,
+		    int64_t until_ms);
+
+	void	(*get_stats)(struct state *, struct state_stats *);
+	/* Answers still due are dropped; NULL-safe through state_free. */
+	void	(*free)(struct state *);
+};
+
+/* Every backend's handle starts with this. */
+struct state {
+	const struct state_ops	*ops;
+};
+
+static inline void
+state_window_hit(struct state *s, const char *token, size_t len,
+    int64_t now_ms, state_window_fn *fn, void *arg)
+{
+	s->ops->window_hit(s, token, len, now_ms, fn, arg);
+}
+
+static inline void
+state_window_cancel(struct state *s, const char *token, size_t len)
+{
+	s->ops->window_cancel(s, token, len);
+}
+
+static inline void
+state_window_reopen(struct state *s, const char *token, size_t len,
+    int64_t now_ms)
+{
+	s->ops->window_reopen(s, token, len, now_ms);
+}
+
+static inline void
+state_heartbeat_put(struct state *s, const char *token, int64_t next_at_ms,
+    state_stored_fn *fn, void *arg)
+{
+	s->ops->heartbeat_put(s, token, next_at_ms, fn, arg);
+}
+
+static inline void
+state_heartbeat_remove(struct state *s, const char *token)
+{
+	s->ops->heartbeat_remove(s, token);
+}
+
+static inline void
+state_heartbeat_claim(struct state *s, int64_t now_ms, size_t max,
+    int64_t (*next_at)(void *), void *next_arg, state_due_fn *fn, void *arg)
+{
+	s->ops->heartbeat_claim(s, now_ms, max, next_at, next_arg, fn, arg);
+}
+
+static inline void
+state_bucket_take(struct state *s, const char *name, double rate,
+    double burst, int64_t now_ms, state_bucket_fn *fn, void *arg)
+{
+	s->ops->bucket_take(s, name, rate, burst, now_ms, fn, arg);
+}
+
+static inline void
+state_bucket_pause(struct state *s, const char *name, int64_t until_ms)
+{
+	s->ops->bucket_pause(s, name, until_ms);
+}
+
+static inline void
+state_get_stats(struct state *s, struct state_stats *out)
+{
+	s->ops->get_stats(s, out);
+}
+
+static inline void
+state_free(struct state *s)
+{
+	if (s != NULL)
+		s->ops->free(s);
+}
+
+#endif
