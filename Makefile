@@ -185,9 +185,9 @@ $(BUILD)/bin/openpgp-speed: $(call obj,tests/bench/openpgp_speed.c) $(LIBPROXYD)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ZLIB_LIBS) $(JANSSON_LIBS) \
 		$(CURL_LIBS) $(COMMON_LIBS)
 
-$(BUILD)/obj/tests/bench/debounce_mem.o: CPPFLAGS += -Iproxyd/promise
+$(BUILD)/obj/tests/bench/debounce_mem.o: CPPFLAGS += -Iproxyd/state -Iproxyd/promise
 $(BUILD)/bin/debounce-mem: $(call obj,tests/bench/debounce_mem.c \
-    proxyd/promise/debounce.c proxyd/promise/siphash.c) $(LIBCOMMON)
+    proxyd/state/debounce.c proxyd/promise/siphash.c) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(COMMON_LIBS)
 
