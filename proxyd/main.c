@@ -82,16 +82,10 @@ enum {
 	OPT_OWED_RETRY_MAX,
 };
 
-/* Below each provider's published limits (docs/push-providers.md): FCM allows
- * 600,000 per minute and project; Apple publishes none; Web Push services
- * and UBports are shared by everybody, so we stay modest. */
-static const double proxyd_default_rate[PROVIDER_COUNT] = {
-	[PROVIDER_APNS] = 0,
-	[PROVIDER_FCM] = 8000,
-	[PROVIDER_WEBPUSH] = 1000,
-	[PROVIDER_UBPORTS] = 100,
-};
 #define PROXYD_LIMIT_QUEUE	10000	/* pushes waiting per provider */
+/* Streams to Apple before its SETTINGS say how many (500-1500 are
+ * common; a token-auth connection starts at 1). */
+#define PROXYD_APNS_STREAMS	1000
 #define PROXYD_LIMIT_WAIT_MS	2000	/* then 500: the relay retries */
 
 struct proxyd_options {
@@ -110,35 +104,36 @@ proxyd_usage_exit(int status)
 
 
 
-/* --rate-limit PROVIDER=N/s (or N/m, N/min). */
+/* --rate-limit PROVIDER=N/s (or N/m, N/min); PROVIDER by its name in the
+ * table of providers (providers.h). */
 static void
 proxyd_rate_limit(const char *arg, struct push_config *push)
 {
-	static const char *const names[PROVIDER_COUNT] = {
-		[PROVIDER_APNS] = "apns", [PROVIDER_FCM] = "fcm",
-		[PROVIDER_WEBPUSH] = "webpush", [PROVIDER_UBPORTS] = "ubports",
-	};
+	const struct provider_ops *ops = NULL;
 	const char *eq = strchr(arg, '=');
-	char *end;
-	double n;
-	int p;
+	char names[128], *end;
+	size_t i, n = 0;
+	double rate;
 
-	for (p = 0; eq != NULL && p < PROVIDER_COUNT; p++)
-		if (strlen(names[p]) == (size_t)(eq - arg) &&
-		    strncasecmp(arg, names[p], (size_t)(eq - arg)) == 0)
-			break;
-	if (eq == NULL || p == PROVIDER_COUNT)
+	if (eq != NULL)
+		ops = providers_find(arg, (size_t)(eq - arg));
+	if (ops == NULL) {
+		names[0] = '\0';
+		for (i = 0; i < providers_count && n < sizeof(names); i++)
+			n += (size_t)snprintf(names + n, sizeof(names) - n,
+			    "%s%s", i > 0 ? ", " : "", providers[i]->name);
 		fatalx("--rate-limit %s: expected PROVIDER=N/s, PROVIDER one "
-		    "of apns, fcm, webpush, ubports", arg);
-	n = strtod(eq + 1, &end);
-	if (end == eq + 1 || n < 0 || n > 1e7)
+		    "of %s", arg, names);
+	}
+	rate = strtod(eq + 1, &end);
+	if (end == eq + 1 || rate < 0 || rate > 1e7)
 		fatalx("--rate-limit %s: N must be a number from 0 to "
 		    "10000000", arg);
 	if (strcmp(end, "/m") == 0 || strcmp(end, "/min") == 0)
-		n /= 60;
+		rate /= 60;
 	else if (strcmp(end, "/s") != 0 && *end != '\0')
 		fatalx("--rate-limit %s: expected N/s or N/min", arg);
-	push->limits[p].rate = n;
+	push->limits[providers_index(ops)].rate = rate;
 }
 
 static void
@@ -207,9 +202,11 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 	c->workers = 2;
 	c->cache_entries = 100000;
 	c->push.timeout_ms = 20000;
-	c->push.apns_streams = 1000;
-	for (int p = 0; p < PROVIDER_COUNT; p++) {
-		c->push.limits[p].rate = proxyd_default_rate[p];
+	c->push.providers.apns.streams = PROXYD_APNS_STREAMS;
+	/* Each provider's published limits, or modesty where there are
+	 * none (providers.h's table). */
+	for (size_t p = 0; p < providers_count; p++) {
+		c->push.limits[p].rate = providers[p]->default_rate;
 		c->push.limits[p].max_queue = PROXYD_LIMIT_QUEUE;
 		c->push.limits[p].max_wait_ms = PROXYD_LIMIT_WAIT_MS;
 	}
@@ -254,26 +251,42 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 		case OPT_CERT: o->cred.p12_path = optarg; break;
 		case OPT_PASSWORD: o->cred.password = optarg; break;
 		case OPT_PASSWORD_FILE: o->cred.password_file = optarg; break;
-		case OPT_TOPIC: c->push.apns.topic = optarg; break;
+		case OPT_TOPIC: c->push.providers.apns.topic = optarg; break;
 		case OPT_KEY: o->cred.p8_path = optarg; break;
-		case OPT_KEY_ID: c->push.apns.key_id = optarg; break;
-		case OPT_TEAM_ID: c->push.apns.team_id = optarg; break;
-		case OPT_PROD_URL: c->push.apns.production_url = optarg; break;
-		case OPT_SANDBOX_URL: c->push.apns.sandbox_url = optarg; break;
+		case OPT_KEY_ID:
+			c->push.providers.apns.key_id = optarg;
+			break;
+		case OPT_TEAM_ID:
+			c->push.providers.apns.team_id = optarg;
+			break;
+		case OPT_PROD_URL:
+			c->push.providers.apns.production_url = optarg;
+			break;
+		case OPT_SANDBOX_URL:
+			c->push.providers.apns.sandbox_url = optarg;
+			break;
 		case OPT_CA:
 			c->push.ca_file = optarg;
 			break;
 		case OPT_FCM_KEY: o->cred.fcm_key_path = optarg; break;
-		case OPT_FCM_API: c->push.fcm_api_url = optarg; break;
-		case OPT_FCM_TOKEN: c->push.fcm_token_url = optarg; break;
+		case OPT_FCM_API:
+			c->push.providers.fcm.api_url = optarg;
+			break;
+		case OPT_FCM_TOKEN:
+			c->push.providers.fcm.token_url = optarg;
+			break;
 		case OPT_VAPID_KEY: o->cred.vapid_key_path = optarg; break;
 		case OPT_VAPID_SUBJECT: o->cred.vapid_subject = optarg; break;
 		case OPT_PRINT_VAPID: o->print_vapid = true; break;
-		case OPT_UBPORTS_URL: c->push.ubports_url = optarg; break;
-		case OPT_UBPORTS_APPID: c->push.ubports_appid = optarg; break;
+		case OPT_UBPORTS_URL:
+			c->push.providers.ubports.url = optarg;
+			break;
+		case OPT_UBPORTS_APPID:
+			c->push.providers.ubports.appid = optarg;
+			break;
 		case OPT_RATE_LIMIT: proxyd_rate_limit(optarg, &c->push); break;
 		case OPT_ALLOW_PRIVATE:
-			c->push.webpush_allow_private = true;
+			c->push.providers.webpush.allow_private = true;
 			break;
 		case OPT_WORKERS:
 			c->workers = (unsigned int)cliopt_uint("workers",

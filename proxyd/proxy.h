@@ -11,10 +11,17 @@
  *   promise/         debounce windows and what a 200 promises: owed
  *                    pushes, stored (owed_store.c) and retried until they
  *                    go out
- *   push/            the push engine: rate limits, credentials, verdicts
- *   providers/       one folder per provider (apns/, fcm/, webpush/,
- *                    ubports/), the shape they share (provider.h) and jwt
- *   transport/       the HTTP/2 client for APNs and FCM
+ *   push/            the push engine (push.c: rate limits, pauses, the
+ *                    retry after a renewed credential, verdicts, metrics;
+ *                    no provider named), ratelimit, credentials
+ *   providers/       the operations every provider has (provider.h), the
+ *                    table of them (providers.c), jwt, and one folder per
+ *                    provider (apns/, fcm/, webpush/, ubports/), each
+ *                    with its requests, answers, credential and pauses
+ *   transport/       one face (transport.h) for the two HTTP clients:
+ *                    h2client (HTTP/2 for APNs and FCM: h2client.c,
+ *                    h2_conn.c, h2_session.c, h2_stream.c) and
+ *                    common/httpc.c (libcurl, for the rest)
  *   heartbeat/       the schedule of silent pushes to registered iOS
  *                    devices
  *

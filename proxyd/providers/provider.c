@@ -44,6 +44,15 @@ provider_request_clear(struct provider_request *r)
 	memset(r, 0, sizeof(*r));
 }
 
+void
+provider_result_set(struct provider_result *r, enum provider_verdict v,
+    const char *reason)
+{
+	memset(r, 0, sizeof(*r));
+	r->verdict = v;
+	snprintf(r->reason, sizeof(r->reason), "%s", reason);
+}
+
 const char *
 provider_verdict_name(enum provider_verdict v)
 {

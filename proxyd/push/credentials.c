@@ -33,25 +33,26 @@ static void
 credentials_apns(const struct credentials_options *o, struct push_config *p,
     struct credentials *c)
 {
+	struct apns_config *ac = &p->providers.apns;
 	char err[ERR_LEN], *text = NULL;
 	const char *password;
 	size_t len = 0;
 	int rv;
 
 	if (o->p8_path != NULL) {
-		if (p->apns.key_id == NULL || p->apns.team_id == NULL)
+		if (ac->key_id == NULL || ac->team_id == NULL)
 			fatalx("--apns-key-path needs --apns-key-id and "
 			    "--apns-team-id");
 		text = credentials_read("--apns-key-path", o->p8_path, &len);
 		c->p8_key = jwt_load_key_pem(text, len, err);
 		OPENSSL_cleanse(text, len);
 		free(text);
+		text = NULL;
 		if (c->p8_key == NULL)
 			fatalx("--apns-key-path %s: %s", o->p8_path, err);
-		if (p->apns.topic == NULL)
+		if (ac->topic == NULL)
 			fatalx("token auth needs --topic (the app's bundle id)");
-		p->apns.key = c->p8_key;
-		p->apns_enabled = true;
+		ac->key = c->p8_key;
 	}
 	/* With a key too, requests carry the JWT and the certificate is
 	 * still presented at TLS (docs/push-providers.md §1.5). */
@@ -76,12 +77,11 @@ credentials_apns(const struct credentials_options *o, struct push_config *p,
 		if (rv < 0)
 			fatalx("--certificate-file: %s", err);
 		c->topic_from_cert = p12_topic(&c->p12);
-		if (p->apns.topic == NULL)
-			p->apns.topic = c->topic_from_cert;
-		p->apns_cert = &c->p12;
-		p->apns_enabled = true;
+		if (ac->topic == NULL)
+			ac->topic = c->topic_from_cert;
+		ac->cert = &c->p12;
 	}
-	if (!p->apns_enabled)
+	if (ac->key == NULL && ac->cert == NULL)
 		log_warnx("no APNs credentials (--certificate-file or "
 		    "--apns-key-path): iOS pushes will fail with 500");
 }
@@ -97,7 +97,7 @@ credentials_load(const struct credentials_options *o, struct push_config *p,
 	if (o->fcm_key_path != NULL) {
 		if ((c->fcm_key = fcm_key_load(o->fcm_key_path, err)) == NULL)
 			fatalx("--fcm-key-path %s: %s", o->fcm_key_path, err);
-		p->fcm_key = c->fcm_key;
+		p->providers.fcm.key = c->fcm_key;
 		log_info("FCM project %s as %s", c->fcm_key->project_id,
 		    c->fcm_key->client_email);
 	} else
@@ -112,7 +112,7 @@ credentials_load(const struct credentials_options *o, struct push_config *p,
 		    err)) == NULL)
 			fatalx("--vapid-key-path %s: %s", o->vapid_key_path,
 			    err);
-		p->vapid = c->vapid;
+		p->providers.webpush.vapid = c->vapid;
 		log_info("Web Push VAPID public key %s subject %s",
 		    vapid_public_key(c->vapid), vapid_subject(c->vapid));
 	} else

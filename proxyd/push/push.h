@@ -1,11 +1,13 @@
 /*
- * Sending pushes: a provider module builds the request and judges the
- * answer, h2client (HTTP/2: APNs, FCM) or httpc (Web Push, UBports, the
- * OAuth2 token endpoint) carries it. This is where what providers share
- * lives (docs/style.md: transport, retries and metrics once, not per
- * provider): the rate limiter and Retry-After pauses of each provider,
- * one retry after a renewed credential, the SSRF policy for Web Push
- * endpoints, and the verdict handed back with the request's context.
+ * The push engine: a push goes to the provider of its token's kind
+ * (providers.h), whose operations (provider.h) build the request, judge
+ * the answer and keep their own credentials, pauses and address rules;
+ * the provider's transport (transport.h) carries it. What every provider
+ * shares lives here, once, and nothing here depends on which provider it
+ * is: the rate limiter (ratelimit.h) and provider-wide Retry-After
+ * pauses, the one retry after a renewed credential, credential renewals
+ * sent and pushes waiting for them, the verdict handed back with the
+ * push's context, metrics and logging.
  */
 #ifndef PUSH_H
 #define PUSH_H
@@ -13,47 +15,38 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "apns.h"
 #include "err.h"
 #include "provider.h"
+#include "providers.h"
 #include "ratelimit.h"
 #include "token.h"
+#include "transport.h"
 
 struct event_base;
 struct metrics;
 struct push_engine;
-struct fcm_key;
-struct p12;
-struct vapid;
 
-enum push_provider {
-	PROVIDER_APNS,
-	PROVIDER_FCM,
-	PROVIDER_WEBPUSH,
-	PROVIDER_UBPORTS,
-	PROVIDER_COUNT
+/* The engine's clocks, for tests that drive time (NULL: common/clock.c's
+ * clock_wall_ms and clock_mono_ms): wall for what credentials carry,
+ * monotonic for pauses and rate limits. */
+struct push_clock {
+	int64_t	(*wall_ms)(void *arg);
+	int64_t	(*mono_ms)(void *arg);
+	void	*arg;
 };
 
 struct push_config {
-	/* APNs: apns_enabled once credentials are given. */
-	struct apns_config	 apns;		/* strings borrowed */
-	bool			 apns_enabled;
-	const struct p12	*apns_cert;	/* certificate auth */
-	unsigned int		 apns_streams;	/* before Apple's SETTINGS */
-	/* FCM: enabled with a service-account key (borrowed). */
-	const struct fcm_key	*fcm_key;
-	const char		*fcm_api_url;	/* NULL: Google's */
-	const char		*fcm_token_url;	/* NULL: the key's token_uri */
-	/* Web Push: enabled with a VAPID key (borrowed). */
-	struct vapid		*vapid;
-	bool			 webpush_allow_private;	/* tests only */
-	/* UBports: always enabled (no credentials). */
-	const char		*ubports_url;	/* NULL: push.ubports.com */
-	const char		*ubports_appid;	/* NULL: Delta Touch's */
-
+	/* Each provider's own settings; one left unset is off (UBports
+	 * needs none). */
+	struct providers_config	 providers;
 	const char		*ca_file;	/* NULL: system store */
-	long			 timeout_ms;
-	struct ratelimit_config	 limits[PROVIDER_COUNT];
+	long			 timeout_ms;	/* per provider request */
+	/* By index in providers[]. */
+	struct ratelimit_config	 limits[PROVIDERS_MAX];
+	/* Tests: every provider's requests go to this transport instead of
+	 * its own (NULL: transports[provider's kind]). */
+	const struct transport_ops *transport;
+	const struct push_clock	*clock;		/* tests; NULL: the real one */
 };
 
 /* The push for ctx ended with this verdict (on the loop thread, never
@@ -61,20 +54,24 @@ struct push_config {
 typedef void push_done_fn(void *ctx, const struct provider_result *,
     void *arg);
 
-/* Metrics of rate limiting (per provider) go to m. */
+/* Every configured provider with its transports (a provider's settings
+ * that cannot work, or a transport that cannot be set up: NULL and err).
+ * Metrics of rate limiting (per provider) go to m. */
 struct push_engine *push_engine_new(struct event_base *,
 	    const struct push_config *, struct metrics *m, push_done_fn *,
 	    void *arg, char err[ERR_LEN]);
-/* The provider of a token kind, and its metric label ("APNS", "FCM",
- * "WebPush", "UBports"). */
-enum push_provider push_provider_of(enum token_kind);
-const char *push_provider_label(enum push_provider);
-bool	push_enabled(const struct push_engine *, enum push_provider);
+/* The provider of a token kind (NULL: none), and its metric label
+ * ("APNS", "FCM", "WebPush", "UBports"; "unknown" for NULL). */
+const struct provider_ops *push_provider_of(enum token_kind);
+const char *push_provider_label(const struct provider_ops *);
+/* Whether the provider is configured (its pushes can be sent). */
+bool	push_enabled(const struct push_engine *, const struct provider_ops *);
 /* Sends to t's provider: 0 (done will be called), or -1 and err (the
- * provider is not configured, or a heartbeat for a provider other than
- * APNs). t and the string it points into are borrowed until done. */
+ * provider is not configured, or takes no heartbeats). t and the string
+ * it points into are borrowed until done. */
 int	push_send(struct push_engine *, enum push_kind, const struct token *t,
 	    void *ctx, char err[ERR_LEN]);
+/* Pushes sent and not yet ended (waiting, in flight, or being answered). */
 size_t	push_in_flight(const struct push_engine *);
 /* Pushes still running or waiting are abandoned, their ctx handed to
  * cancel. */

@@ -74,6 +74,13 @@ struct ratelimit {
 
 static void	ratelimit_on_timer(evutil_socket_t, short, void *);
 
+static int64_t
+ratelimit_now(const struct ratelimit *rl)
+{
+	return rl->cfg.clock_ms != NULL ? rl->cfg.clock_ms(rl->cfg.clock_arg) :
+	    clock_mono_ms();
+}
+
 struct ratelimit *
 ratelimit_new(struct event_base *base, const struct ratelimit_config *cfg,
     ratelimit_go_fn *go, void *arg)
@@ -83,7 +90,8 @@ ratelimit_new(struct event_base *base, const struct ratelimit_config *cfg,
 	rl->cfg = *cfg;
 	if (rl->cfg.max_queue == 0)
 		rl->cfg.max_queue = 1;
-	token_bucket_init(&rl->bucket, cfg->rate, cfg->burst, clock_mono_ms());
+	token_bucket_init(&rl->bucket, cfg->rate, cfg->burst,
+	    ratelimit_now(rl));
 	rl->ring = xcalloc(rl->cfg.max_queue, sizeof(*rl->ring));
 	rl->timer = evtimer_new(base, ratelimit_on_timer, rl);
 	rl->go = go;
@@ -122,7 +130,7 @@ ratelimit_arm(struct ratelimit *rl, int64_t now)
 int
 ratelimit_admit(struct ratelimit *rl, void *item)
 {
-	int64_t now = clock_mono_ms();
+	int64_t now = ratelimit_now(rl);
 	struct waiting *w;
 
 	/* First come, first served: nobody overtakes the queue. */
@@ -156,7 +164,7 @@ static void
 ratelimit_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct ratelimit *rl = arg;
-	int64_t now = clock_mono_ms();
+	int64_t now = ratelimit_now(rl);
 	void *item;
 
 	(void)fd;
@@ -178,7 +186,7 @@ ratelimit_on_timer(evutil_socket_t fd, short what, void *arg)
 void
 ratelimit_pause(struct ratelimit *rl, int64_t ms)
 {
-	int64_t now = clock_mono_ms();
+	int64_t now = ratelimit_now(rl);
 
 	if (now + ms > rl->paused_until_ms)
 		rl->paused_until_ms = now + ms;
@@ -188,7 +196,7 @@ ratelimit_pause(struct ratelimit *rl, int64_t ms)
 bool
 ratelimit_paused(const struct ratelimit *rl)
 {
-	return clock_mono_ms() < rl->paused_until_ms;
+	return ratelimit_now(rl) < rl->paused_until_ms;
 }
 
 size_t

@@ -6,7 +6,8 @@
  * refused and the caller answers 500, so the relay retries later. Nothing
  * is dropped silently.
  *
- * One loop thread. The bucket's arithmetic is exposed for unit tests.
+ * One loop thread. The bucket's arithmetic is exposed for unit tests;
+ * the clock can be a test's (the loop's timers still run in real time).
  */
 #ifndef RATELIMIT_H
 #define RATELIMIT_H
@@ -38,6 +39,9 @@ struct ratelimit_config {
 	double		 burst;		/* 0: one second's worth */
 	size_t		 max_queue;	/* waiting pushes */
 	int64_t		 max_wait_ms;	/* per waiting push */
+	/* Monotonic milliseconds; NULL: clock_mono_ms (tests set theirs). */
+	int64_t		(*clock_ms)(void *arg);
+	void		*clock_arg;
 };
 
 /* A queued item's turn came (go true: send it now) or it waited too long

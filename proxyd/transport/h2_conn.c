@@ -179,9 +179,12 @@ h2_conn_flush(struct h2_conn *conn)
 		}
 	}
 	h2_conn_want_write(conn, false);
+	/* After GOAWAY, nghttp2 wants nothing more once the last stream is
+	 * done: that is the drain's end, not a failure to tell. */
 	if (!nghttp2_session_want_read(conn->sess) &&
 	    !nghttp2_session_want_write(conn->sess))
-		h2_conn_fail(conn, "session ended");
+		h2_conn_fail(conn, conn->state == CONN_DRAINING ? H2_DRAINED :
+		    "session ended");
 }
 
 static void

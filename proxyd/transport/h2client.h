@@ -3,7 +3,8 @@
  * else and carry proxyd's volume (Apple's APNs, Google's FCM): nghttp2's
  * session on a non-blocking OpenSSL connection driven by the libevent
  * loop. Same request, response and callback types as httpc.h (a
- * config of its own), so a caller can use either.
+ * config of its own), so a caller can use either
+ * (proxyd/transport/transport.h puts both behind one face).
  *
  * Why not libcurl here (httpc.c): at tens of thousands of pushes per
  * second curl spends most of the loop thread on per-transfer bookkeeping

@@ -40,6 +40,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
 	struct fcm_access_token t;
+	struct provider_answer a;
 	struct provider_result r;
 	const char *body = (const char *)data + 3;
 	char err[ERR_LEN];
@@ -49,6 +50,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		return 0;
 	status = (long)data[1] << 8 | data[2];
 	len -= 3;
+	a.status = status;
+	a.body = body;
+	a.len = len;
+	a.retry_after_ms = 0;
 	switch (data[0] % 3) {
 	case 0:
 		err[0] = '\0';
@@ -64,11 +69,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		fcm_access_token_clear(&t);
 		break;
 	case 1:
-		fcm_classify(status, body, len, &r);
+		fcm_classify(&a, &r);
 		check_result(&r, status, true);
 		break;
 	default:
-		ubports_classify(status, body, len, &r);
+		ubports_classify(&a, &r);
 		check_result(&r, status, false);
 		break;
 	}

@@ -9,6 +9,9 @@
 
 #include "apns.h"
 #include "jwt.h"
+#include "p12.h"
+#include "providers.h"
+#include "token.h"
 #include "xmalloc.h"
 
 /* Apple's answers are small JSON objects. */
@@ -149,8 +152,7 @@ apns_reason_is(const char *reason, const char *const *list)
 }
 
 void
-apns_classify(long status, const char *body, size_t len,
-    struct provider_result *out)
+apns_classify(const struct provider_answer *a, struct provider_result *out)
 {
 	static const char *const gone_400[] = { "BadDeviceToken",
 	    "DeviceTokenNotForTopic", NULL };
@@ -159,11 +161,12 @@ apns_classify(long status, const char *body, size_t len,
 	static const char *const reconnect_403[] = { "UnrelatedKeyIdInToken",
 	    NULL };
 
+	long status = a->status;
 	const char *known;
 
 	memset(out, 0, sizeof(*out));
 	/* {"reason": "..."}, letters and digits only. */
-	known = provider_json_reason(body, len, APNS_ANSWER_MAX_BYTES,
+	known = provider_json_reason(a->body, a->len, APNS_ANSWER_MAX_BYTES,
 	    "reason", APNS_REASON_CHARS, out->reason, sizeof(out->reason)) ?
 	    out->reason : "";
 	if (out->reason[0] == '\0')
@@ -194,3 +197,88 @@ apns_classify(long status, const char *body, size_t len,
 	else
 		out->verdict = VERDICT_TEMPORARY;	/* 5xx, no answer */
 }
+
+/* ---- the provider's table (provider.h) ------------------------------- */
+
+static int
+apns_op_new(const struct providers_config *cfg, struct provider **out,
+    char err[ERR_LEN])
+{
+	(void)err;
+	*out = cfg->apns.key != NULL || cfg->apns.cert != NULL ?
+	    (struct provider *)apns_new(&cfg->apns) : NULL;
+	return 0;
+}
+
+static void
+apns_op_free(struct provider *p)
+{
+	apns_free((struct apns *)p);
+}
+
+/* HTTP/2, with the certificate when there is one. */
+static void
+apns_op_transport_config(const struct provider *p,
+    struct transport_config *tc)
+{
+	const struct apns *a = (const struct apns *)p;
+
+	if (a->cfg.streams > 0)
+		tc->h2.max_streams = a->cfg.streams;
+	if (a->cfg.cert != NULL) {
+		tc->h2.client_key = a->cfg.cert->key;
+		tc->h2.client_cert = a->cfg.cert->cert;
+		tc->h2.client_chain = a->cfg.cert->chain;
+	}
+}
+
+static enum provider_build
+apns_op_build(struct provider *p, struct provider_push *push,
+    char err[ERR_LEN])
+{
+	struct apns *a = (struct apns *)p;
+	const struct token *t = push->token;
+	char device[TOKEN_APNS_MAX_HEX + 1];	/* a secret */
+	int rv;
+
+	if (t->device_len >= sizeof(device)) {
+		err_set(err, "apns: a device token of %zu bytes",
+		    t->device_len);
+		return PROVIDER_FAILED;
+	}
+	memcpy(device, t->device, t->device_len);
+	device[t->device_len] = '\0';
+	rv = apns_build(a, push->kind, device, t->kind == TOKEN_APNS_SANDBOX,
+	    push->now_ms, &push->req, err);
+	OPENSSL_cleanse(device, sizeof(device));
+	push->credential = (uint64_t)a->jwt_issued_ms;
+	return rv == 0 ? PROVIDER_SEND : PROVIDER_FAILED;
+}
+
+/* ExpiredProviderToken: retry once if another answer replaced the JWT
+ * the request carried already, or if it may be replaced now (Apple
+ * refuses a new one within 20 minutes of the last). */
+static bool
+apns_op_renew_auth(struct provider *p, uint64_t credential, int64_t now_ms)
+{
+	struct apns *a = (struct apns *)p;
+
+	return (uint64_t)a->jwt_issued_ms > credential ||
+	    apns_jwt_expired(a, now_ms);
+}
+
+const struct provider_ops apns_ops = {
+	.name = "apns",
+	.label = "APNS",
+	.token_kinds = PROVIDER_TOKEN(TOKEN_APNS) |
+	    PROVIDER_TOKEN(TOKEN_APNS_SANDBOX),
+	.heartbeats = true,
+	.default_rate = 0,		/* Apple publishes no limit */
+	.transport = TRANSPORT_H2,
+	.new = apns_op_new,
+	.free = apns_op_free,
+	.transport_config = apns_op_transport_config,
+	.build = apns_op_build,
+	.classify = apns_classify,
+	.renew_auth = apns_op_renew_auth,
+};

@@ -3,7 +3,9 @@
  * the request for a visible push (new mail) and for a silent heartbeat,
  * the meaning of Apple's answers, and the ES256 provider token for token
  * auth, renewed between 20 and 50 minutes and never per request.
- * Certificate auth needs nothing here: the transport presents the .p12.
+ * Certificate auth: the .p12 loaded at start (p12.h) goes to the HTTP/2
+ * transport, which presents it at every handshake. apns_ops is the
+ * provider's table (provider.h).
  */
 #ifndef APNS_H
 #define APNS_H
@@ -30,9 +32,18 @@ struct apns_config {
 					 * Borrowed. */
 	const char	*key_id;
 	const char	*team_id;
+	/* Certificate auth (borrowed); NULL with token auth. With both,
+	 * requests carry the JWT and the certificate is presented too. */
+	const struct p12 *cert;
+	unsigned int	 streams;	/* assumed before Apple's SETTINGS;
+					 * 0: the transport's default */
 };
 
 struct apns;
+struct p12;
+
+/* The provider (provider.h): configured with a key or a certificate. */
+extern const struct provider_ops apns_ops;
 
 struct apns *apns_new(const struct apns_config *);
 void	apns_free(struct apns *);
@@ -41,8 +52,8 @@ void	apns_free(struct apns *);
 int	apns_build(struct apns *, enum push_kind, const char *device,
 	    bool sandbox, int64_t now_ms, struct provider_request *out,
 	    char err[ERR_LEN]);
-/* What Apple's answer means; body is its JSON ({"reason": ...}). */
-void	apns_classify(long status, const char *body, size_t len,
+/* What Apple's answer means; its body is JSON ({"reason": ...}). */
+void	apns_classify(const struct provider_answer *,
 	    struct provider_result *out);
 /* Apple said ExpiredProviderToken: true if a new token was made (retry
  * once), false if the current one is younger than Apple's 20-minute

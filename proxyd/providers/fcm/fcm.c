@@ -1,6 +1,7 @@
 /*
- * FCM HTTP v1 sends and the meaning of FCM's answers; see fcm.h and
- * docs/push-providers.md §2.3-2.4.
+ * FCM HTTP v1 sends, the meaning of FCM's answers, and the provider that
+ * sends with the cached access token and asks the engine to renew it;
+ * see fcm.h and docs/push-providers.md §2.2-2.4.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <jansson.h>
 
 #include "fcm.h"
+#include "providers.h"
 #include "xmalloc.h"
 
 /* The Rust service's body (notifiers src/server.rs), byte for byte: the
@@ -31,16 +33,21 @@
 struct fcm {
 	const struct fcm_key	*key;
 	char			*api_url;
+	struct fcm_auth		*auth;
+	/* The token endpoint refused our key (4xx), or the assertion could
+	 * not be signed: pushes that waited for the renewal are CONFIG. */
+	bool			 auth_refused;
 };
 
 struct fcm *
-fcm_new(const struct fcm_key *k, const struct fcm_config *cfg)
+fcm_new(const struct fcm_config *cfg)
 {
 	struct fcm *f = xcalloc(1, sizeof(*f));
 
-	f->key = k;
-	f->api_url = xstrdup(cfg != NULL && cfg->api_url != NULL ?
-	    cfg->api_url : FCM_API_URL);
+	f->key = cfg->key;
+	f->api_url = xstrdup(cfg->api_url != NULL ? cfg->api_url :
+	    FCM_API_URL);
+	f->auth = fcm_auth_new(cfg->key, cfg->token_url);
 	return f;
 }
 
@@ -49,6 +56,7 @@ fcm_free(struct fcm *f)
 {
 	if (f == NULL)
 		return;
+	fcm_auth_free(f->auth);
 	free(f->api_url);
 	free(f);
 }
@@ -207,14 +215,14 @@ out:
 }
 
 void
-fcm_classify(long status, const char *body, size_t len,
-    struct provider_result *out)
+fcm_classify(const struct provider_answer *a, struct provider_result *out)
 {
+	long status = a->status;
 	struct fcm_status st;
 	const char *code, *rpc;
 
 	memset(out, 0, sizeof(*out));
-	fcm_parse_status(body, len, &st);
+	fcm_parse_status(a->body, a->len, &st);
 	code = st.code_exact ? st.code : "";
 	rpc = st.status_exact ? st.status : "";
 	if (st.code[0] != '\0')
@@ -255,3 +263,126 @@ fcm_classify(long status, const char *body, size_t len,
 		 * payload, 413, anything unknown: never GONE. */
 		out->verdict = VERDICT_CONFIG;
 }
+
+/* ---- the provider's table (provider.h) -------------------------------
+ *
+ * The access token's protocol (fcm.h, fcm_auth.c) with the engine doing
+ * the I/O: build sends with a usable token or waits for the renewal;
+ * after every build the engine asks renewal_start whether one is due
+ * (once the token is near its end, or gone, and no renewal is in flight
+ * or backing off), sends it, and hands the answer to renewal_done; a
+ * 401 drops the token (renew_auth) and the push is built once more. */
+
+static int
+fcm_op_new(const struct providers_config *cfg, struct provider **out,
+    char err[ERR_LEN])
+{
+	(void)err;
+	*out = cfg->fcm.key != NULL ?
+	    (struct provider *)fcm_new(&cfg->fcm) : NULL;
+	return 0;
+}
+
+static void
+fcm_op_free(struct provider *p)
+{
+	fcm_free((struct fcm *)p);
+}
+
+static enum provider_build
+fcm_op_build(struct provider *p, struct provider_push *push,
+    char err[ERR_LEN])
+{
+	struct fcm *f = (struct fcm *)p;
+	const char *access;
+
+	switch (fcm_auth_state(f->auth, push->now_ms)) {
+	case FCM_AUTH_READY:
+	case FCM_AUTH_RENEW_EARLY:	/* renewal_start starts one */
+		access = fcm_auth_token(f->auth, push->now_ms,
+		    &push->credential);
+		return fcm_build(f, push->kind, push->token, access,
+		    &push->req, err) == 0 ? PROVIDER_SEND : PROVIDER_FAILED;
+	case FCM_AUTH_BACKOFF:
+		err_set(err, "no FCM access token (renewal backing off "
+		    "after %u failures)", fcm_auth_failures(f->auth));
+		return PROVIDER_FAILED;
+	case FCM_AUTH_RENEW:		/* renewal_start starts one */
+	case FCM_AUTH_WAIT:
+		break;
+	}
+	return PROVIDER_WAIT;
+}
+
+/* The pushes that waited for a renewal that failed. */
+static void
+fcm_op_renewal_failed(const struct fcm *f, struct provider_result *fail)
+{
+	provider_result_set(fail, f->auth_refused ? VERDICT_CONFIG :
+	    VERDICT_TEMPORARY, "oauth");
+}
+
+static int
+fcm_op_renewal_start(struct provider *p, int64_t now_ms,
+    struct provider_request *out, struct provider_result *fail,
+    char err[ERR_LEN])
+{
+	struct fcm *f = (struct fcm *)p;
+
+	memset(out, 0, sizeof(*out));
+	if (!fcm_auth_needs_renewal(f->auth, now_ms))
+		return 0;
+	if (fcm_auth_renewal_start(f->auth, now_ms, out, err) < 0) {
+		f->auth_refused = true;	/* our key cannot sign */
+		fcm_op_renewal_failed(f, fail);
+		return -1;
+	}
+	return 1;
+}
+
+static int
+fcm_op_renewal_done(struct provider *p, const struct provider_answer *a,
+    int64_t now_ms, struct provider_result *fail, char err[ERR_LEN])
+{
+	struct fcm *f = (struct fcm *)p;
+
+	if (fcm_auth_renewal_done(f->auth, a->status, a->body, a->len,
+	    now_ms, err) < 0) {
+		/* 4xx from the token endpoint: our key is refused. */
+		f->auth_refused = a->status >= 400 && a->status < 500;
+		fcm_op_renewal_failed(f, fail);
+		return -1;
+	}
+	f->auth_refused = false;
+	return 0;
+}
+
+/* A 401: the token of this generation is dropped (unless another answer
+ * dropped it already), and the push waits for a new one, once. */
+static bool
+fcm_op_renew_auth(struct provider *p, uint64_t credential, int64_t now_ms)
+{
+	struct fcm *f = (struct fcm *)p;
+
+	fcm_auth_rejected(f->auth, credential, now_ms);
+	return true;
+}
+
+const struct provider_ops fcm_ops = {
+	.name = "fcm",
+	.label = "FCM",
+	.token_kinds = PROVIDER_TOKEN(TOKEN_FCM),
+	.heartbeats = false,
+	/* Google: 600,000 per minute and project; we stay below. */
+	.default_rate = 8000,
+	.transport = TRANSPORT_H2,
+	.new = fcm_op_new,
+	.free = fcm_op_free,
+	.build = fcm_op_build,
+	.classify = fcm_classify,
+	.renew_auth = fcm_op_renew_auth,
+	.renewal_start = fcm_op_renewal_start,
+	.renewal_done = fcm_op_renewal_done,
+	.renewal_name = "access token",
+	.renewal_transport = TRANSPORT_HTTP,
+};

@@ -7,10 +7,12 @@
  *               the token request and its answer, and the state of the
  *               cached token (when to renew; one renewal in flight shared
  *               by every request that needs it)
- *   fcm.c       the send request for a device and the meaning of FCM's
- *               answers
+ *   fcm.c       the send request for a device, the meaning of FCM's
+ *               answers, and the provider (fcm_ops, provider.h) that
+ *               sends with the cached access token and renews it
  *
- * Like every provider, nothing here does I/O on the network or logs:
+ * Like every provider, nothing here does I/O on the network or logs (the
+ * push engine sends the token request fcm_ops asks for):
  * requests are built as struct provider_request, answers come in as a
  * status and a body, errors go to the caller's err. Secrets (the private
  * key, the assertion, the access token, device tokens) never appear in
@@ -134,32 +136,23 @@ int	fcm_auth_parse(long status, const char *body, size_t len,
 void	fcm_access_token_clear(struct fcm_access_token *);
 
 /*
- * What the caller should do with a push now, by the state of the cached
- * access token (fcm_auth_state). One renewal at a time is in flight; the
- * requests that need it wait in a list the caller keeps (bounded), and
- * resume or fail together when fcm_auth_renewal_done is called:
+ * What to do with a push now, by the state of the cached access token
+ * (fcm_auth_state). One renewal at a time is in flight; the requests
+ * that need it wait together and resume or fail together when
+ * fcm_auth_renewal_done is called. fcm_ops (fcm.c) follows this protocol
+ * with the push engine doing the I/O and keeping the waiting list:
  *
- *	switch (fcm_auth_state(auth, now)) {
- *	case FCM_AUTH_RENEW_EARLY:	// send now, renew in the background
- *	case FCM_AUTH_RENEW:		// nothing to send with: wait
- *		if (fcm_auth_renewal_start(auth, now, &req, err) == 0)
- *			transport_send(&req, on_token_answer);
- *		else
- *			log err;	// back-off state now
- *		break;
- *	...
- *	}
- *	tok = fcm_auth_token(auth, now, &gen);
- *	tok != NULL ? send with tok and remember gen :
- *	    fcm_auth_renewing(auth) ? append to the wait list : answer 500;
- *
- *	on_token_answer(status, body):
+ *	build:
+ *		READY, RENEW_EARLY: send with fcm_auth_token(auth, now, &gen)
+ *		RENEW, WAIT: wait for the renewal
+ *		BACKOFF: fail now (500)
+ *	after each build, if fcm_auth_needs_renewal(auth, now):
+ *		fcm_auth_renewal_start(auth, now, &req, err), send req
+ *	its answer (or none: status 0):
  *		fcm_auth_renewal_done(auth, status, body, len, now, err);
- *		resume the wait list (each one back to the switch above:
- *		    a token now, or a failure and 500)
- *
- *	on a send answer classified VERDICT_RENEW_AUTH (401):
- *		fcm_auth_rejected(auth, gen, now); retry once from the top
+ *		the waiting requests are built again, or fail
+ *	a send answered VERDICT_RENEW_AUTH (401):
+ *		fcm_auth_rejected(auth, gen, now); built again, once
  */
 enum fcm_auth_state {
 	FCM_AUTH_READY,		/* a usable token, renewal not yet due (or
@@ -233,14 +226,21 @@ unsigned int fcm_auth_failures(const struct fcm_auth *);
 /* ---- fcm.c ----------------------------------------------------------- */
 
 struct fcm_config {
+	const struct fcm_key *key;	/* borrowed; NULL: FCM is off */
 	const char	*api_url;	/* NULL: FCM_API_URL */
+	const char	*token_url;	/* NULL: the key's token_uri */
 };
 
 struct fcm;
 
-/* Sends for key's project (key borrowed: it must outlive the struct;
- * api_url copied). */
-struct fcm *fcm_new(const struct fcm_key *, const struct fcm_config *);
+/* The provider (provider.h): configured with a key; its access token
+ * renewed through the engine (renewal_start, renewal_done). */
+extern const struct provider_ops fcm_ops;
+
+/* Sends for cfg->key's project (the key borrowed: it must outlive the
+ * struct; the URLs copied), with an access token state of its own
+ * (fcm_auth_new). */
+struct fcm *fcm_new(const struct fcm_config *);
 void	fcm_free(struct fcm *);
 /*
  * The request for t (TOKEN_FCM) with the access token: POST
@@ -265,7 +265,7 @@ int	fcm_build(struct fcm *, enum push_kind, const struct token *,
  * word. reason: the FcmError errorCode, else the google.rpc status, else
  * the HTTP status.
  */
-void	fcm_classify(long status, const char *body, size_t len,
+void	fcm_classify(const struct provider_answer *,
 	    struct provider_result *out);
 
 #endif

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-
+#include "providers.h"
 #include "ubports.h"
 #include "xmalloc.h"
 
@@ -138,15 +138,16 @@ ubports_build(struct ubports *u, enum push_kind kind, const struct token *t,
 }
 
 void
-ubports_classify(long status, const char *body, size_t len,
-    struct provider_result *out)
+ubports_classify(const struct provider_answer *a, struct provider_result *out)
 {
 	char clean[sizeof(out->reason)];
+	long status = a->status;
 	const char *label;
 
 	memset(out, 0, sizeof(*out));
 	/* {"error": label}, [a-z-] only. */
-	label = provider_json_reason(body, len, UBPORTS_ERROR_BODY_MAX_BYTES,
+	label = provider_json_reason(a->body, a->len,
+	    UBPORTS_ERROR_BODY_MAX_BYTES,
 	    "error", "abcdefghijklmnopqrstuvwxyz-", clean, sizeof(clean)) ?
 	    clean : "";
 	if (clean[0] != '\0')
@@ -171,3 +172,42 @@ ubports_classify(long status, const char *body, size_t len,
 	else
 		out->verdict = VERDICT_CONFIG;
 }
+
+/* ---- the provider's table (provider.h) ------------------------------- */
+
+static int
+ubports_op_new(const struct providers_config *cfg, struct provider **out,
+    char err[ERR_LEN])
+{
+	/* No credentials: always on, unless its app id cannot work. */
+	return (*out = (struct provider *)ubports_new(&cfg->ubports, err)) !=
+	    NULL ? 0 : -1;
+}
+
+static void
+ubports_op_free(struct provider *p)
+{
+	ubports_free((struct ubports *)p);
+}
+
+static enum provider_build
+ubports_op_build(struct provider *p, struct provider_push *push,
+    char err[ERR_LEN])
+{
+	return ubports_build((struct ubports *)p, push->kind, push->token,
+	    push->now_ms, &push->req, err) == 0 ? PROVIDER_SEND :
+	    PROVIDER_FAILED;
+}
+
+const struct provider_ops ubports_ops = {
+	.name = "ubports",
+	.label = "UBports",
+	.token_kinds = PROVIDER_TOKEN(TOKEN_UBPORTS),
+	.heartbeats = false,
+	.default_rate = 100,		/* one server for all of Ubuntu Touch */
+	.transport = TRANSPORT_HTTP,
+	.new = ubports_op_new,
+	.free = ubports_op_free,
+	.build = ubports_op_build,
+	.classify = ubports_classify,
+};

@@ -31,6 +31,9 @@ struct ubports_config {
 
 struct ubports;
 
+/* The provider (provider.h): always configured. */
+extern const struct provider_ops ubports_ops;
+
 /* Strings are copied. NULL and err if the app id is not
  * "<package>_<app>" in [A-Za-z0-9._+-]. */
 struct ubports *ubports_new(const struct ubports_config *, char err[ERR_LEN]);
@@ -67,7 +70,7 @@ int	ubports_build(struct ubports *, enum push_kind, const struct token *,
  *                                proxy in front: our side, never GONE
  * reason: the label, else the HTTP status.
  */
-void	ubports_classify(long status, const char *body, size_t len,
+void	ubports_classify(const struct provider_answer *,
 	    struct provider_result *out);
 
 #endif

@@ -9,6 +9,8 @@
 
 #include <jansson.h>
 
+#include "addr_policy.h"
+#include "providers.h"
 #include "webpush.h"
 #include "webpush_crypto.h"
 #include "xmalloc.h"
@@ -23,8 +25,16 @@
 #define WEBPUSH_ERRNO_MAX	999
 #define WEBPUSH_STATUS_TOO_MANY	429
 
+/* An origin that asked us to wait (429, or 5xx with Retry-After). */
+struct webpush_pause {
+	char			 origin[VAPID_AUDIENCE_MAX_BYTES];
+	int64_t			 until_ms;	/* monotonic */
+};
+
 struct webpush {
 	struct webpush_config	 cfg;
+	struct webpush_pause	 pauses[WEBPUSH_ORIGIN_PAUSES];
+	size_t			 pause_next;	/* the oldest, replaced next */
 };
 
 /* Reasons of APNs-style JSON answers ({"reason": ...}, as Apple's web
@@ -146,14 +156,14 @@ webpush_answer_reason(const char *body, size_t len, char *out,
 }
 
 void
-webpush_classify(long status, const char *body, size_t len,
-    int64_t retry_after_ms, struct provider_result *out)
+webpush_classify(const struct provider_answer *a, struct provider_result *out)
 {
-	long autopush_errno;
+	long status = a->status, autopush_errno;
+	int64_t retry_after_ms = a->retry_after_ms;
 
 	memset(out, 0, sizeof(*out));
-	webpush_answer_reason(body, len, out->reason, sizeof(out->reason),
-	    &autopush_errno);
+	webpush_answer_reason(a->body, a->len, out->reason,
+	    sizeof(out->reason), &autopush_errno);
 	if (out->reason[0] == '\0')
 		snprintf(out->reason, sizeof(out->reason), "%ld", status);
 	if (retry_after_ms < 0)
@@ -179,3 +189,155 @@ webpush_classify(long status, const char *body, size_t len,
 		out->verdict = VERDICT_TEMPORARY;	/* 3xx, 5xx, other 4xx,
 							 * no answer */
 }
+
+/* ---- the provider's table (provider.h) ------------------------------- */
+
+static int
+webpush_op_new(const struct providers_config *cfg, struct provider **out,
+    char err[ERR_LEN])
+{
+	(void)err;
+	*out = cfg->webpush.vapid != NULL ?
+	    (struct provider *)webpush_new(&cfg->webpush) : NULL;
+	return 0;
+}
+
+static void
+webpush_op_free(struct provider *p)
+{
+	webpush_free((struct webpush *)p);
+}
+
+/* Endpoints are untrusted: https only (no redirects, no proxy: httpc). */
+static void
+webpush_op_transport_config(const struct provider *p,
+    struct transport_config *tc)
+{
+	const struct webpush *w = (const struct webpush *)p;
+
+	if (!w->cfg.allow_private)
+		tc->http.protocols = "https";
+}
+
+/* The SSRF rule on every address the transport is about to connect to,
+ * after DNS: a name resolving to 127.0.0.1 is as bad as the literal. */
+static bool
+webpush_op_allow_address(const struct provider *p, const struct sockaddr *sa,
+    unsigned int len, const char **why)
+{
+	const struct webpush *w = (const struct webpush *)p;
+	enum addr_class cls;
+
+	if (w->cfg.allow_private)
+		return true;
+	cls = addr_policy_classify(sa, (socklen_t)len);
+	*why = addr_policy_class_name(cls);
+	return addr_policy_is_public(cls);
+}
+
+/* The endpoint's host is a literal non-public address: it can never be
+ * sent to, so it is refused before any lookup. */
+static bool
+webpush_literal_refused(const struct token *t)
+{
+	char host[TOKEN_WEBPUSH_HOST_MAX_BYTES + 1];
+	const char *h = t->webpush.host;
+	size_t n = t->webpush.host_len;
+	enum addr_class cls;
+
+	if (n >= 2 && h[0] == '[') {
+		h++;
+		n -= 2;
+	}
+	if (n >= sizeof(host))
+		return true;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	cls = addr_policy_classify_text(host);
+	return cls != ADDR_INVALID && !addr_policy_is_public(cls);
+}
+
+static struct webpush_pause *
+webpush_pause_find(struct webpush *w, const char *origin)
+{
+	size_t i;
+
+	for (i = 0; i < WEBPUSH_ORIGIN_PAUSES; i++)
+		if (strcmp(w->pauses[i].origin, origin) == 0)
+			return &w->pauses[i];
+	return NULL;
+}
+
+static bool
+webpush_origin_paused(struct webpush *w, const struct token *t,
+    int64_t mono_ms)
+{
+	char origin[VAPID_AUDIENCE_MAX_BYTES], err[ERR_LEN];
+	struct webpush_pause *wp;
+
+	if (webpush_origin(t, origin, err) < 0)
+		return false;
+	return (wp = webpush_pause_find(w, origin)) != NULL &&
+	    mono_ms < wp->until_ms;
+}
+
+static void
+webpush_op_pause(struct provider *p, const struct token *t, int64_t ms,
+    int64_t mono_ms)
+{
+	struct webpush *w = (struct webpush *)p;
+	char origin[VAPID_AUDIENCE_MAX_BYTES], err[ERR_LEN];
+	struct webpush_pause *wp;
+
+	if (webpush_origin(t, origin, err) < 0)
+		return;
+	if ((wp = webpush_pause_find(w, origin)) == NULL) {
+		wp = &w->pauses[w->pause_next];
+		w->pause_next = (w->pause_next + 1) % WEBPUSH_ORIGIN_PAUSES;
+		snprintf(wp->origin, sizeof(wp->origin), "%s", origin);
+		wp->until_ms = 0;
+	}
+	/* A shorter Retry-After does not end a longer pause early. */
+	if (wp->until_ms < mono_ms + ms)
+		wp->until_ms = mono_ms + ms;
+}
+
+static enum provider_build
+webpush_op_build(struct provider *p, struct provider_push *push,
+    char err[ERR_LEN])
+{
+	struct webpush *w = (struct webpush *)p;
+	const struct token *t = push->token;
+
+	if (!w->cfg.allow_private && (t->webpush.insecure ||
+	    webpush_literal_refused(t))) {
+		provider_result_set(&push->res, VERDICT_GONE,
+		    t->webpush.insecure ? "insecure_endpoint" :
+		    "address_refused");
+		return PROVIDER_DECIDED;
+	}
+	/* Pushes to a paused origin get 500 at once. */
+	if (webpush_origin_paused(w, t, push->mono_ms)) {
+		provider_result_set(&push->res, VERDICT_PAUSE, "paused");
+		return PROVIDER_DECIDED;
+	}
+	return webpush_build(w, push->kind, t, push->now_ms, &push->req,
+	    err) == 0 ? PROVIDER_SEND : PROVIDER_FAILED;
+}
+
+const struct provider_ops webpush_ops = {
+	.name = "webpush",
+	.label = "WebPush",
+	.token_kinds = PROVIDER_TOKEN(TOKEN_WEBPUSH),
+	.heartbeats = false,
+	/* Push services are shared by everybody: stay modest. */
+	.default_rate = 1000,
+	.transport = TRANSPORT_HTTP,
+	.new = webpush_op_new,
+	.free = webpush_op_free,
+	.transport_config = webpush_op_transport_config,
+	.build = webpush_op_build,
+	.classify = webpush_classify,
+	.pause = webpush_op_pause,
+	.allow_address = webpush_op_allow_address,
+};

@@ -4,14 +4,17 @@
  * token and the meaning of the push service's answer
  * (docs/push-providers.md §3).
  *
- * The endpoint is chosen by whoever made the token. This module only
- * builds requests and reads answers; the transport must refuse what the
- * SSRF rules of docs/push-providers.md §3.6 and issue 5 forbid: http://
- * endpoints (webpush_token_insecure) and connections to non-public
- * addresses (addr_policy.h) unless --webpush-allow-private; no redirects;
- * bounded answer size and time. A pause (VERDICT_PAUSE) applies to the
+ * The endpoint is chosen by whoever made the token, and the provider
+ * (webpush_ops, provider.h) keeps the SSRF rules of
+ * docs/push-providers.md §3.6 and issue 5 unless --webpush-allow-private:
+ * an http:// endpoint or one whose host is a literal non-public address
+ * is refused before any lookup (GONE), its transport (libcurl: no
+ * redirects, bounded answer size and time) speaks https only, and every
+ * address it is about to connect to must be public (addr_policy.h,
+ * asked through allow_address). A pause (VERDICT_PAUSE) applies to the
  * endpoint's origin (webpush_origin), never to Web Push as a whole:
- * anyone can make an endpoint that answers 429.
+ * anyone can make an endpoint that answers 429; the provider remembers
+ * WEBPUSH_ORIGIN_PAUSES of them.
  */
 #ifndef WEBPUSH_H
 #define WEBPUSH_H
@@ -32,13 +35,20 @@
 /* A Retry-After beyond this is capped: the endpoint is untrusted, and
  * the relay gives up on a push after 5 h anyway. */
 #define WEBPUSH_RETRY_AFTER_MAX_MS (3600LL * 1000)
+/* Origins remembered as paused (the oldest replaced). */
+#define WEBPUSH_ORIGIN_PAUSES	64
 
 struct webpush_config {
-	struct vapid	*vapid;		/* borrowed; required */
+	struct vapid	*vapid;		/* borrowed; required (NULL: Web Push
+					 * is off) */
 	long		 ttl_s;		/* 0: the default */
+	bool		 allow_private;	/* --webpush-allow-private: tests */
 };
 
 struct webpush;
+
+/* The provider (provider.h): configured with a VAPID key. */
+extern const struct provider_ops webpush_ops;
 
 struct webpush *webpush_new(const struct webpush_config *);
 void	webpush_free(struct webpush *);
@@ -52,7 +62,7 @@ void	webpush_free(struct webpush *);
  * -1 and err: another token kind, PUSH_HEARTBEAT (heartbeats are for
  * APNs only, docs/push-providers.md §5.4), or a key the encryption refuses.
  * An http:// endpoint is built like any other: refusing it is the
- * caller's decision (webpush_token_insecure). Wipe out with
+ * provider's build op's decision (webpush_token_insecure). Wipe out with
  * provider_request_clear.
  */
 int	webpush_build(struct webpush *, enum push_kind,
@@ -89,8 +99,8 @@ int	webpush_build(struct webpush *, enum push_kind,
  * constants, since the body comes from an untrusted endpoint and feeds a
  * metric label.
  */
-void	webpush_classify(long status, const char *body, size_t len,
-	    int64_t retry_after_ms, struct provider_result *out);
+void	webpush_classify(const struct provider_answer *,
+	    struct provider_result *out);
 
 /* Whether t's endpoint is http://, to refuse unless
  * --webpush-allow-private. */

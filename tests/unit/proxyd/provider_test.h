@@ -1,6 +1,7 @@
 /*
  * What the provider modules' unit tests share: finding a header of a
- * built request, and parsing a token that must parse. Header-only (static
+ * built request, parsing a token that must parse, and classifying an
+ * answer as the push engine hands it over. Header-only (static
  * inline) so each test binary takes what it uses; include after cmocka.h.
  */
 #ifndef PROVIDER_TEST_H
@@ -28,6 +29,18 @@ header(const struct provider_request *r, const char *name)
 			found = r->headers[i] + n + 2;
 		}
 	return found;
+}
+
+/* fn's verdict on status and body[0..len) with a Retry-After (ms, 0:
+ * none), as the engine calls a provider's classify. */
+static inline void
+classify(void (*fn)(const struct provider_answer *, struct provider_result *),
+    long status, const char *body, size_t len, int64_t retry_after_ms,
+    struct provider_result *out)
+{
+	struct provider_answer a = { status, body, len, retry_after_ms };
+
+	fn(&a, out);
 }
 
 static inline void

@@ -23,7 +23,7 @@ static void
 test_visible_request(void **state)
 {
 	struct apns_config cfg = { "https://127.0.0.1:1", "https://127.0.0.1:2",
-	    "chat.delta", NULL, NULL, NULL };
+	    "chat.delta", NULL, NULL, NULL, NULL, 0 };
 	struct apns *a = apns_new(&cfg);
 	struct provider_request r;
 	char err[ERR_LEN];
@@ -129,8 +129,8 @@ test_answers(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(answers) / sizeof(*answers); i++) {
-		apns_classify(answers[i].status, answers[i].body,
-		    answers[i].body ? strlen(answers[i].body) : 0, &res);
+		classify(apns_classify, answers[i].status, answers[i].body,
+		    answers[i].body ? strlen(answers[i].body) : 0, 0, &res);
 		if (res.verdict != answers[i].want ||
 		    strcmp(res.reason, answers[i].reason) != 0)
 			fail_msg("row %zu (%ld %s): verdict %s reason %s", i,
@@ -189,7 +189,7 @@ test_token_auth_renewal(void **state)
 {
 	EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	struct apns_config cfg = { NULL, NULL, "chat.delta", key,
-	    "KEYID12345", "TEAMID6789" };
+	    "KEYID12345", "TEAMID6789", NULL, 0 };
 	struct apns *a = apns_new(&cfg);
 	struct provider_request r;
 	char err[ERR_LEN], first[1024];

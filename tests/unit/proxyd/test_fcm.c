@@ -901,8 +901,8 @@ static void
 test_send_request(void **state)
 {
 	struct fcm_key *k = good_key();
-	struct fcm_config cfg = { "https://127.0.0.1:8443" };
-	struct fcm *f = fcm_new(k, &cfg);
+	struct fcm_config cfg = { k, "https://127.0.0.1:8443", NULL };
+	struct fcm *f = fcm_new(&cfg);
 	struct provider_request r;
 	struct token t;
 	char err[ERR_LEN];
@@ -938,7 +938,8 @@ test_send_request(void **state)
 	fcm_free(f);
 
 	/* The default API base. */
-	f = fcm_new(k, NULL);
+	cfg.api_url = NULL;
+	f = fcm_new(&cfg);
 	assert_int_equal(fcm_build(f, PUSH_VISIBLE, &t, ACCESS, &r, err), 0);
 	assert_string_equal(r.url, FCM_API_URL "/v1/projects/" PROJECT
 	    "/messages:send");
@@ -1064,8 +1065,9 @@ test_classify(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(fcm_answers) / sizeof(*fcm_answers);
 	    i++) {
-		fcm_classify(fcm_answers[i].status, fcm_answers[i].body,
-		    fcm_answers[i].body ? strlen(fcm_answers[i].body) : 0, &res);
+		classify(fcm_classify, fcm_answers[i].status,
+		    fcm_answers[i].body, fcm_answers[i].body ?
+		    strlen(fcm_answers[i].body) : 0, 0, &res);
 		if (res.verdict != fcm_answers[i].want ||
 		    strcmp(res.reason, fcm_answers[i].reason) != 0)
 			fail_msg("row %zu (%ld %s): verdict %s reason %s", i,
@@ -1089,16 +1091,17 @@ test_classify_limits(void **state)
 	for (int i = 0; i < FCM_ERROR_DETAILS_MAX; i++)
 		buf_append_str(&b, "{},");
 	buf_append_str(&b, FCMERR("UNREGISTERED") "]}}");
-	fcm_classify(404, b.data, b.len, &res);
+	classify(fcm_classify, 404, b.data, b.len, 0, &res);
 	assert_int_equal(res.verdict, VERDICT_CONFIG);
 	buf_reset(&b);
 	buf_append_str(&b, STATUS(404, "x", "NOT_FOUND", FCMERR("UNREGISTERED")));
 	while (b.len <= FCM_ERROR_BODY_MAX_BYTES)
 		buf_append_char(&b, ' ');
-	fcm_classify(404, b.data, b.len, &res);
+	classify(fcm_classify, 404, b.data, b.len, 0, &res);
 	assert_int_equal(res.verdict, VERDICT_CONFIG);
 	assert_string_equal(res.reason, "404");
-	fcm_classify(404, b.data, FCM_ERROR_BODY_MAX_BYTES, &res);
+	classify(fcm_classify, 404, b.data, FCM_ERROR_BODY_MAX_BYTES, 0,
+	    &res);
 	assert_int_equal(res.verdict, VERDICT_GONE);
 	buf_clear(&b);
 }

@@ -218,8 +218,9 @@ test_answers(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(answers) / sizeof(*answers); i++) {
-		ubports_classify(answers[i].status, answers[i].body,
-		    answers[i].body ? strlen(answers[i].body) : 0, &res);
+		classify(ubports_classify, answers[i].status,
+		    answers[i].body, answers[i].body ?
+		    strlen(answers[i].body) : 0, 0, &res);
 		if (res.verdict != answers[i].want ||
 		    strcmp(res.reason, answers[i].reason) != 0)
 			fail_msg("row %zu (%ld %s): verdict %s reason %s", i,

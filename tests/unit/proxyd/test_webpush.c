@@ -32,7 +32,7 @@ setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	struct webpush_config cfg = { NULL, 0 };
+	struct webpush_config cfg = { NULL, 0, false };
 	char err[ERR_LEN];
 
 	f->vapid = vapid_new(key, "mailto:ops@example.org", err);
@@ -127,7 +127,7 @@ static void
 test_ttl_port_and_insecure(void **state)
 {
 	struct fixture *f = *state;
-	struct webpush_config cfg = { f->vapid, 60 };
+	struct webpush_config cfg = { f->vapid, 60, false };
 	struct webpush *wp = webpush_new(&cfg);
 	struct provider_request r;
 	struct token t;
@@ -257,9 +257,10 @@ test_answers(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(answers) / sizeof(*answers); i++) {
-		webpush_classify(answers[i].status, answers[i].body,
-		    answers[i].body ? strlen(answers[i].body) : 0,
-		    answers[i].retry_after_ms, &res);
+		classify(webpush_classify, answers[i].status,
+		    answers[i].body, answers[i].body ?
+		    strlen(answers[i].body) : 0, answers[i].retry_after_ms,
+		    &res);
 		if (res.verdict != answers[i].want ||
 		    strcmp(res.reason, answers[i].reason) != 0 ||
 		    res.retry_after_ms != answers[i].want_retry_ms)
@@ -281,7 +282,7 @@ test_large_answer(void **state)
 	(void)state;
 	memset(body, ' ', 8192);
 	memcpy(body, "{\"reason\":\"BadDeviceToken\"}", 27);
-	webpush_classify(400, body, 8192, 0, &res);
+	classify(webpush_classify, 400, body, 8192, 0, &res);
 	assert_int_equal(res.verdict, VERDICT_CONFIG);
 	assert_string_equal(res.reason, "400");
 	free(body);

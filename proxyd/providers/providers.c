@@ -1,0 +1,51 @@
+/* The table of providers; see providers.h. */
+#include <string.h>
+#include <strings.h>
+
+#include "providers.h"
+
+const struct provider_ops *const providers[] = {
+	&apns_ops,
+	&fcm_ops,
+	&webpush_ops,
+	&ubports_ops,
+};
+
+const size_t providers_count = sizeof(providers) / sizeof(providers[0]);
+
+_Static_assert(sizeof(providers) / sizeof(providers[0]) <= PROVIDERS_MAX,
+    "PROVIDERS_MAX is too small for the table");
+
+const struct provider_ops *
+providers_of(enum token_kind kind)
+{
+	size_t i;
+
+	for (i = 0; i < providers_count; i++)
+		if (providers[i]->token_kinds & PROVIDER_TOKEN(kind))
+			return providers[i];
+	return NULL;
+}
+
+const struct provider_ops *
+providers_find(const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < providers_count; i++)
+		if (strlen(providers[i]->name) == len &&
+		    strncasecmp(providers[i]->name, name, len) == 0)
+			return providers[i];
+	return NULL;
+}
+
+int
+providers_index(const struct provider_ops *ops)
+{
+	size_t i;
+
+	for (i = 0; i < providers_count; i++)
+		if (providers[i] == ops)
+			return (int)i;
+	return -1;
+}
