@@ -129,10 +129,23 @@ proxy_provider_label(enum token_kind kind)
 	return push_provider_label(push_provider_of(kind));
 }
 
+/* Whether t's provider takes heartbeats (only those may /register). */
 static bool
-proxy_is_apns(const struct token *t)
+proxy_takes_heartbeats(const struct token *t)
 {
-	return t->kind == TOKEN_APNS || t->kind == TOKEN_APNS_SANDBOX;
+	const struct provider_ops *p = push_provider_of(t->kind);
+
+	return p != NULL && p->heartbeats;
+}
+
+/* The failure detail of a push to a provider that is not configured. */
+static const char *
+proxy_off_reason(const struct token *t)
+{
+	const struct provider_ops *p = push_provider_of(t->kind);
+
+	return p != NULL && p->off_reason != NULL ? p->off_reason :
+	    "no_provider";
 }
 
 /* ---- decryption ------------------------------------------------------ */
@@ -375,7 +388,7 @@ proxy_register(struct proxy_job *j)
 {
 	struct proxy *px = j->px;
 
-	if (!proxy_is_apns(&j->token)) {
+	if (!proxy_takes_heartbeats(&j->token)) {
 		proxy_reply(j, 400, "only APNs tokens can register\n");
 		proxy_job_free(j);
 		return;
@@ -419,8 +432,7 @@ proxy_continue(struct proxy_job *j)
 	 * promised it: the relay must hear about it. */
 	if (!push_enabled(px->push, push_provider_of(j->token.kind))) {
 		proxy_count_failure(px, proxy_provider_label(j->token.kind),
-		    proxy_is_apns(&j->token) ? "no_certificate" :
-		    "no_provider", "");
+		    proxy_off_reason(&j->token), "");
 		proxy_reply(j, 500, "provider not configured\n");
 		proxy_job_free(j);
 		return;
@@ -636,7 +648,7 @@ proxy_new(struct event_base *base, const struct proxy_config *cfg,
 	if (px->state == NULL || proxy_owed_open(px, err) < 0)
 		goto fail;
 	proxy_hb_count(px);
-	if ((px->push = push_engine_new(base, &cfg->push, px->metrics,
+	if ((px->push = push_engine_new(base, &cfg->push, px->state, px->metrics,
 	    proxy_on_push_done, px, err)) == NULL)
 		goto fail;
 	if ((px->decrypt = workq_new(base, cfg->workers, PROXY_DECRYPT_QUEUE,

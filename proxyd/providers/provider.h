@@ -113,7 +113,6 @@ enum provider_build {
 /* A provider's state: whatever its module makes it (never defined here;
  * each module casts to its own struct). */
 struct provider;
-struct providers_config;
 
 /*
  * One provider. Every hook is called on the loop thread, never
@@ -123,16 +122,21 @@ struct provider_ops {
 	const char	*name;		/* "apns": --rate-limit's spelling */
 	const char	*label;		/* "APNS": metric labels and logs */
 	unsigned int	 token_kinds;	/* PROVIDER_TOKEN(kind) | ... */
-	bool		 heartbeats;	/* takes PUSH_HEARTBEAT */
+	bool		 heartbeats;	/* takes PUSH_HEARTBEAT (and so
+					 * /register) */
+	/* The notification_failures detail when it is not configured
+	 * ("no_certificate"); NULL: "no_provider". */
+	const char	*off_reason;
 	double		 default_rate;	/* pushes/s unless --rate-limit; 0:
 					 * unlimited */
 	enum transport_kind transport;	/* what carries its pushes */
 
 	/* 0 and *out (NULL: not configured; its tokens then get 500), or
-	 * -1 and err (a setting that cannot work: the start fails). It
-	 * reads its own member of cfg, borrowed while it lives. */
-	int	(*new)(const struct providers_config *cfg,
-		    struct provider **out, char err[ERR_LEN]);
+	 * -1 and err (a setting that cannot work: the start fails).
+	 * settings: its own config struct (struct apns_config for APNs;
+	 * providers_settings() finds it), borrowed while it lives. */
+	int	(*new)(const void *settings, struct provider **out,
+		    char err[ERR_LEN]);
 	void	(*free)(struct provider *);
 	/* Optional: adjusts its transport's config, which comes filled with
 	 * the engine's defaults (CA file, timeout, answer size, user

@@ -1,4 +1,5 @@
 /* The table of providers; see providers.h. */
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -12,6 +13,18 @@ const struct provider_ops *const providers[] = {
 };
 
 const size_t providers_count = sizeof(providers) / sizeof(providers[0]);
+
+/* Where each entry above finds its settings, in the same order. */
+static const size_t providers_settings_at[] = {
+	offsetof(struct providers_config, apns),
+	offsetof(struct providers_config, fcm),
+	offsetof(struct providers_config, webpush),
+	offsetof(struct providers_config, ubports),
+};
+
+_Static_assert(sizeof(providers_settings_at) /
+    sizeof(providers_settings_at[0]) == sizeof(providers) /
+    sizeof(providers[0]), "one settings member per provider");
 
 _Static_assert(sizeof(providers) / sizeof(providers[0]) <= PROVIDERS_MAX,
     "PROVIDERS_MAX is too small for the table");
@@ -48,4 +61,10 @@ providers_index(const struct provider_ops *ops)
 		if (providers[i] == ops)
 			return (int)i;
 	return -1;
+}
+
+const void *
+providers_settings(const struct providers_config *cfg, size_t i)
+{
+	return (const char *)cfg + providers_settings_at[i];
 }

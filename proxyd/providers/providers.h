@@ -22,7 +22,9 @@
 #define PROVIDERS_MAX	8
 
 /* Every provider's settings, each read only by its own module's new op
- * (strings and keys borrowed). A provider left unset is off. */
+ * (strings and keys borrowed). A provider left unset is off. The modules
+ * never see this struct (the table knows the way from one to the other),
+ * so no provider depends on the others. */
 struct providers_config {
 	struct apns_config	 apns;
 	struct fcm_config	 fcm;
@@ -40,5 +42,7 @@ const struct provider_ops *providers_of(enum token_kind);
 const struct provider_ops *providers_find(const char *name, size_t len);
 /* Its index in providers[] (for per-provider arrays); -1 if not there. */
 int	providers_index(const struct provider_ops *);
+/* providers[i]'s member of cfg: what its new op reads. */
+const void *providers_settings(const struct providers_config *cfg, size_t i);
 
 #endif

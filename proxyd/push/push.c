@@ -67,6 +67,7 @@ struct push_provider {
 
 struct push_engine {
 	struct event_base	*base;
+	struct state		*state;		/* the rate-limit buckets */
 	push_done_fn		*done;
 	void			*arg;
 	void			(*cancel)(void *, void *);
@@ -559,10 +560,11 @@ push_provider_init(struct push_engine *e, struct push_provider *pp,
 	const struct provider_ops *ops = pp->ops;
 	struct ratelimit_config rc = cfg->limits[i];
 
+	rc.name = ops->name;
 	rc.clock_ms = e->clock.mono_ms;
 	rc.clock_arg = e->clock.arg;
-	pp->gate = ratelimit_new(e->base, &rc, push_on_gate, e);
-	if (ops->new(&cfg->providers, &pp->p, err) < 0)
+	pp->gate = ratelimit_new(e->base, e->state, &rc, push_on_gate, e);
+	if (ops->new(providers_settings(&cfg->providers, i), &pp->p, err) < 0)
 		return -1;
 	if (pp->p == NULL)
 		return 0;	/* not configured */
@@ -577,12 +579,14 @@ push_provider_init(struct push_engine *e, struct push_provider *pp,
 
 struct push_engine *
 push_engine_new(struct event_base *base, const struct push_config *cfg,
-    struct metrics *m, push_done_fn *done, void *arg, char err[ERR_LEN])
+    struct state *state, struct metrics *m, push_done_fn *done, void *arg,
+    char err[ERR_LEN])
 {
 	struct push_engine *e = xcalloc(1, sizeof(*e));
 	size_t i;
 
 	e->base = base;
+	e->state = state;
 	e->done = done;
 	e->arg = arg;
 	if (cfg->clock != NULL)

@@ -25,6 +25,7 @@
 struct event_base;
 struct metrics;
 struct push_engine;
+struct state;
 
 /* The engine's clocks, for tests that drive time (NULL: common/clock.c's
  * clock_wall_ms and clock_mono_ms): wall for what credentials carry,
@@ -56,10 +57,12 @@ typedef void push_done_fn(void *ctx, const struct provider_result *,
 
 /* Every configured provider with its transports (a provider's settings
  * that cannot work, or a transport that cannot be set up: NULL and err).
- * Metrics of rate limiting (per provider) go to m. */
+ * The providers' rate-limit buckets are in state (borrowed: it outlives
+ * the engine), under each provider's name. Metrics of rate limiting (per
+ * provider) go to m. */
 struct push_engine *push_engine_new(struct event_base *,
-	    const struct push_config *, struct metrics *m, push_done_fn *,
-	    void *arg, char err[ERR_LEN]);
+	    const struct push_config *, struct state *state,
+	    struct metrics *m, push_done_fn *, void *arg, char err[ERR_LEN]);
 /* The provider of a token kind (NULL: none), and its metric label
  * ("APNS", "FCM", "WebPush", "UBports"; "unknown" for NULL). */
 const struct provider_ops *push_provider_of(enum token_kind);

@@ -1,69 +1,35 @@
-/* Token bucket, pause and wait queue per provider; see ratelimit.h. */
+/* A provider's wait queue in front of its bucket in the state; see
+ * ratelimit.h. */
 #include <stdlib.h>
 
 #include <event2/event.h>
 
 #include "clock.h"
 #include "ratelimit.h"
+#include "state.h"
 #include "xmalloc.h"
-
-void
-token_bucket_init(struct token_bucket *tb, double rate, double burst,
-    int64_t now_ms)
-{
-	tb->rate = rate;
-	tb->burst = burst > 0 ? burst : rate > 1 ? rate : 1;
-	tb->tokens = tb->burst;
-	tb->last_ms = now_ms;
-}
-
-static void
-token_bucket_refill(struct token_bucket *tb, int64_t now_ms)
-{
-	if (now_ms > tb->last_ms) {
-		tb->tokens += (double)(now_ms - tb->last_ms) * tb->rate / 1000.0;
-		if (tb->tokens > tb->burst)
-			tb->tokens = tb->burst;
-		tb->last_ms = now_ms;
-	}
-}
-
-bool
-token_bucket_take(struct token_bucket *tb, int64_t now_ms)
-{
-	if (tb->rate <= 0)
-		return true;
-	token_bucket_refill(tb, now_ms);
-	if (tb->tokens < 1.0)
-		return false;
-	tb->tokens -= 1.0;
-	return true;
-}
-
-int64_t
-token_bucket_wait_ms(struct token_bucket *tb, int64_t now_ms)
-{
-	double missing;
-
-	if (tb->rate <= 0)
-		return 0;
-	token_bucket_refill(tb, now_ms);
-	if (tb->tokens >= 1.0)
-		return 0;
-	missing = 1.0 - tb->tokens;
-	/* Rounded up: waking a millisecond early would find no token. */
-	return (int64_t)(missing * 1000.0 / tb->rate) + 1;
-}
 
 struct waiting {
 	void		*item;
 	int64_t		 since_ms;
 };
 
+/* One take asked of the state, for the queue's head. Its own allocation
+ * so that an answer arriving after ratelimit_free finds rl NULL. */
+struct ratelimit_ask {
+	struct ratelimit	*rl;	/* NULL: the queue is gone */
+};
+
 struct ratelimit {
 	struct ratelimit_config	 cfg;
-	struct token_bucket	 bucket;
-	int64_t			 paused_until_ms;
+	struct state		*state;
+	int64_t			 paused_until_ms;	/* told here */
+	int64_t			 retry_at_ms;	/* the bucket said wait */
+	struct ratelimit_ask	*ask;		/* a take in flight */
+	/* An answer given inside the take call (the embedded backend):
+	 * kept here for the caller instead of acted on. */
+	bool			 in_take;
+	int64_t			 answer_ms;	/* -1: none yet */
 	struct waiting		*ring;		/* max_queue slots */
 	size_t			 head, count;
 	struct event		*timer;
@@ -73,6 +39,7 @@ struct ratelimit {
 };
 
 static void	ratelimit_on_timer(evutil_socket_t, short, void *);
+static void	ratelimit_drain(struct ratelimit *);
 
 static int64_t
 ratelimit_now(const struct ratelimit *rl)
@@ -82,16 +49,16 @@ ratelimit_now(const struct ratelimit *rl)
 }
 
 struct ratelimit *
-ratelimit_new(struct event_base *base, const struct ratelimit_config *cfg,
-    ratelimit_go_fn *go, void *arg)
+ratelimit_new(struct event_base *base, struct state *state,
+    const struct ratelimit_config *cfg, ratelimit_go_fn *go, void *arg)
 {
 	struct ratelimit *rl = xcalloc(1, sizeof(*rl));
 
 	rl->cfg = *cfg;
 	if (rl->cfg.max_queue == 0)
 		rl->cfg.max_queue = 1;
-	token_bucket_init(&rl->bucket, cfg->rate, cfg->burst,
-	    ratelimit_now(rl));
+	rl->state = state;
+	rl->answer_ms = -1;
 	rl->ring = xcalloc(rl->cfg.max_queue, sizeof(*rl->ring));
 	rl->timer = evtimer_new(base, ratelimit_on_timer, rl);
 	rl->go = go;
@@ -99,55 +66,58 @@ ratelimit_new(struct event_base *base, const struct ratelimit_config *cfg,
 	return rl;
 }
 
-static bool
-ratelimit_can_send(struct ratelimit *rl, int64_t now)
+/* The state's answer to a take: 0, a token was taken for the head;
+ * else wait that long before asking again. */
+static void
+ratelimit_answered(void *arg, int64_t wait_ms)
 {
-	return now >= rl->paused_until_ms &&
-	    token_bucket_take(&rl->bucket, now);
+	struct ratelimit_ask *ask = arg;
+	struct ratelimit *rl = ask->rl;
+
+	free(ask);
+	if (rl == NULL)
+		return;
+	rl->ask = NULL;
+	rl->answer_ms = wait_ms > 0 ? wait_ms : 0;
+	if (!rl->in_take)
+		ratelimit_drain(rl);	/* a later answer: act on it now */
 }
 
-/* Wakes up for the next queued item's turn or deadline. */
+/* Asks the state for a token; the answer is in rl->answer_ms when it came
+ * at once (and rl->ask is NULL), else it comes to ratelimit_answered. */
+static void
+ratelimit_take(struct ratelimit *rl, int64_t now)
+{
+	struct ratelimit_ask *ask = xcalloc(1, sizeof(*ask));
+
+	ask->rl = rl;
+	rl->ask = ask;
+	rl->answer_ms = -1;
+	rl->in_take = true;
+	state_bucket_take(rl->state, rl->cfg.name, rl->cfg.rate,
+	    rl->cfg.burst, now, ratelimit_answered, ask);
+	rl->in_take = false;
+}
+
+/* Wakes up for the next try or the head's deadline. */
 static void
 ratelimit_arm(struct ratelimit *rl, int64_t now)
 {
-	int64_t wait, deadline;
+	int64_t at, wait;
 	struct timeval tv;
 
-	if (rl->count == 0) {
+	if (rl->count == 0 || rl->ask != NULL) {
 		evtimer_del(rl->timer);
 		return;
 	}
-	wait = rl->paused_until_ms > now ? rl->paused_until_ms - now :
-	    token_bucket_wait_ms(&rl->bucket, now);
-	deadline = rl->ring[rl->head].since_ms + rl->cfg.max_wait_ms - now;
-	if (deadline < wait)
-		wait = deadline > 0 ? deadline : 0;
+	at = rl->retry_at_ms > rl->paused_until_ms ? rl->retry_at_ms :
+	    rl->paused_until_ms;
+	if (rl->ring[rl->head].since_ms + rl->cfg.max_wait_ms < at)
+		at = rl->ring[rl->head].since_ms + rl->cfg.max_wait_ms;
+	wait = at > now ? at - now : 0;
 	tv.tv_sec = wait / 1000;
 	tv.tv_usec = (wait % 1000) * 1000;
 	evtimer_add(rl->timer, &tv);
-}
-
-int
-ratelimit_admit(struct ratelimit *rl, void *item)
-{
-	int64_t now = ratelimit_now(rl);
-	struct waiting *w;
-
-	/* First come, first served: nobody overtakes the queue. */
-	if (rl->count == 0 && ratelimit_can_send(rl, now))
-		return 1;
-	if (rl->count == rl->cfg.max_queue) {
-		rl->refused++;
-		return -1;
-	}
-	w = &rl->ring[(rl->head + rl->count) % rl->cfg.max_queue];
-	w->item = item;
-	w->since_ms = now;
-	rl->count++;
-	rl->delayed++;
-	if (rl->count == 1)
-		ratelimit_arm(rl, now);
-	return 0;
 }
 
 static void *
@@ -160,27 +130,98 @@ ratelimit_pop(struct ratelimit *rl)
 	return item;
 }
 
+/* An answer for the head is in rl->answer_ms: send it, or note when to
+ * ask again. */
+static void
+ratelimit_use_answer(struct ratelimit *rl, int64_t now)
+{
+	int64_t wait = rl->answer_ms;
+
+	rl->answer_ms = -1;
+	if (wait > 0) {
+		rl->retry_at_ms = now + wait;
+		return;
+	}
+	if (rl->count > 0)
+		rl->go(ratelimit_pop(rl), true, rl->arg);
+}
+
+/* Hands out what may go: the overdue refused, then the head each time the
+ * state gives a token, until it says wait or answers later. */
+static void
+ratelimit_drain(struct ratelimit *rl)
+{
+	int64_t now = ratelimit_now(rl);
+
+	if (rl->answer_ms >= 0)
+		ratelimit_use_answer(rl, now);
+	while (rl->count > 0 && rl->ask == NULL) {
+		if (now - rl->ring[rl->head].since_ms >= rl->cfg.max_wait_ms) {
+			rl->refused++;
+			rl->go(ratelimit_pop(rl), false, rl->arg);
+			continue;
+		}
+		if (now < rl->retry_at_ms || now < rl->paused_until_ms)
+			break;
+		ratelimit_take(rl, now);
+		if (rl->ask != NULL)
+			break;		/* the answer comes later */
+		ratelimit_use_answer(rl, now);
+	}
+	ratelimit_arm(rl, now);
+}
+
+static void
+ratelimit_queue(struct ratelimit *rl, void *item, int64_t now)
+{
+	struct waiting *w = &rl->ring[(rl->head + rl->count) %
+	    rl->cfg.max_queue];
+
+	w->item = item;
+	w->since_ms = now;
+	rl->count++;
+}
+
+int
+ratelimit_admit(struct ratelimit *rl, void *item)
+{
+	int64_t now = ratelimit_now(rl);
+
+	/* First come, first served: nobody overtakes the queue. */
+	if (rl->count == 0 && rl->ask == NULL && now >= rl->retry_at_ms &&
+	    now >= rl->paused_until_ms) {
+		ratelimit_take(rl, now);
+		if (rl->answer_ms == 0) {
+			rl->answer_ms = -1;
+			return 1;
+		}
+		if (rl->answer_ms > 0)
+			rl->retry_at_ms = now + rl->answer_ms;
+		rl->answer_ms = -1;
+		/* Queued: it waits for the time said, or for the answer
+		 * (which hands it out, as it is the head). */
+		ratelimit_queue(rl, item, now);
+		rl->delayed++;
+		ratelimit_arm(rl, now);
+		return 0;
+	}
+	if (rl->count == rl->cfg.max_queue) {
+		rl->refused++;
+		return -1;
+	}
+	ratelimit_queue(rl, item, now);
+	rl->delayed++;
+	if (rl->count == 1)
+		ratelimit_arm(rl, now);
+	return 0;
+}
+
 static void
 ratelimit_on_timer(evutil_socket_t fd, short what, void *arg)
 {
-	struct ratelimit *rl = arg;
-	int64_t now = ratelimit_now(rl);
-	void *item;
-
 	(void)fd;
 	(void)what;
-	while (rl->count > 0) {
-		if (now - rl->ring[rl->head].since_ms >= rl->cfg.max_wait_ms) {
-			item = ratelimit_pop(rl);
-			rl->refused++;
-			rl->go(item, false, rl->arg);
-		} else if (ratelimit_can_send(rl, now)) {
-			item = ratelimit_pop(rl);
-			rl->go(item, true, rl->arg);
-		} else
-			break;
-	}
-	ratelimit_arm(rl, now);
+	ratelimit_drain(arg);
 }
 
 void
@@ -190,6 +231,7 @@ ratelimit_pause(struct ratelimit *rl, int64_t ms)
 
 	if (now + ms > rl->paused_until_ms)
 		rl->paused_until_ms = now + ms;
+	state_bucket_pause(rl->state, rl->cfg.name, ms, now);
 	ratelimit_arm(rl, now);
 }
 
@@ -222,6 +264,8 @@ ratelimit_free(struct ratelimit *rl, void (*cancel)(void *, void *))
 {
 	if (rl == NULL)
 		return;
+	if (rl->ask != NULL)
+		rl->ask->rl = NULL;	/* its answer finds nobody */
 	while (rl->count > 0) {
 		void *item = ratelimit_pop(rl);
 

@@ -89,15 +89,21 @@ struct state_ops {
 
 	/* ---- rate-limit buckets (one per provider) ---- */
 	/* Take one token from bucket name (rate per second, bursts up to
-	 * burst; rate 0: unlimited) unless it is paused. */
+	 * burst; rate 0: unlimited) unless it is paused. now_ms is the
+	 * caller's monotonic clock; a shared backend keeps time on its own
+	 * and answers only in durations. */
 	void	(*bucket_take)(struct state *, const char *name, double rate,
 		    double burst, int64_t now_ms, state_bucket_fn *, void *arg);
-	/* The provider asked to wait until until_ms (Retry-After). */
-	void	(*bucket_pause)(struct state *, const char *name,
-		    int64_t until_ms);
+	/* The provider asked to wait ms from now_ms (Retry-After): takes
+	 * answer with the rest of the pause until it ends. */
+	void	(*bucket_pause)(struct state *, const char *name, int64_t ms,
+		    int64_t now_ms);
 
 	void	(*get_stats)(struct state *, struct state_stats *);
-	/* Answers still due are dropped; NULL-safe through state_free. */
+	/* Answers still due are given first, as the answer that lets the
+	 * caller go on alone (a window STATE_WINDOW_NONE, a bucket 0, a
+	 * store or claim with err), so that no caller's context is left
+	 * waiting; NULL-safe through state_free. */
 	void	(*free)(struct state *);
 };
 
@@ -154,9 +160,10 @@ state_bucket_take(struct state *s, const char *name, double rate,
 }
 
 static inline void
-state_bucket_pause(struct state *s, const char *name, int64_t until_ms)
+state_bucket_pause(struct state *s, const char *name, int64_t ms,
+    int64_t now_ms)
 {
-	s->ops->bucket_pause(s, name, until_ms);
+	s->ops->bucket_pause(s, name, ms, now_ms);
 }
 
 static inline void

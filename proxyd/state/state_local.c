@@ -13,15 +13,15 @@
 #include "clock.h"
 #include "heartbeat_store.h"
 #include "state_local.h"
+#include "token_bucket.h"
 #include "xmalloc.h"
 
 #define STATE_LOCAL_CLAIM_MAX	256	/* registrations per claim */
 
 struct state_bucket {
-	char	 name[24];
-	double	 rate, burst, tokens;
-	int64_t	 last_ms;
-	int64_t	 paused_until_ms;
+	char			 name[24];
+	struct token_bucket	 tb;
+	int64_t			 paused_until_ms;
 };
 
 struct state_local {
@@ -199,8 +199,7 @@ state_local_heartbeat_claim(struct state *s, int64_t now_ms, size_t max,
 /* ---- buckets ------------------------------------------------------------ */
 
 static struct state_bucket *
-state_local_bucket(struct state_local *l, const char *name, double rate,
-    double burst, int64_t now_ms)
+state_local_bucket(struct state_local *l, const char *name, int64_t now_ms)
 {
 	struct state_bucket *b;
 
@@ -211,10 +210,8 @@ state_local_bucket(struct state_local *l, const char *name, double rate,
 		return NULL;
 	b = &l->buckets[l->nbuckets++];
 	snprintf(b->name, sizeof(b->name), "%s", name);
-	b->rate = rate;
-	b->burst = burst > 0 ? burst : rate > 1 ? rate : 1;
-	b->tokens = b->burst;
-	b->last_ms = now_ms;
+	/* Full; its rate comes with each take. */
+	token_bucket_init(&b->tb, 0, 0, now_ms);
 	return b;
 }
 
@@ -223,8 +220,8 @@ state_local_bucket_take(struct state *s, const char *name, double rate,
     double burst, int64_t now_ms, state_bucket_fn *fn, void *arg)
 {
 	struct state_local *l = state_local(s);
-	struct state_bucket *b = state_local_bucket(l, name, rate, burst,
-	    now_ms);
+	struct state_bucket *b = state_local_bucket(l, name, now_ms);
+	bool fresh;
 
 	if (b == NULL) {		/* more providers than slots */
 		l->failures++;
@@ -235,38 +232,27 @@ state_local_bucket_take(struct state *s, const char *name, double rate,
 		fn(arg, b->paused_until_ms - now_ms);
 		return;
 	}
-	if (rate <= 0) {
+	fresh = b->tb.rate <= 0;	/* made by a pause, or unlimited */
+	token_bucket_set(&b->tb, rate, burst);
+	if (fresh)
+		token_bucket_init(&b->tb, rate, burst, now_ms);
+	if (token_bucket_take(&b->tb, now_ms))
 		fn(arg, 0);
-		return;
-	}
-	/* (a bucket made by a pause learns its rate at its first take) */
-	b->rate = rate;
-	b->burst = burst > 0 ? burst : rate > 1 ? rate : 1;
-	if (now_ms > b->last_ms) {
-		b->tokens += (double)(now_ms - b->last_ms) * rate / 1000.0;
-		if (b->tokens > b->burst)
-			b->tokens = b->burst;
-		b->last_ms = now_ms;
-	}
-	if (b->tokens >= 1.0) {
-		b->tokens -= 1.0;
-		fn(arg, 0);
-		return;
-	}
-	/* Rounded up: waking a millisecond early would find no token. */
-	fn(arg, (int64_t)((1.0 - b->tokens) * 1000.0 / rate) + 1);
+	else
+		fn(arg, token_bucket_wait_ms(&b->tb, now_ms));
 }
 
 static void
-state_local_bucket_pause(struct state *s, const char *name, int64_t until_ms)
+state_local_bucket_pause(struct state *s, const char *name, int64_t ms,
+    int64_t now_ms)
 {
 	struct state_local *l = state_local(s);
-	struct state_bucket *b = state_local_bucket(l, name, 0, 0, 0);
+	struct state_bucket *b = state_local_bucket(l, name, now_ms);
 
 	if (b == NULL)
 		l->failures++;
-	else if (until_ms > b->paused_until_ms)
-		b->paused_until_ms = until_ms;
+	else if (now_ms + ms > b->paused_until_ms)
+		b->paused_until_ms = now_ms + ms;
 }
 
 /* ---- the rest ----------------------------------------------------------- */

@@ -10,7 +10,6 @@
 #include "apns.h"
 #include "jwt.h"
 #include "p12.h"
-#include "providers.h"
 #include "token.h"
 #include "xmalloc.h"
 
@@ -201,12 +200,13 @@ apns_classify(const struct provider_answer *a, struct provider_result *out)
 /* ---- the provider's table (provider.h) ------------------------------- */
 
 static int
-apns_op_new(const struct providers_config *cfg, struct provider **out,
-    char err[ERR_LEN])
+apns_op_new(const void *settings, struct provider **out, char err[ERR_LEN])
 {
+	const struct apns_config *cfg = settings;
+
 	(void)err;
-	*out = cfg->apns.key != NULL || cfg->apns.cert != NULL ?
-	    (struct provider *)apns_new(&cfg->apns) : NULL;
+	*out = cfg->key != NULL || cfg->cert != NULL ?
+	    (struct provider *)apns_new(cfg) : NULL;
 	return 0;
 }
 
@@ -273,6 +273,7 @@ const struct provider_ops apns_ops = {
 	.token_kinds = PROVIDER_TOKEN(TOKEN_APNS) |
 	    PROVIDER_TOKEN(TOKEN_APNS_SANDBOX),
 	.heartbeats = true,
+	.off_reason = "no_certificate",
 	.default_rate = 0,		/* Apple publishes no limit */
 	.transport = TRANSPORT_H2,
 	.new = apns_op_new,

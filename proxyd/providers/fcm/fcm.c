@@ -11,7 +11,6 @@
 #include <jansson.h>
 
 #include "fcm.h"
-#include "providers.h"
 #include "xmalloc.h"
 
 /* The Rust service's body (notifiers src/server.rs), byte for byte: the
@@ -274,12 +273,12 @@ fcm_classify(const struct provider_answer *a, struct provider_result *out)
  * 401 drops the token (renew_auth) and the push is built once more. */
 
 static int
-fcm_op_new(const struct providers_config *cfg, struct provider **out,
-    char err[ERR_LEN])
+fcm_op_new(const void *settings, struct provider **out, char err[ERR_LEN])
 {
+	const struct fcm_config *cfg = settings;
+
 	(void)err;
-	*out = cfg->fcm.key != NULL ?
-	    (struct provider *)fcm_new(&cfg->fcm) : NULL;
+	*out = cfg->key != NULL ? (struct provider *)fcm_new(cfg) : NULL;
 	return 0;
 }
 

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "providers.h"
 #include "ubports.h"
 #include "xmalloc.h"
 
@@ -176,11 +175,11 @@ ubports_classify(const struct provider_answer *a, struct provider_result *out)
 /* ---- the provider's table (provider.h) ------------------------------- */
 
 static int
-ubports_op_new(const struct providers_config *cfg, struct provider **out,
+ubports_op_new(const void *settings, struct provider **out,
     char err[ERR_LEN])
 {
 	/* No credentials: always on, unless its app id cannot work. */
-	return (*out = (struct provider *)ubports_new(&cfg->ubports, err)) !=
+	return (*out = (struct provider *)ubports_new(settings, err)) !=
 	    NULL ? 0 : -1;
 }
 

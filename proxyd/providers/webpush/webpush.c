@@ -10,7 +10,6 @@
 #include <jansson.h>
 
 #include "addr_policy.h"
-#include "providers.h"
 #include "webpush.h"
 #include "webpush_crypto.h"
 #include "xmalloc.h"
@@ -193,12 +192,13 @@ webpush_classify(const struct provider_answer *a, struct provider_result *out)
 /* ---- the provider's table (provider.h) ------------------------------- */
 
 static int
-webpush_op_new(const struct providers_config *cfg, struct provider **out,
+webpush_op_new(const void *settings, struct provider **out,
     char err[ERR_LEN])
 {
+	const struct webpush_config *cfg = settings;
+
 	(void)err;
-	*out = cfg->webpush.vapid != NULL ?
-	    (struct provider *)webpush_new(&cfg->webpush) : NULL;
+	*out = cfg->vapid != NULL ? (struct provider *)webpush_new(cfg) : NULL;
 	return 0;
 }
 

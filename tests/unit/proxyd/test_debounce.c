@@ -1,5 +1,5 @@
 /*
- * Unit tests of proxyd/promise/debounce.c (the windows) and proxyd/promise/siphash.c.
+ * Unit tests of proxyd/state/debounce.c (the windows) and proxyd/promise/siphash.c.
  * Time is an argument, so nothing sleeps: each test walks a clock by
  * hand. A randomised run compares the module with a naive model (a list
  * scanned in full) over many operations, cancels and reopens included,

@@ -1,4 +1,4 @@
-/* Unit tests of proxyd/heartbeat/heartbeat_store.c on a real SQLite file:
+/* Unit tests of proxyd/state/heartbeat_store.c on a real SQLite file:
  * registrations survive a reopen, re-registration moves instead of
  * duplicating, due order and limits, removal, jitter bounds. */
 #include <setjmp.h>

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "push.h"
+#include "state_local.h"
 #include "webpush_ua.h"
 #include "provider_test.h"
 
@@ -79,6 +80,7 @@ struct done {
 static struct {
 	struct event_base	*base;
 	struct metrics		*metrics;
+	struct state		*state;		/* the rate-limit buckets */
 	struct push_engine	*e;
 	EVP_PKEY		*apns_key;
 	EVP_PKEY		*vapid_key;
@@ -246,7 +248,8 @@ engine_start(bool fcm, const char *unsignable)
 	}
 	cfg.transport = &fake_ops;
 	cfg.clock = &fake_clock;
-	F.e = push_engine_new(F.base, &cfg, F.metrics, on_done, NULL, err);
+	F.e = push_engine_new(F.base, &cfg, F.state, F.metrics, on_done,
+	    NULL, err);
 	if (F.e == NULL)
 		fail_msg("push_engine_new: %s", err);
 }
@@ -262,6 +265,9 @@ setup(void **state)
 	F.mono = 1000000;
 	F.base = event_base_new();
 	F.metrics = metrics_new();
+	F.state = state_local_new(&(struct state_local_config){
+	    .window_ms = 1000, .max_windows = 64 }, err);
+	assert_non_null(F.state);
 	F.apns_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	F.vapid_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	F.vapid = vapid_new(F.vapid_key, "mailto:ops@example.org", err);
@@ -287,6 +293,7 @@ teardown(void **state)
 	EVP_PKEY_free(F.vapid_key);
 	EVP_PKEY_free(F.apns_key);
 	metrics_free(F.metrics);
+	state_free(F.state);
 	event_base_free(F.base);
 	return 0;
 }

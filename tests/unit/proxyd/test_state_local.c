@@ -213,7 +213,7 @@ test_buckets(void **state)
 	for (int i = 0; i < 100; i++)
 		assert_int_equal(take(f->s, "apns", 0, 0), 0);
 	/* a pause: nothing until then, whatever the tokens */
-	state_bucket_pause(f->s, "ubports", 5000);
+	state_bucket_pause(f->s, "ubports", 4000, 1000);
 	assert_int_equal(take(f->s, "ubports", 100, 1000), 4000);
 	assert_int_equal(take(f->s, "ubports", 100, 5000), 0);
 }
