@@ -8,12 +8,15 @@
  *                    openpgp.h is its only face
  *   token/           what a decrypted token is (APNs, FCM, Web Push, ...)
  *                    and the bounded cache of decryptions
- *   promise/         debounce windows and what a 200 promises: owed
- *                    pushes, stored (owed_store.c) and retried until they
- *                    go out
- *   push/            the push engine (push.c: rate limits, pauses, the
- *                    retry after a renewed credential, verdicts, metrics;
- *                    no provider named), ratelimit, credentials
+ *   promise/         what a 200 promises: owed pushes, stored
+ *                    (owed_store.c) and retried until they go out
+ *   state/           what a second instance would share, behind one
+ *                    interface (state.h): the debounce windows, the
+ *                    heartbeat schedule, the rate-limit buckets; the
+ *                    embedded backend (state_local.c) keeps them here
+ *   push/            the push engine (push.c: rate-limit queues, pauses,
+ *                    the retry after a renewed credential, verdicts,
+ *                    metrics; no provider named), ratelimit, credentials
  *   providers/       the operations every provider has (provider.h), the
  *                    table of them (providers.c), jwt, and one folder per
  *                    provider (apns/, fcm/, webpush/, ubports/), each
@@ -22,12 +25,11 @@
  *                    h2client (HTTP/2 for APNs and FCM: h2client.c,
  *                    h2_conn.c, h2_session.c, h2_stream.c) and
  *                    common/httpc.c (libcurl, for the rest)
- *   heartbeat/       the schedule of silent pushes to registered iOS
- *                    devices
  *
  * and here, the flows that tie them together:
  *
- *   proxy.c          requests, decryption, heartbeats, set-up
+ *   proxy.c          requests, decryption, heartbeats (the silent pushes
+ *                    to registered iOS devices), set-up
  *   proxy_owed.c     the owed pushes' part of them
  *   proxy_db.c       proxyd's database (heartbeats, owed pushes)
  *   workq.c          the decryption worker pool

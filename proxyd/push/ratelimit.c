@@ -26,6 +26,7 @@ struct ratelimit {
 	int64_t			 paused_until_ms;	/* told here */
 	int64_t			 retry_at_ms;	/* the bucket said wait */
 	struct ratelimit_ask	*ask;		/* a take in flight */
+	struct ratelimit_ask	*spare;		/* the last one, for reuse */
 	/* An answer given inside the take call (the embedded backend):
 	 * kept here for the caller instead of acted on. */
 	bool			 in_take;
@@ -74,10 +75,12 @@ ratelimit_answered(void *arg, int64_t wait_ms)
 	struct ratelimit_ask *ask = arg;
 	struct ratelimit *rl = ask->rl;
 
-	free(ask);
-	if (rl == NULL)
+	if (rl == NULL) {
+		free(ask);
 		return;
+	}
 	rl->ask = NULL;
+	rl->spare = ask;	/* no allocation per push */
 	rl->answer_ms = wait_ms > 0 ? wait_ms : 0;
 	if (!rl->in_take)
 		ratelimit_drain(rl);	/* a later answer: act on it now */
@@ -88,8 +91,10 @@ ratelimit_answered(void *arg, int64_t wait_ms)
 static void
 ratelimit_take(struct ratelimit *rl, int64_t now)
 {
-	struct ratelimit_ask *ask = xcalloc(1, sizeof(*ask));
+	struct ratelimit_ask *ask = rl->spare != NULL ? rl->spare :
+	    xcalloc(1, sizeof(*ask));
 
+	rl->spare = NULL;
 	ask->rl = rl;
 	rl->ask = ask;
 	rl->answer_ms = -1;
@@ -272,6 +277,7 @@ ratelimit_free(struct ratelimit *rl, void (*cancel)(void *, void *))
 		if (cancel != NULL)
 			cancel(item, rl->arg);
 	}
+	free(rl->spare);
 	event_free(rl->timer);
 	free(rl->ring);
 	free(rl);
