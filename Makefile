@@ -54,7 +54,7 @@ COMMON_SRCS = common/log.c common/cli.c common/db.c common/clock.c \
 	common/metrics.c common/metrics_http.c common/evloop.c common/xmalloc.c \
 	common/err.c common/buf.c common/relay_db.c common/db_checkpoint.c \
 	common/backoff.c common/unixsock.c common/base64.c \
-	common/httpc.c common/cliopt.c
+	common/httpc.c common/cliopt.c common/log_limit.c
 DICTD_LIB_SRCS = metadata-dictd/dict_proto.c metadata-dictd/dict_store.c \
 	metadata-dictd/dict_cmd.c metadata-dictd/dict_conn.c metadata-dictd/dict_key.c \
 	metadata-dictd/dict_server.c metadata-dictd/dict_vendor.c \

@@ -128,6 +128,18 @@ LOG_FN(log_err, LOG_LEVEL_ERR, 0)
 LOG_FN(log_warn, LOG_LEVEL_WARN, 1)
 LOG_FN(log_warnx, LOG_LEVEL_WARN, 0)
 LOG_FN(log_info, LOG_LEVEL_INFO, 0)
+
+void
+log_at(enum log_level level, const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(level, 0, fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
 LOG_FN(log_debug, LOG_LEVEL_DEBUG, 0)
 
 void

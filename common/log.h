@@ -44,6 +44,9 @@ void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+/* At a level chosen at run time (no strerror suffix). */
+void	log_at(enum log_level, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
 _Noreturn void	fatal(const char *, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void	fatalx(const char *, ...) __attribute__((format(printf, 1, 2)));
 

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "log.h"
+#include "log_limit.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof(*(a)))
 #define CAPTURE_MAX	16
@@ -419,6 +420,60 @@ test_escape_worst_case_fits(void **state)
 	free(out);
 }
 
+/* ---- log_limited ---------------------------------------------------------- */
+
+static int hook_calls;
+
+static void
+count_hook(void *arg)
+{
+	(void)arg;
+	hook_calls++;
+}
+
+static void
+test_limited_counts_what_it_drops(void **state)
+{
+	struct capture *c = *state;
+	struct log_limit lim = LOG_LIMIT(0.001, 3);	/* no refill here */
+	uint64_t total0 = log_limit_suppressed_total();
+
+	hook_calls = 0;
+	log_limit_set_hook(count_hook, NULL);
+	for (int i = 0; i < 10; i++)
+		log_limited(&lim, LOG_LEVEL_WARN, "flood n=%d", i);
+	assert_int_equal(c->n, 3);
+	assert_string_equal(c->line[2], "test: warn: flood n=2");
+	assert_int_equal(hook_calls, 7);
+	assert_int_equal(log_limit_suppressed_total() - total0, 7);
+	/* Below the level: neither logged nor counted. */
+	log_limited(&lim, LOG_LEVEL_DEBUG, "quiet");
+	assert_int_equal(hook_calls, 7);
+	/* The next line that passes says how many it stood for. */
+	lim.tokens = 1;
+	log_limited(&lim, LOG_LEVEL_WARN, "flood n=%d", 10);
+	assert_int_equal(c->n, 4);
+	assert_string_equal(c->line[3], "test: warn: flood n=10 suppressed=7");
+	lim.tokens = 1;
+	log_limited(&lim, LOG_LEVEL_WARN, "calm");
+	assert_string_equal(c->line[4], "test: warn: calm");
+	log_limit_set_hook(NULL, NULL);
+}
+
+static void
+test_limited_refills(void **state)
+{
+	struct capture *c = *state;
+	struct log_limit lim = LOG_LIMIT(1000, 1);	/* a line per ms */
+
+	log_limited(&lim, LOG_LEVEL_INFO, "one");
+	log_limited(&lim, LOG_LEVEL_INFO, "dropped");
+	usleep(20000);
+	log_limited(&lim, LOG_LEVEL_INFO, "two");
+	assert_int_equal(c->n, 2);
+	assert_string_equal(c->line[1], "test: info: two suppressed=1");
+}
+
 int
 main(void)
 {
@@ -437,6 +492,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_long_line_truncated,
 		    setup_sink, teardown_sink),
 		cmocka_unit_test_setup_teardown(test_sink_null_restores_stderr,
+		    setup_sink, teardown_sink),
+		cmocka_unit_test_setup_teardown(test_limited_counts_what_it_drops,
+		    setup_sink, teardown_sink),
+		cmocka_unit_test_setup_teardown(test_limited_refills,
 		    setup_sink, teardown_sink),
 		cmocka_unit_test(test_escape_table),
 		cmocka_unit_test(test_escape_worst_case_fits),
