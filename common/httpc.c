@@ -18,6 +18,11 @@
 #include "httpc.h"
 #include "xmalloc.h"
 
+/* The longest Retry-After taken, in seconds: 9 digits (31 years), as
+ * proxyd's h2_session.c takes it. More is no pause anyone means, and
+ * callers count it in ms (push.c: seconds * 1000 must not overflow). */
+#define HTTPC_RETRY_AFTER_MAX_S	999999999LL
+
 struct httpc_req {
 	struct httpc		*s;
 	CURL			*easy;
@@ -84,13 +89,16 @@ httpc_on_header(char *p, size_t size, size_t n, void *arg)
 			vlen = sizeof(value) - 1;
 		memcpy(value, p + sizeof(name) - 1, vlen);
 		value[vlen] = '\0';
-		/* Seconds; an HTTP date counts as unknown (-1). */
+		/* Seconds; an HTTP date, an empty value or one over the
+		 * bound counts as unknown (-1). */
 		char *end;
 		long long v = strtoll(value, &end, 10);
+		bool digits = end != value;
 
 		while (*end == ' ' || *end == '\r' || *end == '\n')
 			end++;
-		if (end != value && *end == '\0' && v >= 0)
+		if (digits && *end == '\0' && v >= 0 &&
+		    v <= HTTPC_RETRY_AFTER_MAX_S)
 			r->retry_after_s = v;
 	}
 	return len;
