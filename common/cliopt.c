@@ -26,3 +26,17 @@ cliopt_uint(const char *flag, const char *arg, uint64_t min, uint64_t max)
 		fatalx("--%s: %s", flag, err);
 	return v;
 }
+
+uint64_t
+cliopt_size(const char *flag, const char *arg, uint64_t min, uint64_t max)
+{
+	char err[ERR_LEN];
+	uint64_t v;
+
+	if (cli_parse_size(arg, &v, err) < 0)
+		fatalx("--%s: %s", flag, err);
+	if (v < min || v > max)
+		fatalx("--%s: must be between %llu and %llu bytes", flag,
+		    (unsigned long long)min, (unsigned long long)max);
+	return v;
+}

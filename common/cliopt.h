@@ -13,5 +13,8 @@ int64_t		cliopt_duration_ms(const char *flag, const char *arg);
 /* An unsigned decimal within [min, max]. */
 uint64_t	cliopt_uint(const char *flag, const char *arg, uint64_t min,
 		    uint64_t max);
+/* A size ("512", "64k", "1M", "1MiB") in bytes within [min, max]. */
+uint64_t	cliopt_size(const char *flag, const char *arg, uint64_t min,
+		    uint64_t max);
 
 #endif

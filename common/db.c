@@ -1,9 +1,45 @@
 /* SQLite open helper and small transaction wrappers; see db.h. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "db.h"
+
+/* Creates path with DB_FILE_MODE if it does not exist; an existing file
+ * keeps its mode. SQLite would create it 0644 & ~umask, and its -wal and
+ * -shm files take the main file's mode, so this sets all three. Paths
+ * SQLite treats specially (":memory:", "" for a temporary database,
+ * "file:" URIs) are left to it. */
+static int
+db_create(const char *path, char err[ERR_LEN])
+{
+	int fd;
+
+	if (path[0] == '\0' || strcmp(path, ":memory:") == 0 ||
+	    strncmp(path, "file:", 5) == 0)
+		return 0;
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, DB_FILE_MODE);
+	if (fd < 0) {
+		if (errno == EEXIST)
+			return 0;
+		err_set(err, "create %s: %s", path, strerror(errno));
+		return -1;
+	}
+	/* open() applied the umask, which may take more (0277 would leave
+	 * the file unwritable): the mode is set exactly. */
+	if (fchmod(fd, DB_FILE_MODE) < 0) {
+		err_set(err, "chmod %s: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
 
 sqlite3 *
 db_open(const char *path, enum db_sync sync, char err[ERR_LEN])
@@ -11,6 +47,8 @@ db_open(const char *path, enum db_sync sync, char err[ERR_LEN])
 	sqlite3 *db = NULL;
 	int rc;
 
+	if (db_create(path, err) < 0)
+		return NULL;
 	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {

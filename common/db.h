@@ -15,14 +15,19 @@
 #include "err.h"
 
 #define DB_BUSY_TIMEOUT_MS	5000
+/* A database file db_open creates: device tokens are secrets, and the
+ * daemons that share a file run as one user (a reader in another group
+ * would need write access to the -shm file anyway, WAL readers write
+ * it). */
+#define DB_FILE_MODE		0600
 
 enum db_sync {
 	DB_SYNC_NORMAL,		/* WAL: durable across process crashes */
 	DB_SYNC_FULL,		/* also across power loss: fsync per commit */
 };
 
-/* Opens (creating) path with WAL and the busy timeout; NULL and err on
- * failure. Close with db_close(). */
+/* Opens (creating, DB_FILE_MODE whatever the umask) path with WAL and
+ * the busy timeout; NULL and err on failure. Close with db_close(). */
 sqlite3	*db_open(const char *path, enum db_sync, char err[ERR_LEN]);
 void	 db_close(sqlite3 *);
 /* 0 and *sync_out for "normal"/"full"; -1 otherwise. */

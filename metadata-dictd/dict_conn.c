@@ -24,6 +24,7 @@
 
 #include "dictd.h"
 #include "log.h"
+#include "log_limit.h"
 #include "metrics.h"
 #include "xmalloc.h"
 
@@ -59,6 +60,12 @@ unsigned long long
 dict_conn_id(const struct dict_conn *c)
 {
 	return c->id;
+}
+
+bool
+dict_conn_committing(const struct dict_conn *c)
+{
+	return c->session.committing;
 }
 
 /* Write what is pending; arm the write event for the rest. -1 when the
@@ -167,7 +174,12 @@ static void
 dict_conn_protocol_error(struct dict_conn *c, struct metric *m,
     const char *what, const char *detail)
 {
-	log_warnx("dict conn=%llu closed reason=%s: %s", c->id, what, detail);
+	/* Any peer can open connections and send garbage: one line per
+	 * connection would be a log flood. */
+	static struct log_limit lim = DICT_LOG_LIMIT;
+
+	log_limited(&lim, LOG_LEVEL_WARN, "dict conn=%llu closed reason=%s: "
+	    "%s", c->id, what, detail);
 	metric_inc(m);
 	dict_conn_close_later(c, what);
 }

@@ -12,7 +12,17 @@
  * made active after the loop's I/O callbacks: end the pass's read
  * transaction, run the group commit (which answers the commits), then
  * free the closed connections; so a connection is never freed under its
- * own callback, nor before the group commit answered it.
+ * own callback, nor before the group commit answered it. When another
+ * process holds SQLite's write lock the group commit asks to be tried
+ * again later (dict_commit.c): a timer then ends a pass of its own, and
+ * a connection whose commit still waits stays on the closing list.
+ *
+ * Out of file descriptors, accept() fails while the listening socket
+ * stays readable: libevent would call it again at once, forever
+ * (measured: 100 % CPU and 33 MB/s of "accept failed" lines, clients in
+ * the backlog never served). The listener is paused instead, and resumed
+ * when a connection of ours is freed or after a back-off, with one log
+ * line per episode.
  */
 #include <errno.h>
 #include <grp.h>
@@ -21,14 +31,17 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "backoff.h"
 #include "clock.h"
 #include "dictd.h"
 #include "log.h"
+#include "log_limit.h"
 #include "metrics.h"
 #include "metrics_http.h"
 #include "unixsock.h"
@@ -40,6 +53,19 @@
 #define DICT_SWEEP_MIN_PERIOD_MS	1000
 /* Room for the listen backlog: a burst of new imap processes. */
 #define DICT_LISTEN_BACKLOG	4096
+/* A paused listener (accept failed: out of file descriptors) is tried
+ * again after 100 ms, doubling up to 2 s, or as soon as one of our
+ * connections is freed. */
+#define DICT_ACCEPT_PAUSE_FIRST_MS	100
+#define DICT_ACCEPT_PAUSE_MAX_MS	2000
+/* An episode of failing accepts ends at the first accept this long after
+ * its last failure: while connections close one by one and the next
+ * accept fails again, it is the same episode (one log line, not two per
+ * connection). */
+#define DICT_ACCEPT_EPISODE_GAP_MS	2000
+/* Bind under this umask: the socket is ours alone (0600) until chmod
+ * gives it --socket-mode, never briefly 0777 & ~umask. */
+#define DICT_SOCKET_BIND_UMASK	0177
 
 /* One accepted connection, as the server holds it: on the open list,
  * then on the closing list until the pass's end frees it. */
@@ -59,6 +85,13 @@ struct dict_server {
 	struct evconnlistener	*listener;
 	char			*socket_path;
 	struct event		*after_io;
+	struct event		*commit_retry;	/* armed: the lock is held */
+	bool			 commit_waiting; /* commit_retry is armed */
+	struct event		*accept_retry;	/* armed: listener paused */
+	bool			 accept_paused;
+	unsigned int		 accept_failures; /* this episode's */
+	int64_t			 accept_failed_ms; /* the last, monotonic */
+	struct dict_txn_budget	 txn_budget;
 	struct event		*sweep;
 	int64_t			 sweep_period_ms;
 	struct metrics		*metrics;
@@ -120,35 +153,95 @@ dict_server_on_conn_closed(void *arg, struct dict_conn *c)
 }
 
 static void
+dict_server_accept_resume(struct dict_server *srv)
+{
+	if (!srv->accept_paused)
+		return;
+	srv->accept_paused = false;
+	evtimer_del(srv->accept_retry);
+	if (srv->listener != NULL)
+		evconnlistener_enable(srv->listener);
+}
+
+static void
+dict_server_on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	dict_server_accept_resume(arg);
+}
+
+/* Frees the closing connections, except those whose commit still waits
+ * for the write lock (freed at a later pass, once answered). Each freed
+ * one gives back a file descriptor: a paused listener resumes. */
+static void
 dict_server_reap(struct dict_server *srv)
 {
-	struct dict_server_conn *sc;
+	struct dict_server_conn *sc, *next;
+	bool freed = false;
 
 	/* Freeing adds nothing to the list: dict_conn_free closes nothing
 	 * that calls back into the server. */
-	while ((sc = TAILQ_FIRST(&srv->closing)) != NULL) {
+	for (sc = TAILQ_FIRST(&srv->closing); sc != NULL; sc = next) {
+		next = TAILQ_NEXT(sc, link);
+		if (dict_conn_committing(sc->conn))
+			continue;
 		TAILQ_REMOVE(&srv->closing, sc, link);
 		dict_conn_free(sc->conn);
 		free(sc);
 		metric_gauge_add(srv->stats.connections, -1);
+		freed = true;
 	}
+	if (freed)
+		dict_server_accept_resume(srv);
+}
+
+/* The end of a loop pass (or of a commit retry's timer): end the read
+ * transaction, run the group commit unless it waits for the write lock,
+ * free the closed connections. */
+static void
+dict_server_pass_end(struct dict_server *srv)
+{
+	struct timeval tv;
+	int64_t delay;
+
+	dict_store_read_end(srv->store);
+	/* Before the reaping: a connection that closed while its commit
+	 * waited is answered (to nobody) before it is freed. While the
+	 * lock is held, only the retry timer flushes: a pass of lookups
+	 * must not wait the loop's busy timeout every time. */
+	if (!srv->commit_waiting) {
+		delay = dict_commit_flush(srv->commits, srv->ctx.wall_ms(),
+		    clock_mono_ms());
+		if (delay > 0) {
+			tv.tv_sec = delay / 1000;
+			tv.tv_usec = (delay % 1000) * 1000;
+			evtimer_add(srv->commit_retry, &tv);
+			srv->commit_waiting = true;
+		}
+	}
+	dict_server_reap(srv);
+	if (!srv->commit_waiting && dict_commit_pending(srv->commits) > 0)
+		dict_server_wake_later(srv);
 }
 
 static void
 dict_server_on_after_io(evutil_socket_t fd, short what, void *arg)
 {
+	(void)fd;
+	(void)what;
+	dict_server_pass_end(arg);
+}
+
+static void
+dict_server_on_commit_retry(evutil_socket_t fd, short what, void *arg)
+{
 	struct dict_server *srv = arg;
 
 	(void)fd;
 	(void)what;
-	dict_store_read_end(srv->store);
-	/* Before the reaping: a connection that closed while its commit
-	 * waited is answered (to nobody) before it is freed. */
-	dict_commit_flush(srv->commits, srv->ctx.wall_ms());
-	dict_server_reap(srv);
-	if (dict_commit_pending(srv->commits) > 0 ||
-	    !TAILQ_EMPTY(&srv->closing))
-		dict_server_wake_later(srv);
+	srv->commit_waiting = false;
+	dict_server_pass_end(srv);
 }
 
 static void
@@ -161,6 +254,12 @@ dict_server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	(void)l;
 	(void)sa;
 	(void)salen;
+	if (srv->accept_failures > 0 && clock_mono_ms() -
+	    srv->accept_failed_ms >= DICT_ACCEPT_EPISODE_GAP_MS) {
+		log_info("dict accept recovered failures=%u open=%zu",
+		    srv->accept_failures, srv->nopen);
+		srv->accept_failures = 0;
+	}
 	sc->srv = srv;
 	sc->conn = dict_conn_new(srv->base, fd, srv->next_conn_id++,
 	    &srv->ctx, dict_server_on_conn_closed, sc);
@@ -172,16 +271,41 @@ dict_server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	    srv->nopen);
 }
 
+/* accept() failed for another reason than a connection gone meanwhile
+ * (libevent retries those itself): EMFILE, ENFILE, ENOBUFS, ENOMEM.
+ * Pause rather than spin (see the top of this file), and keep going
+ * rather than die with every Dovecot process waiting. */
 static void
 dict_server_on_accept_error(struct evconnlistener *l, void *arg)
 {
+	struct dict_server *srv = arg;
 	int e = EVUTIL_SOCKET_ERROR();
+	struct timeval tv;
+	int64_t delay;
 
 	(void)l;
-	(void)arg;
-	/* EMFILE and friends: the listener retries on the next event;
-	 * keep going rather than die with every Dovecot process waiting. */
-	log_warnx("dict accept failed: %s", evutil_socket_error_to_string(e));
+	metric_inc(srv->stats.accept_pauses);
+	srv->accept_failed_ms = clock_mono_ms();
+	if (srv->accept_failures++ == 0)
+		log_warnx("dict accept failed: %s; paused until a connection "
+		    "closes (one line per episode) open=%zu",
+		    evutil_socket_error_to_string(e), srv->nopen);
+	evconnlistener_disable(srv->listener);
+	srv->accept_paused = true;
+	delay = backoff_delay_ms(DICT_ACCEPT_PAUSE_FIRST_MS,
+	    srv->accept_failures < 32 ? srv->accept_failures : 32,
+	    DICT_ACCEPT_PAUSE_MAX_MS, 0, 0);
+	tv.tv_sec = delay / 1000;
+	tv.tv_usec = (delay % 1000) * 1000;
+	evtimer_add(srv->accept_retry, &tv);
+}
+
+static void
+dict_server_on_log_suppressed(void *arg)
+{
+	struct dict_server *srv = arg;
+
+	metric_inc(srv->stats.log_suppressed);
 }
 
 static void
@@ -197,6 +321,14 @@ dict_server_on_sweep(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	n = dict_store_sweep(srv->store, srv->ctx.wall_ms(),
 	    DICT_SWEEP_BATCH_ROWS, err);
+	if (n < 0 && dict_store_locked(srv->store)) {
+		/* Another process writes: not a failure, try again soon. */
+		log_debug("dict token sweep postponed: database locked");
+		tv.tv_sec = DICT_SWEEP_MIN_PERIOD_MS / 1000;
+		tv.tv_usec = (DICT_SWEEP_MIN_PERIOD_MS % 1000) * 1000;
+		evtimer_add(srv->sweep, &tv);
+		return;
+	}
 	if (n < 0)
 		log_warnx("dict token sweep failed: %s", err);
 	else if (n > 0)
@@ -217,6 +349,7 @@ dict_server_listen(struct dict_server *srv,
 {
 	struct sockaddr_un sun;
 	struct group *gr;
+	mode_t umask_before;
 
 	if (unixsock_addr(cfg->socket_path, &sun, err) < 0)
 		return -1;
@@ -226,10 +359,16 @@ dict_server_listen(struct dict_server *srv,
 		    strerror(errno));
 		return -1;
 	}
+	/* bind() creates the socket 0777 & ~umask: under the caller's
+	 * umask (0 in a careless shell) anybody could connect between bind
+	 * and the chmod below. The umask is the process's, but no other
+	 * thread creates files now (the checkpoint thread only copies). */
+	umask_before = umask(DICT_SOCKET_BIND_UMASK);
 	srv->listener = evconnlistener_new_bind(srv->base,
 	    dict_server_on_accept, srv, LEV_OPT_CLOSE_ON_FREE |
 	    LEV_OPT_CLOSE_ON_EXEC, DICT_LISTEN_BACKLOG,
 	    (struct sockaddr *)&sun, sizeof(sun));
+	umask(umask_before);
 	if (srv->listener == NULL) {
 		err_set(err, "listen on %s: %s", cfg->socket_path,
 		    strerror(errno));
@@ -271,15 +410,29 @@ dict_server_new(struct event_base *base, const struct dict_server_config *cfg,
 	srv->vendor = dict_vendor_new(&cfg->vendor);
 	srv->metrics = metrics_new();
 	dict_stats_register(&srv->stats, srv->metrics);
+	log_limit_set_hook(dict_server_on_log_suppressed, srv);
+	srv->txn_budget.conn_max = cfg->txn_conn_max_bytes > 0 ?
+	    cfg->txn_conn_max_bytes : DICT_TXN_CONN_MAX_BYTES_DEFAULT;
+	srv->txn_budget.total_max = cfg->txn_total_max_bytes > 0 ?
+	    cfg->txn_total_max_bytes : DICT_TXN_TOTAL_MAX_BYTES_DEFAULT;
+	srv->txn_budget.held = srv->stats.txn_bytes;
+	dict_store_set_max_tokens(store, cfg->max_tokens_per_user > 0 ?
+	    cfg->max_tokens_per_user : DICT_MAX_TOKENS_PER_USER_DEFAULT);
+	dict_store_set_busy_timeout(store, DICT_LOOP_BUSY_TIMEOUT_MS);
 	srv->ctx.base = base;
 	srv->ctx.store = store;
 	srv->ctx.vendor = srv->vendor;
 	srv->ctx.stats = &srv->stats;
+	srv->ctx.txn_budget = &srv->txn_budget;
 	srv->ctx.wall_ms = cfg->wall_ms != NULL ? cfg->wall_ms : clock_wall_ms;
 	srv->ctx.commit = dict_server_on_commit;
 	srv->ctx.read_done = dict_server_on_read_done;
 	srv->ctx.hook_arg = srv;
 	srv->after_io = event_new(base, -1, 0, dict_server_on_after_io, srv);
+	srv->commit_retry = evtimer_new(base, dict_server_on_commit_retry,
+	    srv);
+	srv->accept_retry = evtimer_new(base, dict_server_on_accept_retry,
+	    srv);
 	srv->sweep = evtimer_new(base, dict_server_on_sweep, srv);
 	srv->sweep_period_ms = cfg->token_ttl_ms / 4;
 	if (srv->sweep_period_ms > DICT_SWEEP_MAX_PERIOD_MS)
@@ -291,7 +444,8 @@ dict_server_new(struct event_base *base, const struct dict_server_config *cfg,
 	if (dict_vendor_config_check(&cfg->vendor, err) < 0)
 		goto fail;
 	if ((srv->commits = dict_commit_new(store, cfg->notify_socket,
-	    &srv->stats, err)) == NULL)
+	    cfg->lock_wait_ms > 0 ? cfg->lock_wait_ms :
+	    DICT_LOCK_WAIT_MS_DEFAULT, &srv->stats, err)) == NULL)
 		goto fail;
 	if (dict_server_listen(srv, cfg, err) < 0)
 		goto fail;
@@ -317,8 +471,22 @@ dict_server_shutdown(struct dict_server *srv)
 		srv->listener = NULL;
 		unlink(srv->socket_path);
 	}
-	while (srv->commits != NULL && dict_commit_pending(srv->commits) > 0)
-		dict_commit_flush(srv->commits, srv->ctx.wall_ms());
+	if (srv->accept_retry != NULL)
+		evtimer_del(srv->accept_retry);
+	srv->accept_paused = false;
+	if (srv->commit_retry != NULL)
+		evtimer_del(srv->commit_retry);
+	srv->commit_waiting = false;
+	/* The loop has stopped: waiting here for a held write lock delays
+	 * nobody else, and dict_commit_flush gives up after --lock-wait. */
+	while (srv->commits != NULL && dict_commit_pending(srv->commits) > 0) {
+		int64_t delay = dict_commit_flush(srv->commits,
+		    srv->ctx.wall_ms(), clock_mono_ms());
+		struct timespec ts = { delay / 1000, (delay % 1000) * 1000000 };
+
+		if (delay > 0)
+			nanosleep(&ts, NULL);
+	}
 	/* Each close moves its connection to the closing list at once. */
 	while ((sc = TAILQ_FIRST(&srv->open)) != NULL)
 		dict_conn_close_later(sc->conn, "shutdown");
@@ -333,8 +501,13 @@ dict_server_free(struct dict_server *srv)
 	metrics_http_stop(srv->metrics_http);
 	dict_server_shutdown(srv);
 	dict_commit_free(srv->commits);
+	log_limit_set_hook(NULL, NULL);
 	if (srv->after_io != NULL)
 		event_free(srv->after_io);
+	if (srv->commit_retry != NULL)
+		event_free(srv->commit_retry);
+	if (srv->accept_retry != NULL)
+		event_free(srv->accept_retry);
 	if (srv->sweep != NULL)
 		event_free(srv->sweep);
 	free(srv->socket_path);

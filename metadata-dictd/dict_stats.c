@@ -18,6 +18,13 @@ dict_stats_register(struct dict_stats *st, struct metrics *m)
 	const char *commit_help = "Dict transactions committed, by result";
 	const char *bad_help = "Connections closed for bad input";
 	const char *fail_help = "Failed operations";
+	const char *too_large_help = "Transactions failed for a bound on "
+	    "their size";
+	static const char *const too_large_labels[DICT_TXN_BOUNDS] = {
+		[DICT_TXN_OVER_CHANGES] = "limit=\"changes\"",
+		[DICT_TXN_OVER_CONN] = "limit=\"connection_bytes\"",
+		[DICT_TXN_OVER_TOTAL] = "limit=\"total_bytes\"",
+	};
 	const struct dict_cmd_def *def;
 	char labels[64];
 
@@ -61,4 +68,25 @@ dict_stats_register(struct dict_stats *st, struct metrics *m)
 	    "reason=\"turn\"");
 	st->fail_appversions = metrics_counter(m, "dictd_failures", fail_help,
 	    "reason=\"appversions\"");
+	st->fail_busy = metrics_counter(m, "dictd_failures", fail_help,
+	    "reason=\"busy\"");
+	/* The bounds, each with its flag (docs/metadata-dictd.md). */
+	st->accept_pauses = metrics_counter(m, "dictd_accept_pauses",
+	    "Listener paused: accept failed (out of file descriptors)",
+	    NULL);
+	for (int b = DICT_TXN_OVER_CHANGES; b < DICT_TXN_BOUNDS; b++)
+		st->txn_too_large[b] = metrics_counter(m,
+		    "dictd_transactions_too_large", too_large_help,
+		    too_large_labels[b]);
+	st->txn_bytes = metrics_gauge(m, "dictd_transaction_bytes",
+	    "Bytes held by open transactions", NULL);
+	st->tokens_evicted = metrics_counter(m, "dictd_tokens_evicted",
+	    "Device tokens evicted past --max-tokens-per-user", NULL);
+	st->write_busy = metrics_counter(m, "dictd_write_lock_busy",
+	    "Group commits that found the write lock held by another "
+	    "process (retried)", NULL);
+	/* Not dictd_: common/log_limit.h's, the same name in every
+	 * daemon. */
+	st->log_suppressed = metrics_counter(m, "log_lines_suppressed",
+	    "Log lines dropped by rate limits", NULL);
 }

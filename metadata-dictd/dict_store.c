@@ -7,6 +7,11 @@
  * Writes only happen inside a group commit (dict_store_batch_begin ...
  * dict_store_batch_commit), each dict transaction in its own savepoint so
  * that one bad transaction fails alone.
+ *
+ * A user keeps at most max_tokens device tokens: setting one more evicts
+ * the least recently set in the same statement sequence, so the set, the
+ * eviction and the commit's answer are one. Unbounded, 20,000 tokens of
+ * one user made one mail queue 20,000 jobs and a lookup answer 21 MB.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -28,6 +33,7 @@ enum dict_stmt {
 	ST_TOKEN_SET,
 	ST_TOKENS_UNSET,
 	ST_TOKEN_MAILBOXES,
+	ST_TOKENS_EVICT,
 	ST_QUEUE_INSERT,
 	ST_SWEEP,
 	ST_COUNT,
@@ -73,6 +79,13 @@ static const char *const dict_store_sql[ST_COUNT_OF_STATEMENTS] = {
 	[ST_TOKEN_MAILBOXES] =
 	    "SELECT DISTINCT mailbox FROM tokens WHERE user = ?1 "
 	    "AND mailbox != '' AND updated_at >= ?2",
+	/* All but the user's ?2 most recently set tokens (the id breaks
+	 * ties: tokens of one group commit share their time, and the one
+	 * inserted last is the newest). Their jobs go with them. */
+	[ST_TOKENS_EVICT] =
+	    "DELETE FROM tokens WHERE id IN (SELECT id FROM tokens "
+	    "WHERE user = ?1 ORDER BY updated_at DESC, id DESC "
+	    "LIMIT -1 OFFSET ?2)",
 	/* Relay-side coalescing: a token whose job is still waiting and was
 	 * never sent gets no second job; that one push will tell the device
 	 * about both mails. A job in flight or waiting for a retry does not
@@ -117,6 +130,7 @@ struct dict_store {
 	struct db_checkpointer *checkpointer;
 	sqlite3_stmt	*st[ST_COUNT_OF_STATEMENTS];
 	int64_t		 token_ttl_ms;
+	unsigned int	 max_tokens;	/* per user */
 	bool		 reading;	/* a read transaction is open */
 };
 
@@ -127,6 +141,7 @@ dict_store_open(const char *path, enum db_sync sync, int64_t token_ttl_ms,
 	struct dict_store *s = xcalloc(1, sizeof(*s));
 
 	s->token_ttl_ms = token_ttl_ms;
+	s->max_tokens = DICT_MAX_TOKENS_PER_USER_DEFAULT;
 	if ((s->db = relay_db_open(path, sync, err)) == NULL) {
 		free(s);
 		return NULL;
@@ -159,14 +174,31 @@ dict_store_close(struct dict_store *s)
 	free(s);
 }
 
+void
+dict_store_set_max_tokens(struct dict_store *s, unsigned int max)
+{
+	s->max_tokens = max > 0 ? max : 1;
+}
+
+void
+dict_store_set_busy_timeout(struct dict_store *s, int ms)
+{
+	sqlite3_busy_timeout(s->db, ms);
+}
+
+bool
+dict_store_locked(const struct dict_store *s)
+{
+	/* SQLITE_BUSY and its extended codes; not SQLITE_LOCKED, which is
+	 * a conflict inside this connection (a bug, not a wait). */
+	return (sqlite3_extended_errcode(s->db) & 0xff) == SQLITE_BUSY;
+}
 
 static void
 dict_store_bind_text(sqlite3_stmt *st, int i, const char *s, size_t len)
 {
 	sqlite3_bind_text(st, i, s, (int)len, SQLITE_STATIC);
 }
-
-
 
 /* Lookups of one loop pass share one read transaction: an autocommit
  * read takes and drops SQLite's file locks (fcntl) every time, a fifth of
@@ -455,10 +487,15 @@ dict_store_batch_rollback(struct dict_store *s)
 		db_stmt_run(db_stmt_ready(s->st[ST_ROLLBACK]), NULL);
 }
 
+/* Sets or refreshes the token, then evicts the user's tokens past
+ * max_tokens, least recently set first (the token just set sorts newest,
+ * unless more than max_tokens others come after it in the same group
+ * commit). A user at the cap costs one index range of max_tokens + 1
+ * rows per set. */
 static int
 dict_store_set_token(struct dict_store *s, const char *user,
     const struct dict_key *k, const struct dict_change *ch, int64_t now_ms,
-    char err[ERR_LEN])
+    struct dict_apply_counts *counts, char err[ERR_LEN])
 {
 	sqlite3_stmt *st;
 
@@ -471,7 +508,18 @@ dict_store_set_token(struct dict_store *s, const char *user,
 	sqlite3_bind_int64(st, 4, now_ms);
 	sqlite3_bind_int64(st, 5, relay_db_token_hash(ch->value,
 	    ch->value_len));
-	return db_stmt_run(st, err);
+	if (db_stmt_run(st, err) < 0)
+		return -1;
+	counts->tokens_set++;
+	st = db_stmt_ready(s->st[ST_TOKENS_EVICT]);
+	dict_store_bind_text(st, 1, user, strlen(user));
+	sqlite3_bind_int64(st, 2, s->max_tokens);
+	if (db_stmt_run(st, err) < 0)
+		return -1;
+	/* The tokens only: the jobs deleted by the cascade are not
+	 * counted by sqlite3_changes. */
+	counts->tokens_evicted += (uint64_t)sqlite3_changes(s->db);
+	return 0;
 }
 
 /* One queue row per valid token of the user; *rows_out counts them. */
@@ -537,8 +585,8 @@ dict_store_inc(struct dict_store *s, const char *owner, const char *key,
 /* Apply one change; 1 done, 0 not found (atomic-inc), -1 error. */
 static int
 dict_store_change(struct dict_store *s, const char *user,
-    const struct dict_change *ch, int64_t now_ms, uint64_t *queued_out,
-    uint64_t *tokens_set_out, char err[ERR_LEN])
+    const struct dict_change *ch, int64_t now_ms,
+    struct dict_apply_counts *counts, char err[ERR_LEN])
 {
 	struct dict_key k;
 	const char *owner;
@@ -559,16 +607,12 @@ dict_store_change(struct dict_store *s, const char *user,
 	owner = dict_key_owner(&k, user);
 	switch (ch->kind) {
 	case DICT_CHANGE_SET:
-		if (k.kind == DICT_KEY_DEVICETOKEN) {
-			if (dict_store_set_token(s, user, &k, ch, now_ms,
-			    err) < 0)
-				return -1;
-			(*tokens_set_out)++;
-			return 1;
-		}
+		if (k.kind == DICT_KEY_DEVICETOKEN)
+			return dict_store_set_token(s, user, &k, ch, now_ms,
+			    counts, err) < 0 ? -1 : 1;
 		if (k.kind == DICT_KEY_MESSAGENEW)
 			return dict_store_queue_event(s, user, now_ms,
-			    queued_out, err) < 0 ? -1 : 1;
+			    &counts->queued, err) < 0 ? -1 : 1;
 		st = db_stmt_ready(s->st[ST_META_SET]);
 		dict_store_bind_text(st, 1, owner, strlen(owner));
 		dict_store_bind_text(st, 2, ch->key, strlen(ch->key));
@@ -601,11 +645,10 @@ dict_store_change(struct dict_store *s, const char *user,
 
 enum dict_commit_result
 dict_store_apply(struct dict_store *s, const struct dict_txn *txn,
-    int64_t now_ms, uint64_t *queued_out, uint64_t *tokens_set_out,
-    char err[ERR_LEN])
+    int64_t now_ms, struct dict_apply_counts *counts, char err[ERR_LEN])
 {
 	enum dict_commit_result result = DICT_COMMIT_OK;
-	uint64_t queued = 0, tokens_set = 0;
+	struct dict_apply_counts mine = { 0, 0, 0 };
 	char ignored[ERR_LEN];
 
 	if (txn->failed != NULL) {
@@ -616,7 +659,7 @@ dict_store_apply(struct dict_store *s, const struct dict_txn *txn,
 		return DICT_COMMIT_FAILED;
 	for (size_t i = 0; i < txn->nchanges; i++) {
 		int rc = dict_store_change(s, txn->user, &txn->changes[i],
-		    now_ms, &queued, &tokens_set, err);
+		    now_ms, &mine, err);
 
 		if (rc < 0) {
 			result = DICT_COMMIT_FAILED;
@@ -631,8 +674,9 @@ dict_store_apply(struct dict_store *s, const struct dict_txn *txn,
 	    result == DICT_COMMIT_FAILED ? ignored : err) < 0)
 		return DICT_COMMIT_FAILED;
 	if (result != DICT_COMMIT_FAILED) {
-		*queued_out += queued;
-		*tokens_set_out += tokens_set;
+		counts->queued += mine.queued;
+		counts->tokens_set += mine.tokens_set;
+		counts->tokens_evicted += mine.tokens_evicted;
 	}
 	return result;
 }

@@ -5,20 +5,26 @@
  * prototypes of each file under its name). The dict server is a chain,
  * each file calling only the ones below it:
  *
- *   dict_server.c  listener; owns the connections; the commands' context
- *                  (struct dict_cmd_ctx) and its hooks; the end of each
- *                  loop pass (read transaction, group commit, freeing
- *                  closed connections); token sweep; metrics listener
+ *   dict_server.c  listener (paused when out of file descriptors); owns
+ *                  the connections; the commands' context (struct
+ *                  dict_cmd_ctx) and its hooks; the end of each loop pass
+ *                  (read transaction, group commit, freeing closed
+ *                  connections) and the commit retry timer; token sweep;
+ *                  metrics listener
  *   dict_conn.c    one client connection: socket, lines, reply order;
  *                  tells its owner only that it is closing (callback)
  *   dict_cmd.c     the command table (letter, fields, handler, flags)
  *                  and its handlers; a connection's session (handshake,
  *                  transactions, replies); reaches the server only
  *                  through the context's hooks
- *   dict_txn.c     a transaction's changes; a connection's open ones
+ *   dict_txn.c     a transaction's changes; a connection's open ones; the
+ *                  bytes they may hold (struct dict_txn_budget)
  *   dict_commit.c  the group commit: a pass's commits in one SQLite
- *                  transaction, answered after COMMIT; notifierd's wake-up
- *   dict_store.c   SQLite: tokens, metadata, queue (knows no protocol)
+ *                  transaction, answered after COMMIT, retried later while
+ *                  another process holds the write lock; notifierd's
+ *                  wake-up
+ *   dict_store.c   SQLite: tokens (at most so many per user), metadata,
+ *                  queue (knows no protocol)
  *
  * and beside it:
  *
@@ -57,11 +63,36 @@
 #define DICT_TOKEN_MAX_BYTES		8192
 /* Bounds on one dict transaction held in memory until its commit. */
 #define DICT_TXN_MAX_CHANGES		10000
-#define DICT_TXN_MAX_BYTES		(4 * 1024 * 1024)
 /* Open transactions per connection (Dovecot uses one or two). */
 #define DICT_CONN_MAX_TXNS		64
+/* Bytes the open transactions of one connection may hold
+ * (--max-txn-bytes-per-conn), and those of all connections together
+ * (--max-txn-bytes). A SETMETADATA of a device token is ~1 KB and Dovecot
+ * opens one or two transactions per connection (protocol doc §5); a
+ * mailbox DELETE unsets each of its keys, ~100 bytes apiece. 1 MiB is a
+ * thousand tokens' worth; 64 MiB lets 64 connections fill theirs, or
+ * 60,000 ordinary ones commit at once. Past either bound the transaction
+ * is emptied and its commit fails (F, protocol doc §7). */
+#define DICT_TXN_CONN_MAX_BYTES_DEFAULT	(1024 * 1024)
+#define DICT_TXN_TOTAL_MAX_BYTES_DEFAULT (64 * 1024 * 1024)
+/* Device tokens kept per user (--max-tokens-per-user): a user with more
+ * devices than this is unusual; each token is one push job per mail and
+ * ~1 KB of every lookup's answer. The least recently set one goes. */
+#define DICT_MAX_TOKENS_PER_USER_DEFAULT 32
+/* How long a commit waits for SQLite's write lock while another process
+ * (notifierd, an import, an operator's sqlite3) holds it (--lock-wait),
+ * retried from the loop; then it fails. The old busy timeout's 5 s, under
+ * Dovecot's 30 s commit timeout (protocol doc §5). */
+#define DICT_LOCK_WAIT_MS_DEFAULT	5000
+/* The loop's own SQLite busy timeout: longer waits are the retry timer's
+ * (dict_commit.c), so a held lock never stalls the other connections. */
+#define DICT_LOOP_BUSY_TIMEOUT_MS	5
 /* Stop reading a peer that does not read its replies. */
 #define DICT_CONN_OUTPUT_MAX_BYTES	(1024 * 1024)
+/* Log lines a peer can cause, per call site (common/log_limit.h): a
+ * burst of 20, then 5 a second; the rest are counted in
+ * log_lines_suppressed_total and the next line says how many. */
+#define DICT_LOG_LIMIT			LOG_LIMIT(5, 20)
 /* chatmail-turn answers "<user>:<password>\n", about 60 bytes. */
 #define DICT_TURN_REPLY_MAX_BYTES	512
 /* The app versions index chatmaild ships is ~400 bytes. */
@@ -205,26 +236,50 @@ struct dict_txn {
 	struct dict_change	*changes;
 	size_t			 nchanges;
 	size_t			 cap;
-	size_t			 bytes;
+	size_t			 bytes;		/* dict_txn_change_bytes */
 	/* Set when the transaction can no longer succeed (too big); the
 	 * commit then fails with this reason. */
 	char			*failed;
 	bool			 async;		/* committed with D */
+	/* The set its bytes are charged to until it is freed (also while
+	 * its commit waits); NULL for one made by dict_txn_new. */
+	struct dict_txn_set	*set;
 	LIST_ENTRY(dict_txn)	 link;		/* while open (dict_txn_set) */
+};
+
+struct metric;
+
+/* What the transactions of all connections may hold in memory: the
+ * server's, shared by every connection's set (dict_txn.c). */
+struct dict_txn_budget {
+	size_t		 conn_max;	/* per connection, open or committing */
+	size_t		 total_max;	/* all connections */
+	size_t		 total;		/* held now */
+	struct metric	*held;		/* gauge of total; NULL: none */
 };
 
 /* The transactions a connection has open, keyed by id (dict_txn.c). */
 struct dict_txn_set {
 	LIST_HEAD(, dict_txn)	 open;
 	unsigned int		 n;
+	size_t			 bytes;		/* charged to it, see dict_txn */
+	struct dict_txn_budget	*budget;	/* NULL: no byte bounds */
 };
+
+/* What dict_txn_add did with a change. */
+enum dict_txn_bound {
+	DICT_TXN_WITHIN,	/* recorded, or the transaction had failed */
+	DICT_TXN_OVER_CHANGES,	/* DICT_TXN_MAX_CHANGES: now failed */
+	DICT_TXN_OVER_CONN,	/* its connection's bytes: now failed */
+	DICT_TXN_OVER_TOTAL,	/* every connection's bytes: now failed */
+};
+#define DICT_TXN_BOUNDS		4
 
 struct dict_store;
 struct dict_conn;
 struct dict_server;
 struct dict_turn_req;
 struct event_base;
-struct metric;
 struct metrics;
 
 /* The daemon's counters (dict_stats.c registers them on the server's
@@ -242,6 +297,17 @@ struct dict_stats {
 	struct metric	*err_line_too_long, *err_parse, *err_protocol;
 	struct metric	*fail_store, *fail_txn;
 	struct metric	*fail_turn, *fail_appversions;
+	struct metric	*fail_busy;	/* commits failed past --lock-wait */
+	/* Bounds hit (each has its flag, docs/metadata-dictd.md). */
+	struct metric	*accept_pauses;	/* out of file descriptors */
+	/* dictd_transactions_too_large{limit=...}, by enum dict_txn_bound
+	 * (DICT_TXN_WITHIN's slot unused). */
+	struct metric	*txn_too_large[DICT_TXN_BOUNDS];
+	struct metric	*txn_bytes;	/* gauge: held in transactions */
+	struct metric	*tokens_evicted; /* past --max-tokens-per-user */
+	struct metric	*write_busy;	/* group commits that found the lock
+					 * held by another process */
+	struct metric	*log_suppressed; /* log_limit.h's lines dropped */
 };
 
 /* Unix milliseconds now: clock_wall_ms, or a test's fake clock. */
@@ -288,9 +354,23 @@ const char *dict_key_owner(const struct dict_key *, const char *user);
 int	dict_key_token_check(const char *token, size_t len, char err[ERR_LEN]);
 
 /* dict_store.c */
+/* Opens (creating) the relay database with SQLite's start-up busy
+ * timeout and DICT_MAX_TOKENS_PER_USER_DEFAULT; NULL and err. */
 struct dict_store *dict_store_open(const char *path, enum db_sync,
 	    int64_t token_ttl_ms, char err[ERR_LEN]);
 void	dict_store_close(struct dict_store *);
+/* Tokens kept per user (at least 1): setting one more evicts the least
+ * recently set, in the same transaction. */
+void	dict_store_set_max_tokens(struct dict_store *, unsigned int max);
+/* How long one statement waits for a lock another connection holds
+ * (SQLite's busy timeout); the server shortens it to
+ * DICT_LOOP_BUSY_TIMEOUT_MS, since it retries from its loop instead. */
+void	dict_store_set_busy_timeout(struct dict_store *, int ms);
+/* After a -1 from dict_store_batch_begin or dict_store_sweep: true when
+ * the cause was another connection holding SQLite's write lock past the
+ * busy timeout (nothing was begun; try again later), false for a real
+ * failure. */
+bool	dict_store_locked(const struct dict_store *);
 /* 1 and the value appended to value_out if found, 0 if not, -1 and err. */
 int	dict_store_lookup(struct dict_store *, const char *user,
 	    const char *key, int64_t now_ms, struct buf *value_out,
@@ -304,15 +384,23 @@ void	dict_rows_clear(struct dict_rows *);
 /* Lookups and iterations open a read transaction that lasts until this
  * is called (once per loop pass, see dict_store.c). True if one was open. */
 bool	dict_store_read_end(struct dict_store *);
+/* What a dict transaction did to the store, added up over a batch. */
+struct dict_apply_counts {
+	uint64_t	queued;		/* queue rows inserted */
+	uint64_t	tokens_set;	/* device tokens set or refreshed */
+	uint64_t	tokens_evicted;	/* past the per-user maximum */
+};
 /* Group commit: begin, then apply each dict transaction (each inside its
- * own savepoint), then commit. apply returns the transaction's result and
- * fills err for a failure; *queued_out counts the queue rows it inserted.
+ * own savepoint), then commit. batch_begin is -1 and err when it could
+ * not begin (dict_store_locked tells whether another process holds the
+ * write lock). apply returns the transaction's result and fills err for a
+ * failure; a transaction that did not fail adds its counts to *counts.
  * batch_commit is -1 with err if SQLite could not commit: then every
  * transaction of the batch failed. */
 int	dict_store_batch_begin(struct dict_store *, char err[ERR_LEN]);
 enum dict_commit_result dict_store_apply(struct dict_store *,
-	    const struct dict_txn *, int64_t now_ms, uint64_t *queued_out,
-	    uint64_t *tokens_set_out, char err[ERR_LEN]);
+	    const struct dict_txn *, int64_t now_ms,
+	    struct dict_apply_counts *counts, char err[ERR_LEN]);
 int	dict_store_batch_commit(struct dict_store *, char err[ERR_LEN]);
 void	dict_store_batch_rollback(struct dict_store *);
 /* Delete up to limit expired tokens; returns the count or -1 and err. */
@@ -415,12 +503,20 @@ int	dict_turn_parse(const char *data, size_t len, bool eof,
  * (dict_txn_free, which takes NULL). */
 struct dict_txn *dict_txn_new(unsigned int id, const char *user);
 void	dict_txn_free(struct dict_txn *);
-/* Records one change (key and value copied). Past DICT_TXN_MAX_CHANGES
- * or DICT_TXN_MAX_BYTES the transaction is marked failed instead and
- * keeps no further change: its commit then fails with the reason. */
-void	dict_txn_add(struct dict_txn *, enum dict_change_kind,
+/* The bytes a change of key and value_len bytes is charged (its copies
+ * and its slot). */
+size_t	dict_txn_change_bytes(const char *key, size_t value_len);
+/* Records one change (key and value copied), charged to the
+ * transaction's set and its budget. Past DICT_TXN_MAX_CHANGES or either
+ * byte bound of the budget the transaction is marked failed instead, its
+ * changes freed at once, and keeps no further change: its commit then
+ * fails with the reason. Returns which bound was hit, once, when it was;
+ * DICT_TXN_WITHIN otherwise (never logs: the caller does). */
+enum dict_txn_bound dict_txn_add(struct dict_txn *, enum dict_change_kind,
 	    const char *key, const char *value, size_t value_len, int64_t diff);
-void	dict_txn_set_init(struct dict_txn_set *);
+/* An empty set whose transactions are charged to budget (borrowed for
+ * the set's life; NULL: bounded by DICT_TXN_MAX_CHANGES only). */
+void	dict_txn_set_init(struct dict_txn_set *, struct dict_txn_budget *);
 /* Frees every open transaction: they die with their connection, never
  * committed (protocol doc §5). */
 void	dict_txn_set_clear(struct dict_txn_set *);
@@ -447,11 +543,12 @@ typedef void dict_commit_done_fn(void *arg, struct dict_txn *txn,
 	    enum dict_commit_result, const char *reason);
 /* The group commit on store (borrowed), counting in st (borrowed); with
  * notify_socket (notifierd's datagram socket, NULL for none) it sends one
- * datagram after each batch that queued jobs. NULL and err when that
- * socket's address is unusable. */
+ * datagram after each batch that queued jobs. A transaction waits at most
+ * lock_wait_ms for SQLite's write lock held by another process. NULL and
+ * err when that socket's address is unusable. */
 struct dict_commit *dict_commit_new(struct dict_store *,
-	    const char *notify_socket, struct dict_stats *st,
-	    char err[ERR_LEN]);
+	    const char *notify_socket, int64_t lock_wait_ms,
+	    struct dict_stats *st, char err[ERR_LEN]);
 /* Frees gc; transactions still queued are freed, their done never
  * called (flush first: dict_server_shutdown does). NULL is a no-op. */
 void	dict_commit_free(struct dict_commit *gc);
@@ -466,8 +563,15 @@ size_t	dict_commit_pending(const struct dict_commit *gc);
  * savepoint of its own, so a bad one fails alone), commits, then calls
  * each done in queue order: nothing is answered before COMMIT returned.
  * Transactions queued by those callbacks wait for the next flush.
- * now_ms is the time stored with tokens and jobs. */
-void	dict_commit_flush(struct dict_commit *gc, int64_t now_ms);
+ * now_ms is the time stored with tokens and jobs; mono_ms a monotonic
+ * clock for the lock wait. Returns 0 when the queue was flushed (or
+ * empty). When another process holds the write lock, nothing is applied
+ * and the queue is kept, except the transactions that have waited
+ * lock_wait_ms since their first flush, which are answered with failure;
+ * the return value is then the ms to wait before flushing again (a
+ * back-off that grows while the lock stays held). */
+int64_t	dict_commit_flush(struct dict_commit *gc, int64_t now_ms,
+	    int64_t mono_ms);
 
 /* dict_cmd.c */
 /* A command's work that outlives the call (dict_cmd_ctx.commit's done, a
@@ -489,6 +593,8 @@ struct dict_cmd_ctx {
 	struct dict_store	*store;
 	struct dict_vendor	*vendor;	/* server-level entries */
 	struct dict_stats	*stats;
+	/* What open transactions may hold (NULL: changes bounded only). */
+	struct dict_txn_budget	*txn_budget;
 	dict_clock_fn		*wall_ms;	/* token ages, commit times */
 	/* The group commit: takes txn; done(done_arg, ...) hands it back
 	 * with its outcome after COMMIT, later in the loop, never from
@@ -600,6 +706,9 @@ void	dict_conn_close_later(struct dict_conn *, const char *reason);
  * a no-op. */
 void	dict_conn_free(struct dict_conn *);
 unsigned long long dict_conn_id(const struct dict_conn *);
+/* True while the group commit holds c's session (its commit waits): c
+ * must not be freed until it was answered. */
+bool	dict_conn_committing(const struct dict_conn *);
 
 /* dict_server.c */
 struct dict_server_config {
@@ -611,6 +720,11 @@ struct dict_server_config {
 	const char	*metrics_addr;		/* NULL: no listener */
 	struct dict_vendor_config vendor;	/* server-level entries */
 	dict_clock_fn	*wall_ms;		/* NULL: clock_wall_ms */
+	/* The bounds (docs/metadata-dictd.md); 0: the DICT_*_DEFAULT. */
+	size_t		 txn_conn_max_bytes;	/* --max-txn-bytes-per-conn */
+	size_t		 txn_total_max_bytes;	/* --max-txn-bytes */
+	unsigned int	 max_tokens_per_user;	/* --max-tokens-per-user */
+	int64_t		 lock_wait_ms;		/* --lock-wait */
 };
 
 /* Listens on cfg's socket and serves it from base (borrowed); takes

@@ -47,6 +47,19 @@ static const char dictd_usage[] =
 "  -l, --log-level LEVEL     error, warn, info, debug (default info)\n"
 "  -h, --help                show this help\n"
 "\n"
+"Bounds (each counted in a metric when hit; sizes 512, 64k, 1M, 1MiB):\n"
+"      --max-txn-bytes-per-conn SIZE\n"
+"                                bytes one connection's open transactions\n"
+"                                may hold; past it the transaction's commit\n"
+"                                fails (default 1M)\n"
+"      --max-txn-bytes SIZE      the same for all connections together\n"
+"                                (default 64M)\n"
+"      --max-tokens-per-user N   device tokens kept per user; a new one\n"
+"                                evicts the least recently set (default 32)\n"
+"      --lock-wait DURATION      how long a commit waits for the database's\n"
+"                                write lock held by another process, then\n"
+"                                fails; lookups go on meanwhile (default 5s)\n"
+"\n"
 "Server entries for GETMETADATA \"\" /shared/vendor/deltachat/<name>\n"
 "(read-only to clients; NIL when not set):\n"
 "      --iroh-relay URL          irohrelay: the iroh relay URL\n"
@@ -78,7 +91,18 @@ enum {
 	DICTD_OPT_TURN_PORT,
 	DICTD_OPT_TURN_SOCKET,
 	DICTD_OPT_TURN_TIMEOUT,
+	DICTD_OPT_TXN_CONN_BYTES,
+	DICTD_OPT_TXN_BYTES,
+	DICTD_OPT_MAX_TOKENS,
+	DICTD_OPT_LOCK_WAIT,
 };
+
+/* The bounds' flags take at most this much: past 1 GiB of transactions
+ * the daemon would no longer be bounded in any useful sense. */
+#define DICTD_TXN_BYTES_MAX	(1024ULL * 1024 * 1024)
+/* A transaction must fit one line's worth of change at least. */
+#define DICTD_TXN_BYTES_MIN	(64ULL * 1024)
+#define DICTD_MAX_TOKENS_MAX	100000
 
 struct dictd_options {
 	struct dict_server_config	 server;
@@ -122,6 +146,13 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 		    DICTD_OPT_TURN_SOCKET },
 		{ "turn-timeout", required_argument, NULL,
 		    DICTD_OPT_TURN_TIMEOUT },
+		{ "max-txn-bytes-per-conn", required_argument, NULL,
+		    DICTD_OPT_TXN_CONN_BYTES },
+		{ "max-txn-bytes", required_argument, NULL,
+		    DICTD_OPT_TXN_BYTES },
+		{ "max-tokens-per-user", required_argument, NULL,
+		    DICTD_OPT_MAX_TOKENS },
+		{ "lock-wait", required_argument, NULL, DICTD_OPT_LOCK_WAIT },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct dict_vendor_config *v = &o->server.vendor;
@@ -143,6 +174,10 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 	v->max_smtp_recipients = 1000;
 	v->turn_timeout_ms = cliopt_duration_ms("turn-timeout",
 	    DICTD_DEFAULT_TURN_TIMEOUT);
+	o->server.txn_conn_max_bytes = DICT_TXN_CONN_MAX_BYTES_DEFAULT;
+	o->server.txn_total_max_bytes = DICT_TXN_TOTAL_MAX_BYTES_DEFAULT;
+	o->server.max_tokens_per_user = DICT_MAX_TOKENS_PER_USER_DEFAULT;
+	o->server.lock_wait_ms = DICT_LOCK_WAIT_MS_DEFAULT;
 	while ((ch = getopt_long(argc, argv, "s:d:m:g:n:t:S:M:l:h", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
@@ -190,6 +225,25 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 			v->turn_timeout_ms = cliopt_duration_ms("turn-timeout",
 			    optarg);
 			turn_opts = true;
+			break;
+		case DICTD_OPT_TXN_CONN_BYTES:
+			o->server.txn_conn_max_bytes = cliopt_size(
+			    "max-txn-bytes-per-conn", optarg,
+			    DICTD_TXN_BYTES_MIN, DICTD_TXN_BYTES_MAX);
+			break;
+		case DICTD_OPT_TXN_BYTES:
+			o->server.txn_total_max_bytes = cliopt_size(
+			    "max-txn-bytes", optarg, DICTD_TXN_BYTES_MIN,
+			    DICTD_TXN_BYTES_MAX);
+			break;
+		case DICTD_OPT_MAX_TOKENS:
+			o->server.max_tokens_per_user = (unsigned int)
+			    cliopt_uint("max-tokens-per-user", optarg, 1,
+			    DICTD_MAX_TOKENS_MAX);
+			break;
+		case DICTD_OPT_LOCK_WAIT:
+			o->server.lock_wait_ms = cliopt_duration_ms(
+			    "lock-wait", optarg);
 			break;
 		case 'h':
 			dictd_usage_exit(0);

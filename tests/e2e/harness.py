@@ -314,6 +314,9 @@ class Daemon:
         self.argv = list(argv)
         self.log_path = log_path
         self.env = env
+        # Run in the child before exec (a umask, a resource limit); set
+        # it before start().
+        self.preexec_fn = None
         self.proc = None
         self.exit_codes = []
 
@@ -330,7 +333,8 @@ class Daemon:
         try:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                          stdout=logf, stderr=logf,
-                                         env=self.env)
+                                         env=self.env,
+                                         preexec_fn=self.preexec_fn)
         finally:
             logf.close()
         deadline = time.monotonic() + READY_TIMEOUT_S

@@ -717,7 +717,7 @@ def test_dict_transaction_limits(dictd):
         assert c.readline()[:1] == b"O"
         c.send(tx(2, b"many", 10_001, b"x"))            # one change too many
         assert c.readline()[:1] == b"F"
-        c.send(tx(3, b"big", 71, b"y" * 60_000))        # > 4 MiB
+        c.send(tx(3, b"big", 71, b"y" * 60_000))        # > 1 MiB a conn
         assert c.readline()[:1] == b"F"
         assert c.lookup_value("priv/%s/ok9999" % g.decode(), ALICE) == b"x"
         assert c.lookup_value("priv/%s/many0" % g.decode(), ALICE) is None

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -134,6 +135,52 @@ test_open_sets_wal_and_pragmas(void **state)
 	assert_string_equal(query_text(db, "PRAGMA journal_mode", buf,
 	    sizeof(buf)), "wal");
 	sqlite3_close(db);
+}
+
+/* The mode of path + suffix, or -1 when it does not exist. */
+static int
+file_mode(const char *path, const char *suffix)
+{
+	char p[256];
+	struct stat sb;
+
+	snprintf(p, sizeof(p), "%s%s", path, suffix);
+	return stat(p, &sb) < 0 ? -1 : (int)(sb.st_mode & 07777);
+}
+
+static void
+test_open_creates_0600_whatever_the_umask(void **state)
+{
+	struct fixture *f = *state;
+	const mode_t masks[] = { 0, 022, 0277 };
+	char err[ERR_LEN] = "";
+	sqlite3 *db;
+
+	for (size_t i = 0; i < NELEM(masks); i++) {
+		mode_t old = umask(masks[i]);
+
+		unlink(f->path);
+		db = db_open(f->path, DB_SYNC_NORMAL, err);
+		umask(old);
+		if (db == NULL)
+			fail_msg("umask %03o: %s", (unsigned)masks[i], err);
+		assert_int_equal(db_exec(db, "CREATE TABLE IF NOT EXISTS "
+		    "t(x); INSERT INTO t VALUES (1)", err), 0);
+		/* SQLite gives -wal and -shm the main file's mode. */
+		if (file_mode(f->path, "") != DB_FILE_MODE ||
+		    file_mode(f->path, "-wal") != DB_FILE_MODE ||
+		    file_mode(f->path, "-shm") != DB_FILE_MODE)
+			fail_msg("umask %03o: modes %o %o %o", (unsigned)masks[i],
+			    file_mode(f->path, ""), file_mode(f->path, "-wal"),
+			    file_mode(f->path, "-shm"));
+		db_close(db);
+	}
+	/* An existing file keeps the mode its operator gave it. */
+	assert_int_equal(chmod(f->path, 0640), 0);
+	db = db_open(f->path, DB_SYNC_NORMAL, err);
+	assert_non_null(db);
+	assert_int_equal(file_mode(f->path, ""), 0640);
+	db_close(db);
 }
 
 static void
@@ -554,6 +601,7 @@ main(void)
 #define T(fn)	cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_open_sets_wal_and_pragmas),
+		T(test_open_creates_0600_whatever_the_umask),
 		T(test_open_sync_full),
 		T(test_open_fails),
 		cmocka_unit_test(test_sync_parse),

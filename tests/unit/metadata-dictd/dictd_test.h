@@ -25,8 +25,13 @@
 /* 2026-12-07, a plausible "now" for stored times. */
 #define DT_T0_MS	1796601600000LL
 
-/* The tests' clock (dict_clock_fn has no argument, like clock_wall_ms). */
+/* How long the fixture's group commit waits for a held write lock. */
+#define DT_LOCK_WAIT_MS	5000
+
+/* The tests' clocks (dict_clock_fn has no argument, like clock_wall_ms);
+ * fake_mono_ms is the monotonic one dict_commit_flush takes. */
 static int64_t fake_now_ms = DT_T0_MS;
+static int64_t fake_mono_ms = 1000;
 
 static inline int64_t
 fake_clock(void)
@@ -77,6 +82,7 @@ dt_fixture_new(const char *name, const struct dict_vendor_config *vcfg)
 	assert_non_null(f);
 	memset(&none, 0, sizeof(none));
 	fake_now_ms = DT_T0_MS;
+	fake_mono_ms = 1000;
 	testutil_db_dir(f->dir, name, "relay.db", f->db_path);
 	f->store = dict_store_open(f->db_path, DB_SYNC_NORMAL, DT_TTL_MS, err);
 	if (f->store == NULL)
@@ -85,7 +91,8 @@ dt_fixture_new(const char *name, const struct dict_vendor_config *vcfg)
 	assert_non_null(f->base);
 	f->metrics = metrics_new();
 	dict_stats_register(&f->stats, f->metrics);
-	f->gc = dict_commit_new(f->store, NULL, &f->stats, err);
+	f->gc = dict_commit_new(f->store, NULL, DT_LOCK_WAIT_MS, &f->stats,
+	    err);
 	assert_non_null(f->gc);
 	f->vendor = dict_vendor_new(vcfg != NULL ? vcfg : &none);
 	f->ctx.base = f->base;

@@ -309,7 +309,7 @@ test_rows_are_the_daemons(void **state)
 {
 	struct fixture *f = *state;
 	struct dict_txn *t;
-	uint64_t queued = 0, sets = 0;
+	struct dict_apply_counts counts = { 0, 0, 0 };
 	char err[ERR_LEN];
 
 	putf(f, ALICE "/metadata.json", "{\"devicetoken\": {\"tokA1\": %lld}}",
@@ -322,11 +322,11 @@ test_rows_are_the_daemons(void **state)
 	    0);
 	dict_txn_add(t, DICT_CHANGE_SET, "priv/" G "/messagenew", "", 0, 0);
 	assert_int_equal(dict_store_batch_begin(f->store, err), 0);
-	assert_int_equal(dict_store_apply(f->store, t, NOW + 5, &queued, &sets,
-	    err), DICT_COMMIT_OK);
+	assert_int_equal(dict_store_apply(f->store, t, NOW + 5, &counts, err),
+	    DICT_COMMIT_OK);
 	assert_int_equal(dict_store_batch_commit(f->store, err), 0);
 	dict_txn_free(t);
-	assert_int_equal(queued, 1);
+	assert_int_equal(counts.queued, 1);
 	assert_int_equal(count(f, "SELECT count(*) FROM tokens"), 1);
 	assert_int_equal(count(f, "SELECT updated_at FROM tokens"), NOW + 5);
 	assert_int_equal(count(f, "SELECT mailbox = '" G "' FROM tokens"), 1);
@@ -596,13 +596,13 @@ test_pending_files_queued(void **state)
 	/* An opt-out through Dovecot takes the imported jobs with it. */
 	{
 		struct dict_txn *t = dict_txn_new(1, ALICE);
-		uint64_t q = 0, s = 0;
+		struct dict_apply_counts counts = { 0, 0, 0 };
 		char err[ERR_LEN];
 
 		dict_txn_add(t, DICT_CHANGE_UNSET, "priv/" G "/devicetoken",
 		    NULL, 0, 0);
 		assert_int_equal(dict_store_batch_begin(f->store, err), 0);
-		assert_int_equal(dict_store_apply(f->store, t, NOW, &q, &s,
+		assert_int_equal(dict_store_apply(f->store, t, NOW, &counts,
 		    err), DICT_COMMIT_OK);
 		assert_int_equal(dict_store_batch_commit(f->store, err), 0);
 		dict_txn_free(t);

@@ -126,7 +126,7 @@ test_commit_waits_for_the_group_commit(void **state)
 	assert_string_equal(dt_lookup(t->f, "alice",
 	    "priv/" DT_G "/devicetoken"), "N");
 
-	dict_commit_flush(t->f->gc, fake_now_ms);
+	dict_commit_flush(t->f->gc, fake_now_ms, fake_mono_ms);
 	assert_int_equal(t->dones, 1);
 	assert_false(t->s.committing);
 	assert_string_equal(replies(t), "O1\n");
@@ -137,7 +137,7 @@ test_commit_waits_for_the_group_commit(void **state)
 	run(t, "B2\talice", DICT_CMD_DONE);
 	run(t, "U2\tpriv/" DT_G "/devicetoken", DICT_CMD_DONE);
 	run(t, "D2", DICT_CMD_WAIT);
-	dict_commit_flush(t->f->gc, fake_now_ms);
+	dict_commit_flush(t->f->gc, fake_now_ms, fake_mono_ms);
 	assert_int_equal(t->dones, 2);
 	assert_string_equal(replies(t), "AO2\n");
 	assert_string_equal(dt_lookup(t->f, "alice",
@@ -234,7 +234,7 @@ test_every_command_counted(void **state)
 
 		(void)dict_cmd_run(&t->s, lines[i], strlen(lines[i]), err);
 	}
-	dict_commit_flush(t->f->gc, fake_now_ms);
+	dict_commit_flush(t->f->gc, fake_now_ms, fake_mono_ms);
 	assert_int_equal(metric_value(t->f->stats.commands['L']), 1);
 	/* "Ipriv/\tu" lacks fields: malformed, not counted. */
 	assert_int_equal(metric_value(t->f->stats.commands['I']), 0);
@@ -257,7 +257,7 @@ test_lookups_use_the_contexts_clock(void **state)
 	run(t, "B1\talice", DICT_CMD_DONE);
 	run(t, "S1\tpriv/" DT_G "/devicetoken\ttok1", DICT_CMD_DONE);
 	run(t, "C1", DICT_CMD_WAIT);
-	dict_commit_flush(t->f->gc, fake_now_ms);
+	dict_commit_flush(t->f->gc, fake_now_ms, fake_mono_ms);
 	assert_string_equal(replies(t), "O1\n");
 	fake_now_ms += DT_TTL_MS - 1;
 	run(t, l, DICT_CMD_DONE);
@@ -288,7 +288,7 @@ test_clear_while_committing_aborts(void **state)
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
-	dict_commit_flush(t->f->gc, fake_now_ms);
+	dict_commit_flush(t->f->gc, fake_now_ms, fake_mono_ms);
 	assert_int_equal(t->dones, 1);
 }
 
@@ -369,7 +369,7 @@ test_counter_series(void **state)
 	run(t, "T1\t1\t2", DICT_CMD_DONE);
 	run(t, "B1\tu", DICT_CMD_DONE);
 	run(t, "D1", DICT_CMD_WAIT);
-	dict_commit_flush(t->f->gc, fake_now_ms);
+	dict_commit_flush(t->f->gc, fake_now_ms, fake_mono_ms);
 	text = metrics_render(t->f->metrics, &len);
 	at = text;
 	for (size_t i = 0; i < NELEM(labels); i++) {

@@ -2,7 +2,10 @@
  * queued transaction goes into one SQLite transaction and each is
  * answered after it, in queue order; a bad one fails alone; commits
  * queued while answering wait for the next flush; notifierd gets one
- * datagram per batch that queued jobs. */
+ * datagram per batch that queued jobs; while another connection holds
+ * the write lock nothing is answered, the flush says when to try again
+ * (growing), reads go on, and a transaction that waited --lock-wait
+ * fails alone. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -95,7 +98,7 @@ test_one_sqlite_transaction_answers_in_order(void **state)
 	assert_string_equal(dt_lookup(f, "alice", "priv/" DT_G "/devicetoken"),
 	    "N");
 
-	dict_commit_flush(f->gc, DT_T0_MS);
+	dict_commit_flush(f->gc, DT_T0_MS, fake_mono_ms);
 	assert_int_equal(dict_commit_pending(f->gc), 0);
 	assert_int_equal(a.n, 4);
 	for (int i = 0; i < 4; i++)
@@ -120,7 +123,7 @@ test_one_sqlite_transaction_answers_in_order(void **state)
 	assert_int_equal(metric_value(f->stats.token_sets), 2);
 
 	/* An empty flush is no group commit. */
-	dict_commit_flush(f->gc, DT_T0_MS);
+	dict_commit_flush(f->gc, DT_T0_MS, fake_mono_ms);
 	assert_int_equal(metric_value(f->stats.group_commits), 1);
 }
 
@@ -135,11 +138,117 @@ test_too_large_transaction_fails_at_commit(void **state)
 		dict_txn_add(big, DICT_CHANGE_SET, "priv/" DT_G "/k", "v", 1,
 		    0);
 	dict_commit_enqueue(f->gc, big, on_done, &a);
-	dict_commit_flush(f->gc, DT_T0_MS);
+	dict_commit_flush(f->gc, DT_T0_MS, fake_mono_ms);
 	assert_int_equal(a.n, 1);
 	assert_int_equal(a.result[0], DICT_COMMIT_FAILED);
 	assert_string_equal(a.reason[0], "transaction too large");
 	assert_string_equal(dt_lookup(f, "alice", "priv/" DT_G "/k"), "N");
+}
+
+/* Another process's write lock, held as notifierd or an import holds
+ * it (BEGIN IMMEDIATE on a connection of its own). */
+static sqlite3 *
+lock_hold(struct dt_fixture *f)
+{
+	sqlite3 *db = NULL;
+
+	assert_int_equal(sqlite3_open(f->db_path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL,
+	    NULL), SQLITE_OK);
+	return db;
+}
+
+static void
+lock_release(sqlite3 *db)
+{
+	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void
+test_held_lock_keeps_the_queue_and_backs_off(void **state)
+{
+	struct dt_fixture *f = *state;
+	struct answers a = { .f = f };
+	sqlite3 *other;
+	int64_t d1, d2, d3;
+
+	dict_store_set_busy_timeout(f->store, 1);
+	other = lock_hold(f);
+	dict_commit_enqueue(f->gc, txn(1, "alice", "priv/" DT_G "/devicetoken",
+	    "tokA"), on_done, &a);
+	d1 = dict_commit_flush(f->gc, DT_T0_MS, fake_mono_ms);
+	assert_true(d1 > 0);
+	assert_int_equal(a.n, 0);
+	assert_int_equal(dict_commit_pending(f->gc), 1);
+	assert_int_equal(metric_value(f->stats.write_busy), 1);
+	assert_int_equal(metric_value(f->stats.group_commits), 0);
+	/* Readers need no write lock. */
+	assert_string_equal(dt_lookup(f, "alice", "priv/" DT_G "/x"), "N");
+	/* Still held: the wait grows; a commit that comes meanwhile
+	 * waits behind the first. */
+	fake_mono_ms += d1;
+	dict_commit_enqueue(f->gc, txn(2, "bob", "priv/" DT_G "/devicetoken",
+	    "tokB"), on_done, &a);
+	d2 = dict_commit_flush(f->gc, DT_T0_MS, fake_mono_ms);
+	assert_true(d2 > d1);
+	fake_mono_ms += d2;
+	d3 = dict_commit_flush(f->gc, DT_T0_MS, fake_mono_ms);
+	assert_true(d3 >= d2);
+	assert_int_equal(a.n, 0);
+	lock_release(other);
+	assert_int_equal(dict_commit_flush(f->gc, DT_T0_MS, fake_mono_ms), 0);
+	assert_int_equal(a.n, 2);
+	assert_int_equal(a.id[0], 1);
+	assert_int_equal(a.result[0], DICT_COMMIT_OK);
+	assert_int_equal(a.result[1], DICT_COMMIT_OK);
+	assert_string_equal(dt_lookup(f, "bob", "priv/" DT_G "/devicetoken"),
+	    "tokB");
+	assert_int_equal(metric_value(f->stats.group_commits), 1);
+	/* The back-off starts over at the next held lock. */
+	other = lock_hold(f);
+	dict_commit_enqueue(f->gc, txn(3, "alice", "priv/" DT_G "/y", "1"),
+	    on_done, &a);
+	assert_int_equal(dict_commit_flush(f->gc, DT_T0_MS, fake_mono_ms), d1);
+	lock_release(other);
+	assert_int_equal(dict_commit_flush(f->gc, DT_T0_MS, fake_mono_ms), 0);
+	assert_int_equal(a.n, 3);
+}
+
+static void
+test_held_lock_past_lock_wait_fails_alone(void **state)
+{
+	struct dt_fixture *f = *state;
+	struct answers a = { .f = f };
+	sqlite3 *other;
+
+	dict_store_set_busy_timeout(f->store, 1);
+	other = lock_hold(f);
+	dict_commit_enqueue(f->gc, txn(1, "alice", "priv/" DT_G "/old", "1"),
+	    on_done, &a);
+	assert_true(dict_commit_flush(f->gc, DT_T0_MS, fake_mono_ms) > 0);
+	fake_mono_ms += DT_LOCK_WAIT_MS - 1;
+	dict_commit_enqueue(f->gc, txn(2, "alice", "priv/" DT_G "/new", "2"),
+	    on_done, &a);
+	assert_true(dict_commit_flush(f->gc, DT_T0_MS, fake_mono_ms) > 0);
+	assert_int_equal(a.n, 0);
+	/* The first has waited --lock-wait since its first flush. */
+	fake_mono_ms += 1;
+	assert_true(dict_commit_flush(f->gc, DT_T0_MS, fake_mono_ms) > 0);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(a.id[0], 1);
+	assert_int_equal(a.result[0], DICT_COMMIT_FAILED);
+	assert_non_null(strstr(a.reason[0], "locked by another process"));
+	assert_int_equal(dict_commit_pending(f->gc), 1);
+	assert_int_equal(metric_value(f->stats.fail_busy), 1);
+	assert_int_equal(metric_value(f->stats.commit_failed), 1);
+	lock_release(other);
+	assert_int_equal(dict_commit_flush(f->gc, DT_T0_MS, fake_mono_ms), 0);
+	assert_int_equal(a.n, 2);
+	assert_int_equal(a.result[1], DICT_COMMIT_OK);
+	assert_string_equal(dt_lookup(f, "alice", "priv/" DT_G "/old"), "N");
+	assert_string_equal(dt_lookup(f, "alice", "priv/" DT_G "/new"), "2");
 }
 
 static void
@@ -151,11 +260,11 @@ test_queued_while_answering_waits_for_next_flush(void **state)
 	a.requeue = txn(2, "alice", "priv/" DT_G "/second", "2");
 	dict_commit_enqueue(f->gc, txn(1, "alice", "priv/" DT_G "/first",
 	    "1"), on_done, &a);
-	dict_commit_flush(f->gc, DT_T0_MS);
+	dict_commit_flush(f->gc, DT_T0_MS, fake_mono_ms);
 	assert_int_equal(a.n, 1);
 	assert_int_equal(dict_commit_pending(f->gc), 1);
 	assert_string_equal(dt_lookup(f, "alice", "priv/" DT_G "/second"), "N");
-	dict_commit_flush(f->gc, DT_T0_MS);
+	dict_commit_flush(f->gc, DT_T0_MS, fake_mono_ms);
 	assert_int_equal(a.n, 2);
 	assert_int_equal(a.id[1], 2);
 	assert_string_equal(dt_lookup(f, "alice", "priv/" DT_G "/second"), "2");
@@ -178,13 +287,13 @@ test_notifierd_woken_once_per_batch_with_jobs(void **state)
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
 	assert_true(fd >= 0);
 	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-	gc = dict_commit_new(f->store, path, &f->stats, err);
+	gc = dict_commit_new(f->store, path, DT_LOCK_WAIT_MS, &f->stats, err);
 	assert_non_null(gc);
 
 	/* A token, then a batch with no job: no datagram. */
 	dict_commit_enqueue(gc, txn(1, "alice", "priv/" DT_G "/devicetoken",
 	    "tokA"), on_done, &a);
-	dict_commit_flush(gc, DT_T0_MS);
+	dict_commit_flush(gc, DT_T0_MS, fake_mono_ms);
 	assert_int_equal(recv(fd, dgram, sizeof(dgram), 0), -1);
 	assert_int_equal(errno, EAGAIN);
 	/* Two new-mail events in one batch: one job each, one datagram. */
@@ -194,7 +303,7 @@ test_notifierd_woken_once_per_batch_with_jobs(void **state)
 		    0, 0);
 		dict_commit_enqueue(gc, t, on_done, &a);
 	}
-	dict_commit_flush(gc, DT_T0_MS);
+	dict_commit_flush(gc, DT_T0_MS, fake_mono_ms);
 	assert_int_equal(a.n, 3);
 	assert_int_equal(recv(fd, dgram, sizeof(dgram), 0), 1);
 	assert_int_equal(dgram[0], 'w');
@@ -222,7 +331,8 @@ test_unusable_notify_socket(void **state)
 	path[0] = '/';
 	path[sizeof(path) - 1] = '\0';
 	err[0] = '\0';
-	assert_null(dict_commit_new(f->store, path, &f->stats, err));
+	assert_null(dict_commit_new(f->store, path, DT_LOCK_WAIT_MS, &f->stats,
+	    err));
 	assert_true(err[0] != '\0');
 }
 
@@ -239,6 +349,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_queued_while_answering_waits_for_next_flush, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_held_lock_keeps_the_queue_and_backs_off, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_held_lock_past_lock_wait_fails_alone, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_notifierd_woken_once_per_batch_with_jobs, setup,
 		    teardown),

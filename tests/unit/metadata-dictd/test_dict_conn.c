@@ -152,7 +152,7 @@ test_pipelined_commands_answered_in_order(void **state)
 	pump(t);
 	assert_string_equal(peer_read(t), "");
 
-	dict_commit_flush(t->f->gc, fake_now_ms);
+	dict_commit_flush(t->f->gc, fake_now_ms, fake_mono_ms);
 	pump(t);
 	assert_string_equal(peer_read(t), "O1\nOv1\nN\nOv1\n");
 	assert_int_equal(t->f->read_dones, 3);
@@ -163,10 +163,10 @@ test_pipelined_commands_answered_in_order(void **state)
 	peer_send(t, "B4\talice\nS4\tpriv/" DT_G "/a\t1\nB5\talice\n"
 	    "S5\tshared/" DT_G "/b\t2\nC4\nC5\n");
 	pump(t);
-	dict_commit_flush(t->f->gc, fake_now_ms);
+	dict_commit_flush(t->f->gc, fake_now_ms, fake_mono_ms);
 	pump(t);
 	assert_string_equal(peer_read(t), "O1\nOv1\nN\nOv1\nO4\n");
-	dict_commit_flush(t->f->gc, fake_now_ms);
+	dict_commit_flush(t->f->gc, fake_now_ms, fake_mono_ms);
 	pump(t);
 	assert_string_equal(peer_read(t), "O1\nOv1\nN\nOv1\nO4\nO5\n");
 	assert_string_equal(dt_lookup(t->f, "", "shared/" DT_G "/b"), "2");
@@ -187,7 +187,7 @@ test_client_gone_while_its_commit_waits(void **state)
 	/* Waiting, the connection reads nothing: it learns of the hang-up
 	 * when the reply cannot be written. */
 	assert_int_equal(t->closes, 0);
-	dict_commit_flush(t->f->gc, fake_now_ms);
+	dict_commit_flush(t->f->gc, fake_now_ms, fake_mono_ms);
 	pump(t);
 	assert_int_equal(t->closes, 1);
 	/* Stored all the same: the commit was received. */
@@ -209,7 +209,7 @@ test_closed_by_its_owner_while_its_commit_waits(void **state)
 	dict_conn_close_later(t->c, "shutdown");
 	dict_conn_close_later(t->c, "shutdown");
 	assert_int_equal(t->closes, 1);
-	dict_commit_flush(t->f->gc, fake_now_ms);
+	dict_commit_flush(t->f->gc, fake_now_ms, fake_mono_ms);
 	assert_string_equal(dt_lookup(t->f, "alice", "priv/" DT_G "/k"), "v");
 	dict_conn_free(t->c);
 	t->c = NULL;

@@ -4,7 +4,12 @@
  * connections, share one group commit; a client gone while its commit
  * waits is freed after the group commit stored it; closed connections
  * are freed once their pass is over; shutdown closes every connection
- * and removes the socket. */
+ * and removes the socket. Out of file descriptors the listener pauses
+ * (one log line, no spinning) and resumes when a connection closes or
+ * after its back-off; while another process holds the write lock,
+ * commits wait on a timer, lookups are answered, and a connection gone
+ * meanwhile is freed only once its commit was answered; peer-caused log
+ * lines past their limit are counted. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -15,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -24,6 +30,7 @@
 #include <event2/event.h>
 
 #include "dictd_test.h"
+#include "log.h"
 
 #define CLIENTS_MAX	8
 
@@ -230,6 +237,158 @@ test_shutdown_closes_every_connection(void **state)
 	assert_int_equal(metric_value(t->st->group_commits), 0);
 }
 
+/* Runs the loop for ms milliseconds of real time (timers fire). */
+static void
+run_for(struct server_test *t, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	event_base_loopexit(t->base, &tv);
+	event_base_dispatch(t->base);
+}
+
+/* Log lines containing what, counted through the log sink. */
+struct line_count {
+	const char	*what;
+	int		 n;
+};
+
+static void
+count_lines(enum log_level level, const char *line, void *arg)
+{
+	struct line_count *lc = arg;
+
+	(void)level;
+	if (strstr(line, lc->what) != NULL)
+		lc->n++;
+}
+
+/* Makes every new file descriptor fail (EMFILE): the limit becomes the
+ * lowest free descriptor. Returns the limit to restore. */
+static struct rlimit
+fds_exhaust(void)
+{
+	struct rlimit saved, rl;
+	int probe = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	assert_true(probe >= 0);
+	close(probe);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	rl = saved;
+	rl.rlim_cur = (rlim_t)probe;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	return saved;
+}
+
+static void
+test_out_of_fds_pauses_the_listener(void **state)
+{
+	struct server_test *t = *state;
+	struct line_count lc = { "accept failed", 0 };
+	struct rlimit saved;
+
+	log_set_sink(count_lines, &lc);
+	client_connect(t, 0);
+	pump(t);
+	assert_int_equal(metric_value(t->st->connections), 1);
+	/* Two more wait in the backlog while the server has no fd left. */
+	client_connect(t, 1);
+	client_connect(t, 2);
+	client_send(t, 1, DT_HELLO "\nLpriv/" DT_G "/k\talice\n");
+	client_send(t, 2, DT_HELLO "\nLpriv/" DT_G "/k\talice\n");
+	saved = fds_exhaust();
+	pump(t);
+	pump(t);
+	setrlimit(RLIMIT_NOFILE, &saved);
+	/* Paused after one failure: no accept() per loop pass. */
+	assert_int_equal(metric_value(t->st->accept_pauses), 1);
+	assert_int_equal(metric_value(t->st->connections), 1);
+	assert_int_equal(lc.n, 1);
+	/* A connection of ours closes: the listener resumes at once. */
+	client_close(t, 0);
+	pump(t);
+	assert_int_equal(metric_value(t->st->connections_total), 3);
+	assert_string_equal(client_read(t, 1), "N\n");
+	assert_string_equal(client_read(t, 2), "N\n");
+
+	/* Out again, and nothing closes: the back-off's timer resumes. */
+	client_connect(t, 3);
+	client_send(t, 3, DT_HELLO "\nLpriv/" DT_G "/k\talice\n");
+	saved = fds_exhaust();
+	pump(t);
+	setrlimit(RLIMIT_NOFILE, &saved);
+	assert_int_equal(metric_value(t->st->accept_pauses), 2);
+	assert_int_equal(metric_value(t->st->connections_total), 3);
+	run_for(t, 500);	/* the second pause of the episode: 200 ms */
+	assert_int_equal(metric_value(t->st->connections_total), 4);
+	assert_string_equal(client_read(t, 3), "N\n");
+	/* One episode, one line. */
+	assert_int_equal(lc.n, 1);
+	log_set_sink(NULL, NULL);
+}
+
+static void
+test_held_write_lock_waits_on_a_timer(void **state)
+{
+	struct server_test *t = *state;
+	sqlite3 *other;
+
+	assert_int_equal(sqlite3_open(t->db_path, &other), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL,
+	    NULL), SQLITE_OK);
+	client_connect(t, 0);
+	client_connect(t, 1);
+	client_send(t, 0, DT_HELLO "\nB1\talice\nS1\tpriv/" DT_G "/k\tv\nC1\n");
+	pump(t);
+	assert_string_equal(client_read(t, 0), "");
+	assert_int_equal(metric_value(t->st->write_busy), 1);
+	/* Lookups are answered meanwhile, without another attempt at the
+	 * lock per loop pass (only the timer tries). */
+	client_send(t, 1, DT_HELLO "\nLpriv/" DT_G "/k\talice\n");
+	pump(t);
+	assert_string_equal(client_read(t, 1), "N\n");
+	assert_int_equal(metric_value(t->st->write_busy), 1);
+	/* The committing client leaves: kept until its commit is done. */
+	client_close(t, 0);
+	pump(t);
+	assert_int_equal(metric_value(t->st->connections), 2);
+	assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(other);
+	run_for(t, 300);	/* the retry timer: 10, 20, 40... ms */
+	assert_int_equal(metric_value(t->st->commit_ok), 1);
+	assert_int_equal(metric_value(t->st->connections), 1);
+	client_send(t, 1, "Lpriv/" DT_G "/k\talice\n");
+	pump(t);
+	assert_string_equal(client_read(t, 1), "Ov\n");
+}
+
+static void
+test_flood_of_bad_commands_is_counted_not_logged(void **state)
+{
+	struct server_test *t = *state;
+	struct line_count lc = { "unknown transaction", 0 };
+	char line[64];
+
+	log_set_sink(count_lines, &lc);
+	client_connect(t, 0);
+	client_send(t, 0, DT_HELLO "\n");
+	for (int i = 0; i < 1000; i++) {
+		snprintf(line, sizeof(line), "S99\tpriv/" DT_G "/k%d\tv\n", i);
+		client_send(t, 0, line);
+		if (i % 100 == 99)
+			pump(t);
+	}
+	client_send(t, 0, "Lpriv/" DT_G "/k\talice\n");
+	pump(t);
+	assert_string_equal(client_read(t, 0), "N\n");
+	log_set_sink(NULL, NULL);
+	/* The burst, and maybe a line for the time the test took. */
+	assert_true(lc.n >= 1 && lc.n <= 25);
+	assert_true(metric_value(t->st->log_suppressed) >= 1000 - lc.n);
+	assert_int_equal(metric_value(t->st->err_protocol), 1000);
+}
+
 static void
 test_token_ttl_by_the_servers_clock(void **state)
 {
@@ -261,6 +420,13 @@ main(void)
 		    test_shutdown_closes_every_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_token_ttl_by_the_servers_clock, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_out_of_fds_pauses_the_listener, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_held_write_lock_waits_on_a_timer, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_flood_of_bad_commands_is_counted_not_logged, setup,
+		    teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

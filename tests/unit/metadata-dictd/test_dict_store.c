@@ -1,7 +1,9 @@
 /* Unit tests of metadata-dictd/dict_store.c and dict_key.c on a real
- * SQLite file: several tokens per user, refresh, expiry, opt-out,
- * new-mail events, generic attributes, iteration depth, atomic-inc, and
- * one failing transaction inside a group commit. */
+ * SQLite file: several tokens per user, refresh, expiry, opt-out, the
+ * per-user maximum (least recently set evicted, with its jobs),
+ * new-mail events, generic attributes, iteration depth, atomic-inc, one
+ * failing transaction inside a group commit, and a write lock held by
+ * another connection told from a failure. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -57,7 +59,7 @@ commit1(struct fixture *f, const char *user, int64_t now, uint64_t *queued,
     const char *const *changes, size_t n)
 {
 	struct dict_txn *t = dict_txn_new(1, user);
-	uint64_t q = 0, sets = 0;
+	struct dict_apply_counts counts = { 0, 0, 0 };
 	enum dict_commit_result r;
 	char err[ERR_LEN];
 
@@ -71,10 +73,10 @@ commit1(struct fixture *f, const char *user, int64_t now, uint64_t *queued,
 		    strtoll(value, NULL, 10) : 0);
 	}
 	assert_int_equal(dict_store_batch_begin(f->store, err), 0);
-	r = dict_store_apply(f->store, t, now, &q, &sets, err);
+	r = dict_store_apply(f->store, t, now, &counts, err);
 	assert_int_equal(dict_store_batch_commit(f->store, err), 0);
 	if (queued != NULL)
-		*queued = q;
+		*queued = counts.queued;
 	dict_txn_free(t);
 	return r;
 }
@@ -294,7 +296,7 @@ test_generic_attributes(void **state)
 {
 	struct fixture *f = *state;
 	struct dict_txn *t = dict_txn_new(1, "alice");
-	uint64_t q = 0, s = 0;
+	struct dict_apply_counts counts = { 0, 0, 0 };
 	char err[ERR_LEN], *v;
 
 	COMMIT(f, "alice", NOW, NULL, "S", "priv/" G "/foo", "bar",
@@ -312,7 +314,7 @@ test_generic_attributes(void **state)
 	/* Binary-safe values. */
 	dict_txn_add(t, DICT_CHANGE_SET, "priv/" G "/bin", "a\0b\tc", 5, 0);
 	assert_int_equal(dict_store_batch_begin(f->store, err), 0);
-	assert_int_equal(dict_store_apply(f->store, t, NOW, &q, &s, err),
+	assert_int_equal(dict_store_apply(f->store, t, NOW, &counts, err),
 	    DICT_COMMIT_OK);
 	assert_int_equal(dict_store_batch_commit(f->store, err), 0);
 	dict_txn_free(t);
@@ -403,7 +405,7 @@ test_group_commit_isolation(void **state)
 	struct dict_txn *good = dict_txn_new(1, "alice");
 	struct dict_txn *bad = dict_txn_new(1, "bob");
 	struct dict_txn *big = dict_txn_new(2, "carol");
-	uint64_t q = 0, sets = 0;
+	struct dict_apply_counts counts = { 0, 0, 0 };
 	char err[ERR_LEN];
 
 	dict_txn_add(good, DICT_CHANGE_SET, "priv/" G "/devicetoken", "t1", 2,
@@ -416,21 +418,113 @@ test_group_commit_isolation(void **state)
 	assert_non_null(big->failed);
 
 	assert_int_equal(dict_store_batch_begin(f->store, err), 0);
-	assert_int_equal(dict_store_apply(f->store, good, NOW, &q, &sets,
-	    err), DICT_COMMIT_OK);
-	assert_int_equal(dict_store_apply(f->store, bad, NOW, &q, &sets, err),
+	assert_int_equal(dict_store_apply(f->store, good, NOW, &counts, err),
+	    DICT_COMMIT_OK);
+	assert_int_equal(dict_store_apply(f->store, bad, NOW, &counts, err),
 	    DICT_COMMIT_FAILED);
 	assert_non_null(strstr(err, "0x20"));
-	assert_int_equal(dict_store_apply(f->store, big, NOW, &q, &sets, err),
+	assert_int_equal(dict_store_apply(f->store, big, NOW, &counts, err),
 	    DICT_COMMIT_FAILED);
 	assert_int_equal(dict_store_batch_commit(f->store, err), 0);
-	assert_int_equal(sets, 1);
+	assert_int_equal(counts.tokens_set, 1);
 	assert_lookup(f, "alice", "priv/" G "/devicetoken", NOW, "t1");
 	assert_lookup(f, "bob", "priv/" G "/x", NOW, NULL);
 	assert_lookup(f, "carol", "priv/" G "/k", NOW, NULL);
 	dict_txn_free(good);
 	dict_txn_free(bad);
 	dict_txn_free(big);
+}
+
+/* One transaction of token sets for user at now; the tokens evicted. */
+static uint64_t
+set_tokens(struct fixture *f, const char *user, int64_t now,
+    const char *const *tokens, size_t n)
+{
+	struct dict_txn *t = dict_txn_new(1, user);
+	struct dict_apply_counts counts = { 0, 0, 0 };
+	char err[ERR_LEN];
+
+	for (size_t i = 0; i < n; i++)
+		dict_txn_add(t, DICT_CHANGE_SET, "priv/" G "/devicetoken",
+		    tokens[i], strlen(tokens[i]), 0);
+	assert_int_equal(dict_store_batch_begin(f->store, err), 0);
+	if (dict_store_apply(f->store, t, now, &counts, err) != DICT_COMMIT_OK)
+		fail_msg("apply: %s", err);
+	assert_int_equal(dict_store_batch_commit(f->store, err), 0);
+	dict_txn_free(t);
+	assert_int_equal(counts.tokens_set, n);
+	return counts.tokens_evicted;
+}
+
+#define SET_TOKENS(f, user, now, ...)					\
+	set_tokens(f, user, now, (const char *const[]){ __VA_ARGS__ },	\
+	    sizeof((const char *const[]){ __VA_ARGS__ }) /		\
+	    sizeof(const char *))
+
+static void
+test_tokens_per_user_evicts_least_recently_set(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t queued = 0;
+
+	dict_store_set_max_tokens(f->store, 3);
+	assert_int_equal(SET_TOKENS(f, "bob", NOW, "b0"), 0);
+	for (int i = 0; i < 5; i++) {
+		char tok[16];
+
+		snprintf(tok, sizeof(tok), "t%d", i);
+		assert_int_equal(SET_TOKENS(f, "alice", NOW + i, tok),
+		    i < 3 ? 0 : 1);
+	}
+	assert_lookup(f, "alice", "priv/" G "/devicetoken", NOW + 5,
+	    "t2 t3 t4");
+	/* A refresh makes a token the newest; the next new one evicts the
+	 * least recently set (t3), not the oldest inserted (t2). */
+	assert_int_equal(SET_TOKENS(f, "alice", NOW + 10, "t2"), 0);
+	assert_int_equal(SET_TOKENS(f, "alice", NOW + 11, "t5"), 1);
+	assert_lookup(f, "alice", "priv/" G "/devicetoken", NOW + 12,
+	    "t4 t2 t5");
+	/* Jobs go with their token; another user's are not touched. */
+	COMMIT(f, "alice", NOW + 20, &queued, "S", "priv/" G "/messagenew",
+	    "");
+	assert_int_equal(queued, 3);
+	assert_int_equal(SET_TOKENS(f, "alice", NOW + 21, "t6"), 1);
+	assert_int_equal(count(f, "SELECT count(*) FROM queue"), 2);
+	assert_lookup(f, "bob", "priv/" G "/devicetoken", NOW + 21, "b0");
+	/* Many in one transaction (one time for all): the last three set
+	 * are kept. */
+	assert_int_equal(SET_TOKENS(f, "carol", NOW, "c0", "c1", "c2", "c3",
+	    "c4"), 2);
+	assert_lookup(f, "carol", "priv/" G "/devicetoken", NOW, "c2 c3 c4");
+	assert_int_equal(count(f, "SELECT count(*) FROM tokens"), 7);
+}
+
+static void
+test_locked_tells_a_held_lock_from_a_failure(void **state)
+{
+	struct fixture *f = *state;
+	char err[ERR_LEN];
+	sqlite3 *other;
+
+	dict_store_set_busy_timeout(f->store, 1);
+	assert_int_equal(sqlite3_open(f->path, &other), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL,
+	    NULL), SQLITE_OK);
+	assert_int_equal(dict_store_batch_begin(f->store, err), -1);
+	assert_true(dict_store_locked(f->store));
+	assert_int_equal(dict_store_sweep(f->store, NOW, 10, err), -1);
+	assert_true(dict_store_locked(f->store));
+	/* Reads go on. */
+	assert_lookup(f, "alice", "priv/" G "/x", NOW, NULL);
+	dict_store_read_end(f->store);
+	assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(other);
+	assert_int_equal(dict_store_batch_begin(f->store, err), 0);
+	/* A failure of another kind: a transaction inside a transaction. */
+	assert_int_equal(dict_store_batch_begin(f->store, err), -1);
+	assert_false(dict_store_locked(f->store));
+	dict_store_batch_rollback(f->store);
 }
 
 static void
@@ -471,6 +565,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_group_commit_isolation,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_tokens_per_user_evicts_least_recently_set, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_locked_tells_a_held_lock_from_a_failure, setup,
 		    teardown),
 	};
 

@@ -1,8 +1,10 @@
 /* Unit tests of metadata-dictd/dict_txn.c: a transaction's changes and
- * its bounds (DICT_TXN_MAX_CHANGES, DICT_TXN_MAX_BYTES: past them it is
- * marked failed, not grown), and a connection's set of open transactions
- * (keyed by id, an id begun twice refused, at most DICT_CONN_MAX_TXNS,
- * taken out for the commit, the rest freed with the set). */
+ * its bounds (DICT_TXN_MAX_CHANGES, the bytes of a connection's and of
+ * all connections' transactions: past them it is marked failed and
+ * emptied, not grown, and the bytes are given back), and a connection's
+ * set of open transactions (keyed by id, an id begun twice refused, at
+ * most DICT_CONN_MAX_TXNS, taken out for the commit, the rest freed with
+ * the set). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include <cmocka.h>
 
 #include "dictd.h"
+#include "metrics.h"
 
 static void
 test_changes_are_copied_in_order(void **state)
@@ -60,33 +63,119 @@ test_too_many_changes_fail_the_transaction(void **state)
 	for (int i = 0; i < DICT_TXN_MAX_CHANGES; i++)
 		dict_txn_add(t, DICT_CHANGE_SET, "k", "v", 1, 0);
 	assert_null(t->failed);
-	dict_txn_add(t, DICT_CHANGE_SET, "k", "v", 1, 0);
+	assert_int_equal(dict_txn_add(t, DICT_CHANGE_SET, "k", "v", 1, 0),
+	    DICT_TXN_OVER_CHANGES);
 	assert_non_null(t->failed);
 	assert_string_equal(t->failed, "transaction too large");
-	assert_int_equal(t->nchanges, DICT_TXN_MAX_CHANGES);
-	dict_txn_add(t, DICT_CHANGE_UNSET, "k", NULL, 0, 0);
-	assert_int_equal(t->nchanges, DICT_TXN_MAX_CHANGES);
+	/* Emptied at once: what a failed transaction held is given back. */
+	assert_int_equal(t->nchanges, 0);
+	assert_int_equal(t->bytes, 0);
+	/* Reported once; later changes are dropped quietly. */
+	assert_int_equal(dict_txn_add(t, DICT_CHANGE_UNSET, "k", NULL, 0, 0),
+	    DICT_TXN_WITHIN);
+	assert_int_equal(t->nchanges, 0);
 	dict_txn_free(t);
 }
 
+/* A budget of conn_max bytes per set and total_max for all, with its
+ * gauge on a registry of its own. */
+struct budget_fixture {
+	struct metrics		*m;
+	struct dict_txn_budget	 b;
+};
+
 static void
-test_too_many_bytes_fail_the_transaction(void **state)
+budget_init(struct budget_fixture *bf, size_t conn_max, size_t total_max)
 {
-	struct dict_txn *t = dict_txn_new(1, "u");
-	size_t half = DICT_TXN_MAX_BYTES / 2;
-	char *big = calloc(1, half);
+	memset(bf, 0, sizeof(*bf));
+	bf->m = metrics_new();
+	bf->b.conn_max = conn_max;
+	bf->b.total_max = total_max;
+	bf->b.held = metrics_gauge(bf->m, "held", "bytes", NULL);
+}
+
+static void
+test_connection_bytes_bound(void **state)
+{
+	struct budget_fixture bf;
+	struct dict_txn_set set;
+	struct dict_txn *a, *b;
+	char err[ERR_LEN], value[1000];
+	size_t one = dict_txn_change_bytes("priv/g/k", sizeof(value));
 
 	(void)state;
-	assert_non_null(big);
-	dict_txn_add(t, DICT_CHANGE_SET, "k", big, half - 1, 0);
-	assert_null(t->failed);
-	dict_txn_add(t, DICT_CHANGE_SET, "k", big, half - 1, 0);
-	assert_null(t->failed);			/* 2 * half exactly */
-	dict_txn_add(t, DICT_CHANGE_SET, "k", "", 0, 0);
-	assert_non_null(t->failed);
-	assert_int_equal(t->nchanges, 2);
-	free(big);
-	dict_txn_free(t);
+	memset(value, 'v', sizeof(value));
+	budget_init(&bf, 10 * one, 1000 * one);
+	dict_txn_set_init(&set, &bf.b);
+	a = dict_txn_begin(&set, 1, "u", err);
+	b = dict_txn_begin(&set, 2, "u", err);
+	/* Two transactions of one connection share its bound. */
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(dict_txn_add(a, DICT_CHANGE_SET, "priv/g/k",
+		    value, sizeof(value), 0), DICT_TXN_WITHIN);
+		assert_int_equal(dict_txn_add(b, DICT_CHANGE_SET, "priv/g/k",
+		    value, sizeof(value), 0), DICT_TXN_WITHIN);
+	}
+	assert_int_equal(set.bytes, 10 * one);
+	assert_int_equal(bf.b.total, 10 * one);
+	assert_int_equal(metric_value(bf.b.held), (int64_t)(10 * one));
+	/* Exactly full: one more byte fails b, which gives its half back. */
+	assert_int_equal(dict_txn_add(b, DICT_CHANGE_UNSET, "k", NULL, 0, 0),
+	    DICT_TXN_OVER_CONN);
+	assert_non_null(strstr(b->failed, "transaction too large"));
+	assert_int_equal(b->nchanges, 0);
+	assert_int_equal(set.bytes, 5 * one);
+	assert_int_equal(bf.b.total, 5 * one);
+	assert_null(a->failed);
+	/* a is charged until freed, also once taken for its commit. */
+	assert_ptr_equal(dict_txn_take(&set, 1), a);
+	assert_int_equal(set.bytes, 5 * one);
+	dict_txn_free(a);
+	assert_int_equal(set.bytes, 0);
+	assert_int_equal(bf.b.total, 0);
+	dict_txn_set_clear(&set);
+	assert_int_equal(metric_value(bf.b.held), 0);
+	metrics_free(bf.m);
+}
+
+static void
+test_total_bytes_bound(void **state)
+{
+	struct budget_fixture bf;
+	struct dict_txn_set s1, s2;
+	struct dict_txn *a, *b;
+	char err[ERR_LEN];
+	size_t one = dict_txn_change_bytes("k", 100);
+	char value[100];
+
+	(void)state;
+	memset(value, 'v', sizeof(value));
+	budget_init(&bf, 100 * one, 3 * one);
+	dict_txn_set_init(&s1, &bf.b);
+	dict_txn_set_init(&s2, &bf.b);
+	a = dict_txn_begin(&s1, 1, "u", err);
+	b = dict_txn_begin(&s2, 1, "v", err);
+	assert_int_equal(dict_txn_add(a, DICT_CHANGE_SET, "k", value,
+	    sizeof(value), 0), DICT_TXN_WITHIN);
+	assert_int_equal(dict_txn_add(a, DICT_CHANGE_SET, "k", value,
+	    sizeof(value), 0), DICT_TXN_WITHIN);
+	assert_int_equal(dict_txn_add(b, DICT_CHANGE_SET, "k", value,
+	    sizeof(value), 0), DICT_TXN_WITHIN);
+	/* Every connection within its own bound, all of them past theirs. */
+	assert_int_equal(dict_txn_add(b, DICT_CHANGE_SET, "k", value,
+	    sizeof(value), 0), DICT_TXN_OVER_TOTAL);
+	assert_non_null(strstr(b->failed, "server busy"));
+	assert_int_equal(bf.b.total, 2 * one);
+	/* The connection that closes gives its bytes to the others. */
+	dict_txn_set_clear(&s1);
+	assert_int_equal(bf.b.total, 0);
+	b = dict_txn_begin(&s2, 2, "v", err);
+	assert_int_equal(dict_txn_add(b, DICT_CHANGE_SET, "k", value,
+	    sizeof(value), 0), DICT_TXN_WITHIN);
+	dict_txn_set_clear(&s2);
+	assert_int_equal(bf.b.total, 0);
+	assert_int_equal(metric_value(bf.b.held), 0);
+	metrics_free(bf.m);
 }
 
 static void
@@ -97,7 +186,7 @@ test_set_keys_transactions_by_id(void **state)
 	char err[ERR_LEN];
 
 	(void)state;
-	dict_txn_set_init(&set);
+	dict_txn_set_init(&set, NULL);
 	assert_null(dict_txn_find(&set, 1));
 	a = dict_txn_begin(&set, 1, "alice", err);
 	b = dict_txn_begin(&set, 2, "bob", err);
@@ -134,7 +223,7 @@ test_set_is_bounded(void **state)
 	char err[ERR_LEN];
 
 	(void)state;
-	dict_txn_set_init(&set);
+	dict_txn_set_init(&set, NULL);
 	for (unsigned int i = 0; i < DICT_CONN_MAX_TXNS; i++)
 		if (dict_txn_begin(&set, i, "u", err) == NULL)
 			fail_msg("transaction %u: %s", i, err);
@@ -153,7 +242,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_changes_are_copied_in_order),
 		cmocka_unit_test(test_too_many_changes_fail_the_transaction),
-		cmocka_unit_test(test_too_many_bytes_fail_the_transaction),
+		cmocka_unit_test(test_connection_bytes_bound),
+		cmocka_unit_test(test_total_bytes_bound),
 		cmocka_unit_test(test_set_keys_transactions_by_id),
 		cmocka_unit_test(test_set_is_bounded),
 	};

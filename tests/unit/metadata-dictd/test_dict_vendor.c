@@ -336,7 +336,7 @@ test_store_refuses_writes(void **state)
 	const enum dict_change_kind kinds[] = { DICT_CHANGE_SET,
 	    DICT_CHANGE_UNSET, DICT_CHANGE_INC };
 	struct dict_store *s;
-	uint64_t q = 0, sets = 0;
+	struct dict_apply_counts counts = { 0, 0, 0 };
 	struct buf b;
 
 	(void)state;
@@ -352,7 +352,7 @@ test_store_refuses_writes(void **state)
 		    12, 1);
 		assert_int_equal(dict_store_batch_begin(s, err), 0);
 		err[0] = '\0';
-		if (dict_store_apply(s, t, 1, &q, &sets, err) !=
+		if (dict_store_apply(s, t, 1, &counts, err) !=
 		    DICT_COMMIT_FAILED)
 			fail_msg("change kind %zu accepted", i);
 		assert_non_null(strstr(err, "read-only"));
