@@ -199,7 +199,7 @@ dict_commit_flush(struct dict_commit *gc, int64_t now_ms, int64_t mono_ms)
 	size_t n = gc->n;
 	enum dict_commit_result *results;
 	char **reasons;
-	struct dict_apply_counts counts = { 0, 0, 0 };
+	struct dict_apply_counts counts = { 0 };
 	char err[ERR_LEN];
 	bool ok;
 
@@ -254,6 +254,7 @@ dict_commit_flush(struct dict_commit *gc, int64_t now_ms, int64_t mono_ms)
 	metric_add(st->queue_rows, counts.queued);
 	metric_add(st->token_sets, counts.tokens_set);
 	metric_add(st->tokens_evicted, counts.tokens_evicted);
+	metric_add(st->keys_refused, counts.keys_refused);
 	if (counts.queued > 0)
 		dict_commit_notify(gc);
 

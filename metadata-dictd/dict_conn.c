@@ -14,6 +14,14 @@
  * one write() and the write event is armed only when the socket is full.
  * A bufferevent arms and disarms EPOLLOUT around every reply and sizes
  * every read with an ioctl, three extra system calls per lookup.
+ *
+ * What a connection holds is bounded, so that memory is bounded by the
+ * number of connections (--max-connections): input up to one longest line
+ * (reads stop there, DICT_CONN_IN_MAX_BYTES), unsent output up to
+ * DICT_CONN_OUTPUT_MAX_BYTES plus one answer (then it reads no command
+ * until the peer has read half), an iteration one page at a time (the
+ * next from the write event, once the output drained), and buffers an
+ * idle connection keeps up to DICT_CONN_KEEP_BYTES.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -31,19 +39,24 @@
 enum dict_conn_state {
 	DICT_CONN_READING,
 	DICT_CONN_WAITING,	/* a command waits for its reply */
+	DICT_CONN_STREAMING,	/* an iteration answers page by page */
 	DICT_CONN_CLOSING,	/* for good: its owner frees it */
 };
 
 /* Bytes read per read(): a few lines from one client at a time. */
 #define DICT_CONN_READ_BYTES	16384
+/* The input buffer's first size: a handshake and a command, or a device
+ * token's SETMETADATA, fit. */
+#define DICT_CONN_IN_FIRST_BYTES	2048
 
 struct dict_conn {
 	unsigned long long	 id;
 	int			 fd;
 	struct event		*rev;		/* armed while reading */
 	struct event		*wev;		/* armed while out is pending */
-	struct buf		 in;		/* unparsed input from in_off */
-	size_t			 in_off;
+	char			*in;		/* unparsed input from in_off */
+	size_t			 in_off, in_len;
+	size_t			 in_cap;	/* <= DICT_CONN_IN_MAX_BYTES */
 	struct buf		 out;		/* unsent output from out_off */
 	size_t			 out_off;
 	enum dict_conn_state	 state;
@@ -55,6 +68,14 @@ struct dict_conn {
 };
 
 static void	dict_conn_process(struct dict_conn *);
+
+/* A buffer larger than an idle connection keeps is freed once empty. */
+static void
+dict_conn_buf_trim(struct buf *b)
+{
+	if (b->len == 0 && b->cap > DICT_CONN_KEEP_BYTES)
+		buf_clear(b);
+}
 
 unsigned long long
 dict_conn_id(const struct dict_conn *c)
@@ -90,6 +111,7 @@ dict_conn_flush(struct dict_conn *c)
 		c->out_off += (size_t)n;
 	}
 	buf_reset(&c->out);
+	dict_conn_buf_trim(&c->out);
 	c->out_off = 0;
 	event_del(c->wev);
 	return 0;
@@ -114,6 +136,7 @@ dict_conn_send(struct dict_conn *c)
 	} else
 		buf_append(&c->out, reply->data, reply->len);
 	buf_reset(reply);
+	dict_conn_buf_trim(reply);
 	if (dict_conn_flush(c) == 0 &&
 	    c->out.len - c->out_off > DICT_CONN_OUTPUT_MAX_BYTES)
 		c->output_full = true;
@@ -162,7 +185,7 @@ dict_conn_free(struct dict_conn *c)
 	if (c == NULL)
 		return;
 	dict_cmd_session_clear(&c->session);
-	buf_clear(&c->in);
+	free(c->in);
 	buf_clear(&c->out);
 	event_free(c->rev);
 	event_free(c->wev);
@@ -184,9 +207,22 @@ dict_conn_protocol_error(struct dict_conn *c, struct metric *m,
 	dict_conn_close_later(c, what);
 }
 
+/* The part of an iteration's answer that is ready goes out; the next
+ * page is asked for from the write event (dict_conn_stream), which fires
+ * once the socket takes more: one page per loop pass, so the other
+ * connections are served between the pages of a long listing. */
+static void
+dict_conn_stream_send(struct dict_conn *c)
+{
+	dict_conn_send(c);
+	if (c->state == DICT_CONN_STREAMING)
+		event_add(c->wev, NULL);
+}
+
 /* Handle every complete line already buffered, then return to the loop:
- * one chatty client must not starve the others, and a waiting command
- * or a full output buffer stops the loop until it is resolved. */
+ * one chatty client must not starve the others, and a waiting command,
+ * an iteration under way or a full output buffer stops the loop until it
+ * is resolved. */
 static void
 dict_conn_process(struct dict_conn *c)
 {
@@ -195,17 +231,14 @@ dict_conn_process(struct dict_conn *c)
 	const char *line, *nl;
 	size_t len;
 
+	/* No complete line is longer than DICT_LINE_MAX_BYTES: the buffer
+	 * holds at most that and its LF. */
 	while (c->state == DICT_CONN_READING && !c->output_full &&
-	    c->in_off < c->in.len && (nl = memchr(c->in.data + c->in_off,
-	    '\n', c->in.len - c->in_off)) != NULL) {
-		line = c->in.data + c->in_off;
+	    c->in_off < c->in_len && (nl = memchr(c->in + c->in_off, '\n',
+	    c->in_len - c->in_off)) != NULL) {
+		line = c->in + c->in_off;
 		len = (size_t)(nl - line);
 		c->in_off += len + 1;
-		if (len > DICT_LINE_MAX_BYTES) {
-			dict_conn_protocol_error(c, st->err_line_too_long,
-			    "line-too-long", "over 64 KiB");
-			return;
-		}
 		switch (dict_cmd_run(&c->session, line, len, err)) {
 		case DICT_CMD_DONE:
 			dict_conn_send(c);
@@ -213,6 +246,11 @@ dict_conn_process(struct dict_conn *c)
 		case DICT_CMD_WAIT:
 			c->state = DICT_CONN_WAITING;
 			event_del(c->rev);
+			break;
+		case DICT_CMD_MORE:
+			c->state = DICT_CONN_STREAMING;
+			event_del(c->rev);
+			dict_conn_stream_send(c);
 			break;
 		case DICT_CMD_MALFORMED:
 			/* Only the first byte and the length: the rest may
@@ -231,16 +269,63 @@ dict_conn_process(struct dict_conn *c)
 	}
 	/* Keep only the unparsed tail, at the start of the buffer. */
 	if (c->in_off > 0) {
-		memmove(c->in.data, c->in.data + c->in_off,
-		    c->in.len - c->in_off);
-		c->in.len -= c->in_off;
+		memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+		c->in_len -= c->in_off;
 		c->in_off = 0;
 	}
-	if (c->state == DICT_CONN_READING && c->in.len > DICT_LINE_MAX_BYTES)
+	if (c->in_len == 0 && c->in_cap > DICT_CONN_KEEP_BYTES) {
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
+	}
+	if (c->state == DICT_CONN_READING && c->in_len > DICT_LINE_MAX_BYTES)
 		dict_conn_protocol_error(c, st->err_line_too_long,
 		    "line-too-long", "over 64 KiB without LF");
 	if (c->state == DICT_CONN_READING && c->output_full)
 		event_del(c->rev);
+}
+
+/* The next page of an iteration, once the output has drained below
+ * DICT_CONN_OUTPUT_MAX_BYTES; after the last one, the commands buffered
+ * behind it. */
+static void
+dict_conn_stream(struct dict_conn *c)
+{
+	if (c->out.len - c->out_off >= DICT_CONN_OUTPUT_MAX_BYTES)
+		return;		/* the write event is armed: it drains */
+	/* The pages' own limit is the one above; the reader's pause is
+	 * decided again by the send that ends the listing. */
+	c->output_full = false;
+	if (dict_cmd_continue(&c->session) == DICT_CMD_MORE) {
+		dict_conn_stream_send(c);
+		return;
+	}
+	/* READING before sending: a failed write makes it CLOSING, which
+	 * must stick. */
+	c->state = DICT_CONN_READING;
+	dict_conn_send(c);
+	if (c->state != DICT_CONN_READING)
+		return;
+	dict_conn_process(c);
+	if (c->state == DICT_CONN_READING && !c->output_full)
+		event_add(c->rev, NULL);
+}
+
+/* Room for n more bytes of input: doubled as it fills, never past
+ * DICT_CONN_IN_MAX_BYTES (the reads stop there). */
+static void
+dict_conn_in_reserve(struct dict_conn *c, size_t n)
+{
+	size_t cap = c->in_cap > 0 ? c->in_cap : DICT_CONN_IN_FIRST_BYTES;
+
+	if (c->in_len + n <= c->in_cap)
+		return;
+	while (cap < c->in_len + n)
+		cap *= 2;
+	if (cap > DICT_CONN_IN_MAX_BYTES)
+		cap = DICT_CONN_IN_MAX_BYTES;
+	c->in = xrealloc(c->in, cap);
+	c->in_cap = cap;
 }
 
 static void
@@ -248,10 +333,13 @@ dict_conn_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct dict_conn *c = arg;
 	char chunk[DICT_CONN_READ_BYTES];
+	/* At least 1: while reading, the buffer holds part of one line,
+	 * at most DICT_LINE_MAX_BYTES (dict_conn_process closes past it). */
+	size_t room = DICT_CONN_IN_MAX_BYTES - c->in_len;
 	ssize_t n;
 
 	(void)what;
-	n = read(fd, chunk, sizeof(chunk));
+	n = read(fd, chunk, room < sizeof(chunk) ? room : sizeof(chunk));
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
 	    errno == EINTR))
 		return;
@@ -262,7 +350,9 @@ dict_conn_on_read(evutil_socket_t fd, short what, void *arg)
 		dict_conn_close_later(c, n == 0 ? "eof" : "read-error");
 		return;
 	}
-	buf_append(&c->in, chunk, (size_t)n);
+	dict_conn_in_reserve(c, (size_t)n);
+	memcpy(c->in + c->in_len, chunk, (size_t)n);
+	c->in_len += (size_t)n;
 	dict_conn_process(c);
 }
 
@@ -275,6 +365,10 @@ dict_conn_on_write(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (dict_conn_flush(c) < 0)
 		return;
+	if (c->state == DICT_CONN_STREAMING) {
+		dict_conn_stream(c);
+		return;
+	}
 	/* Drained below the limit: resume a paused reader. */
 	if (c->output_full &&
 	    c->out.len - c->out_off <= DICT_CONN_OUTPUT_MAX_BYTES / 2) {
@@ -301,7 +395,6 @@ dict_conn_new(struct event_base *base, int fd, unsigned long long id,
 	c->closed = closed;
 	c->closed_arg = closed_arg;
 	dict_cmd_session_init(&c->session, ctx, id, dict_conn_on_cmd_done, c);
-	buf_init(&c->in);
 	buf_init(&c->out);
 	evutil_make_socket_nonblocking(fd);
 	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, dict_conn_on_read,

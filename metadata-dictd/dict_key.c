@@ -69,6 +69,24 @@ dict_key_owner(const struct dict_key *k, const char *user)
 	    "" : user;
 }
 
+size_t
+dict_key_cap_prefix(const char *key)
+{
+	size_t priv = strlen(DICT_KEY_PREFIX_PRIV);
+	size_t shared = strlen(DICT_KEY_PREFIX_SHARED);
+	const char *slash;
+
+	if (strncmp(key, DICT_KEY_PREFIX_PRIV, priv) == 0)
+		return priv;
+	if (strncmp(key, DICT_KEY_PREFIX_SHARED, shared) != 0)
+		return 0;
+	/* Dovecot's shared keys are shared/<mailbox GUID>/<entry> (protocol
+	 * doc §6); only a peer of its own writes one without the GUID. */
+	slash = strchr(key + shared, '/');
+	return slash != NULL && slash != key + shared ?
+	    (size_t)(slash - key) + 1 : shared;
+}
+
 /* Tokens are joined by single spaces in lookups (what chatmail relay's
  * service answers), so a token can hold no space; control bytes have no
  * place in any provider's token either. */

@@ -74,6 +74,9 @@ dict_stats_register(struct dict_stats *st, struct metrics *m)
 	st->accept_pauses = metrics_counter(m, "dictd_accept_pauses",
 	    "Listener paused: accept failed (out of file descriptors)",
 	    NULL);
+	st->conn_limit_pauses = metrics_counter(m,
+	    "dictd_connection_limit_pauses",
+	    "Listener paused: --max-connections connections held", NULL);
 	for (int b = DICT_TXN_OVER_CHANGES; b < DICT_TXN_BOUNDS; b++)
 		st->txn_too_large[b] = metrics_counter(m,
 		    "dictd_transactions_too_large", too_large_help,
@@ -82,6 +85,9 @@ dict_stats_register(struct dict_stats *st, struct metrics *m)
 	    "Bytes held by open transactions", NULL);
 	st->tokens_evicted = metrics_counter(m, "dictd_tokens_evicted",
 	    "Device tokens evicted past --max-tokens-per-user", NULL);
+	st->keys_refused = metrics_counter(m, "dictd_keys_refused",
+	    "New metadata keys refused past --max-keys-per-user (their "
+	    "transaction failed)", NULL);
 	st->write_busy = metrics_counter(m, "dictd_write_lock_busy",
 	    "Group commits that found the write lock held by another "
 	    "process (retried)", NULL);

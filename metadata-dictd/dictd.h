@@ -5,14 +5,17 @@
  * prototypes of each file under its name). The dict server is a chain,
  * each file calling only the ones below it:
  *
- *   dict_server.c  listener (paused when out of file descriptors); owns
- *                  the connections; the commands' context (struct
- *                  dict_cmd_ctx) and its hooks; the end of each loop pass
+ *   dict_server.c  listener (paused when out of file descriptors or at
+ *                  --max-connections); owns the connections; the
+ *                  commands' context (struct dict_cmd_ctx) and its
+ *                  hooks; the end of each loop pass
  *                  (read transaction, group commit, freeing closed
  *                  connections) and the commit retry timer; token sweep;
  *                  metrics listener
- *   dict_conn.c    one client connection: socket, lines, reply order;
- *                  tells its owner only that it is closing (callback)
+ *   dict_conn.c    one client connection: socket, bounded buffers,
+ *                  lines, reply order (an iteration's pages as its
+ *                  output drains); tells its owner only that it is
+ *                  closing (callback)
  *   dict_cmd.c     the command table (letter, fields, handler, flags)
  *                  and its handlers; a connection's session (handshake,
  *                  transactions, replies); reaches the server only
@@ -23,8 +26,9 @@
  *                  transaction, answered after COMMIT, retried later while
  *                  another process holds the write lock; notifierd's
  *                  wake-up
- *   dict_store.c   SQLite: tokens (at most so many per user), metadata,
- *                  queue (knows no protocol)
+ *   dict_store.c   SQLite: tokens and metadata keys (at most so many
+ *                  per user), queue; listings page by page (knows no
+ *                  protocol)
  *
  * and beside it:
  *
@@ -57,8 +61,37 @@
 #include "db.h"
 #include "err.h"
 
-/* Dovecot's own dict server refuses longer input lines (protocol doc §1). */
+/* Dovecot's own dict server refuses longer input lines (protocol doc §1).
+ * The longest line Dovecot sends a chatmail relay is a device token's
+ * SETMETADATA, ~1 KB; other METADATA values are the clients' and Dovecot
+ * passes them through whole, so the bound is Dovecot's own, not ours. */
 #define DICT_LINE_MAX_BYTES		(64 * 1024)
+/* A connection's input buffer never holds more than a longest line and
+ * its LF: it reads no further than that (dict_conn.c). */
+#define DICT_CONN_IN_MAX_BYTES		(DICT_LINE_MAX_BYTES + 1)
+/* An idle connection keeps buffers up to this size; larger ones (left by
+ * a long line or a big answer) are freed once empty. */
+#define DICT_CONN_KEEP_BYTES		4096
+/* Connections held at once (--max-connections). Dovecot keeps one dict
+ * connection per busy imap or lmtp process (protocol doc §5), and its
+ * processes wait in the listen backlog (4096) while we are at the bound.
+ * Each costs at most DICT_CONN_IN_MAX_BYTES of input,
+ * DICT_CONN_OUTPUT_MAX_BYTES plus one answer of output, and its share of
+ * the transaction budget; a Dovecot connection 2.7 KiB
+ * (docs/metadata-dictd.md, "Bounds"). */
+#define DICT_MAX_CONNECTIONS_DEFAULT	4096
+/* Metadata keys per user (--max-keys-per-user): chatmail core stores
+ * /private/devicetoken (kept in `tokens`, not counted) and a few others;
+ * 256 leaves two orders of magnitude. shared/ keys have no user in
+ * Dovecot's dict: they are counted per mailbox (dict_key_cap_prefix). */
+#define DICT_MAX_KEYS_PER_USER_DEFAULT	256
+/* An iteration is answered in pages of about this many bytes of rows,
+ * the next once the connection's output has drained (dict_cmd.c), so a
+ * listing holds one page in memory, not every key of its path. */
+#define DICT_ITER_PAGE_BYTES		(64 * 1024)
+/* ... and at most this many rows read from SQLite per page, matching or
+ * not, so a page is a short slice of work for the loop. */
+#define DICT_ITER_PAGE_ROWS		1024
 /* Device tokens: openpgp: wrapped ones are ~700 bytes; 8 KiB is ample. */
 #define DICT_TOKEN_MAX_BYTES		8192
 /* Bounds on one dict transaction held in memory until its commit. */
@@ -87,8 +120,10 @@
 /* The loop's own SQLite busy timeout: longer waits are the retry timer's
  * (dict_commit.c), so a held lock never stalls the other connections. */
 #define DICT_LOOP_BUSY_TIMEOUT_MS	5
-/* Stop reading a peer that does not read its replies. */
-#define DICT_CONN_OUTPUT_MAX_BYTES	(1024 * 1024)
+/* Stop reading a peer that does not read its replies (Dovecot reads each
+ * before it sends more than a few commands), and produce no further page
+ * of an iteration until its output has drained below this. */
+#define DICT_CONN_OUTPUT_MAX_BYTES	(64 * 1024)
 /* Log lines a peer can cause, per call site (common/log_limit.h): a
  * burst of 20, then 5 a second; the rest are counted in
  * log_lines_suppressed_total and the next line says how many. */
@@ -149,6 +184,7 @@ enum dict_field {
 #define DICT_CMD_MAX_FIELDS	5
 
 struct dict_cmd_def;
+struct dict_cmd_iter;
 
 /* One parsed command line. Strings are owned by the struct (freed by
  * dict_cmd_clear) and NUL-terminated; value may hold NUL bytes, so it has
@@ -300,11 +336,13 @@ struct dict_stats {
 	struct metric	*fail_busy;	/* commits failed past --lock-wait */
 	/* Bounds hit (each has its flag, docs/metadata-dictd.md). */
 	struct metric	*accept_pauses;	/* out of file descriptors */
+	struct metric	*conn_limit_pauses; /* at --max-connections */
 	/* dictd_transactions_too_large{limit=...}, by enum dict_txn_bound
 	 * (DICT_TXN_WITHIN's slot unused). */
 	struct metric	*txn_too_large[DICT_TXN_BOUNDS];
 	struct metric	*txn_bytes;	/* gauge: held in transactions */
 	struct metric	*tokens_evicted; /* past --max-tokens-per-user */
+	struct metric	*keys_refused;	/* past --max-keys-per-user */
 	struct metric	*write_busy;	/* group commits that found the lock
 					 * held by another process */
 	struct metric	*log_suppressed; /* log_limit.h's lines dropped */
@@ -347,6 +385,12 @@ void	dict_proto_reply_commit(struct buf *, unsigned int id, bool async,
 /* dict_key.c */
 /* Classifies a dict key (NUL-terminated). */
 void	dict_key_parse(const char *key, struct dict_key *out);
+/* The keys counted together with key against --max-keys-per-user, as
+ * the length of the prefix they share under their owner: "priv/" (all of
+ * the user's private keys), "shared/<mailbox>/" (shared/ keys have no
+ * user in Dovecot's dict, so a mailbox's are counted together), or
+ * "shared/" for a shared key without a mailbox part. 0 for other keys. */
+size_t	dict_key_cap_prefix(const char *key);
 /* The user a key is stored under: the transaction's user for priv/,
  * "" for shared/ (as in Dovecot's dict API). Borrowed. */
 const char *dict_key_owner(const struct dict_key *, const char *user);
@@ -362,6 +406,10 @@ void	dict_store_close(struct dict_store *);
 /* Tokens kept per user (at least 1): setting one more evicts the least
  * recently set, in the same transaction. */
 void	dict_store_set_max_tokens(struct dict_store *, unsigned int max);
+/* Metadata keys per user (at least 1, counted as dict_key_cap_prefix
+ * says; DICT_MAX_KEYS_PER_USER_DEFAULT until set): setting a new key past
+ * it fails its transaction; changing a key that exists never does. */
+void	dict_store_set_max_keys(struct dict_store *, unsigned int max);
 /* How long one statement waits for a lock another connection holds
  * (SQLite's busy timeout); the server shortens it to
  * DICT_LOOP_BUSY_TIMEOUT_MS, since it retries from its loop instead. */
@@ -375,11 +423,17 @@ bool	dict_store_locked(const struct dict_store *);
 int	dict_store_lookup(struct dict_store *, const char *user,
 	    const char *key, int64_t now_ms, struct buf *value_out,
 	    char err[ERR_LEN]);
-/* Rows under path (protocol doc §3 flags), sorted by key, at most
- * max_rows (0: no limit). 0 or -1 and err. rows_out is the caller's. */
+/* One page of the rows under path (protocol doc §3 flags), sorted by
+ * key: those after the key after (NULL: from the start), about
+ * DICT_ITER_PAGE_BYTES of them. 0, *rows_out (the caller's: clear it)
+ * and *next_out, the after of the next page (the caller frees it) or NULL
+ * when this page was the last; -1 and err. Pages see the store as it is
+ * when each is read: a key set or unset meanwhile may or may not be
+ * listed, the others are listed once, in order. */
 int	dict_store_iterate(struct dict_store *, const char *user,
-	    const char *path, unsigned int flags, unsigned int max_rows,
-	    int64_t now_ms, struct dict_rows *rows_out, char err[ERR_LEN]);
+	    const char *path, unsigned int flags, const char *after,
+	    int64_t now_ms, struct dict_rows *rows_out, char **next_out,
+	    char err[ERR_LEN]);
 void	dict_rows_clear(struct dict_rows *);
 /* Lookups and iterations open a read transaction that lasts until this
  * is called (once per loop pass, see dict_store.c). True if one was open. */
@@ -389,12 +443,14 @@ struct dict_apply_counts {
 	uint64_t	queued;		/* queue rows inserted */
 	uint64_t	tokens_set;	/* device tokens set or refreshed */
 	uint64_t	tokens_evicted;	/* past the per-user maximum */
+	uint64_t	keys_refused;	/* new keys past --max-keys-per-user */
 };
 /* Group commit: begin, then apply each dict transaction (each inside its
  * own savepoint), then commit. batch_begin is -1 and err when it could
  * not begin (dict_store_locked tells whether another process holds the
  * write lock). apply returns the transaction's result and fills err for a
- * failure; a transaction that did not fail adds its counts to *counts.
+ * failure; a transaction that did not fail adds its counts to *counts,
+ * one that failed only its keys_refused.
  * batch_commit is -1 with err if SQLite could not commit: then every
  * transaction of the batch failed. */
 int	dict_store_batch_begin(struct dict_store *, char err[ERR_LEN]);
@@ -622,6 +678,8 @@ struct dict_cmd_session {
 	struct dict_turn_req	*turn;
 	dict_cmd_done_fn	*done;
 	void			*done_arg;
+	/* An iteration answered in pages (dict_cmd_continue); NULL: none. */
+	struct dict_cmd_iter	*iter;
 };
 
 enum dict_cmd_status {
@@ -629,6 +687,10 @@ enum dict_cmd_status {
 				 * buffer: send it, go on with the next */
 	DICT_CMD_WAIT,		/* the reply comes later (session's done):
 				 * run nothing more on this connection */
+	DICT_CMD_MORE,		/* part of its reply is in the reply buffer:
+				 * send it, and call dict_cmd_continue once
+				 * the output has drained; run nothing more
+				 * on this connection until it is DONE */
 	DICT_CMD_MALFORMED,	/* the line is no command: close (err) */
 	DICT_CMD_REFUSED,	/* a command out of place: close (err) */
 };
@@ -645,6 +707,7 @@ typedef enum dict_cmd_status dict_cmd_handler_fn(struct dict_cmd_session *,
 #define DICT_CMD_F_HANDSHAKE	0x08	/* H: the one before a handshake */
 #define DICT_CMD_F_EXACT	0x10	/* more fields are malformed, not a
 					 * later protocol's additions */
+#define DICT_CMD_F_STREAMS	0x20	/* I: answered in pages (MORE) */
 
 /* One row of the command table (Dovecot's dict-commands.c cmds[]):
  * everything the daemon knows of a command letter. */
@@ -681,10 +744,15 @@ void	dict_cmd_session_clear(struct dict_cmd_session *);
 /* Runs one line (len bytes, without its LF) of the session's
  * connection: parses it, counts it, runs its row's handler. The reply, if
  * any, is appended to the session's reply buffer (now, or before done
- * is called for DICT_CMD_WAIT). Logs what fails inside a command; the
- * caller logs and closes on MALFORMED and REFUSED. */
+ * is called for DICT_CMD_WAIT, or page by page for DICT_CMD_MORE). Logs
+ * what fails inside a command; the caller logs and closes on MALFORMED
+ * and REFUSED. */
 enum dict_cmd_status dict_cmd_run(struct dict_cmd_session *,
 	    const char *line, size_t len, char err[ERR_LEN]);
+/* After DICT_CMD_MORE: appends the next part of the reply, DICT_CMD_MORE
+ * again or DICT_CMD_DONE once the reply is complete. Call it only while
+ * a reply is unfinished (abort otherwise), from the loop. */
+enum dict_cmd_status dict_cmd_continue(struct dict_cmd_session *);
 
 /* dict_conn.c */
 /* A connection is closing (once per connection, from
@@ -724,7 +792,9 @@ struct dict_server_config {
 	size_t		 txn_conn_max_bytes;	/* --max-txn-bytes-per-conn */
 	size_t		 txn_total_max_bytes;	/* --max-txn-bytes */
 	unsigned int	 max_tokens_per_user;	/* --max-tokens-per-user */
+	unsigned int	 max_keys_per_user;	/* --max-keys-per-user */
 	int64_t		 lock_wait_ms;		/* --lock-wait */
+	size_t		 max_connections;	/* --max-connections */
 };
 
 /* Listens on cfg's socket and serves it from base (borrowed); takes

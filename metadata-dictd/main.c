@@ -56,6 +56,12 @@ static const char dictd_usage[] =
 "                                (default 64M)\n"
 "      --max-tokens-per-user N   device tokens kept per user; a new one\n"
 "                                evicts the least recently set (default 32)\n"
+"      --max-keys-per-user N     other METADATA keys a user may store (a\n"
+"                                mailbox, for /shared ones); setting one more\n"
+"                                fails (default 256)\n"
+"      --max-connections N       Dovecot connections held at once; past it\n"
+"                                new ones wait in the listen backlog until\n"
+"                                one closes (default 4096)\n"
 "      --lock-wait DURATION      how long a commit waits for the database's\n"
 "                                write lock held by another process, then\n"
 "                                fails; lookups go on meanwhile (default 5s)\n"
@@ -95,6 +101,8 @@ enum {
 	DICTD_OPT_TXN_BYTES,
 	DICTD_OPT_MAX_TOKENS,
 	DICTD_OPT_LOCK_WAIT,
+	DICTD_OPT_MAX_KEYS,
+	DICTD_OPT_MAX_CONNS,
 };
 
 /* The bounds' flags take at most this much: past 1 GiB of transactions
@@ -103,6 +111,10 @@ enum {
 /* A transaction must fit one line's worth of change at least. */
 #define DICTD_TXN_BYTES_MIN	(64ULL * 1024)
 #define DICTD_MAX_TOKENS_MAX	100000
+#define DICTD_MAX_KEYS_MAX	100000
+/* Connections: at least a handful, and no more than file descriptors
+ * the daemon asks for (DICTD_WANT_NOFILE). */
+#define DICTD_MAX_CONNS_MIN	4
 
 struct dictd_options {
 	struct dict_server_config	 server;
@@ -153,6 +165,10 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 		{ "max-tokens-per-user", required_argument, NULL,
 		    DICTD_OPT_MAX_TOKENS },
 		{ "lock-wait", required_argument, NULL, DICTD_OPT_LOCK_WAIT },
+		{ "max-keys-per-user", required_argument, NULL,
+		    DICTD_OPT_MAX_KEYS },
+		{ "max-connections", required_argument, NULL,
+		    DICTD_OPT_MAX_CONNS },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct dict_vendor_config *v = &o->server.vendor;
@@ -178,6 +194,8 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 	o->server.txn_total_max_bytes = DICT_TXN_TOTAL_MAX_BYTES_DEFAULT;
 	o->server.max_tokens_per_user = DICT_MAX_TOKENS_PER_USER_DEFAULT;
 	o->server.lock_wait_ms = DICT_LOCK_WAIT_MS_DEFAULT;
+	o->server.max_keys_per_user = DICT_MAX_KEYS_PER_USER_DEFAULT;
+	o->server.max_connections = DICT_MAX_CONNECTIONS_DEFAULT;
 	while ((ch = getopt_long(argc, argv, "s:d:m:g:n:t:S:M:l:h", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
@@ -240,6 +258,16 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 			o->server.max_tokens_per_user = (unsigned int)
 			    cliopt_uint("max-tokens-per-user", optarg, 1,
 			    DICTD_MAX_TOKENS_MAX);
+			break;
+		case DICTD_OPT_MAX_KEYS:
+			o->server.max_keys_per_user = (unsigned int)
+			    cliopt_uint("max-keys-per-user", optarg, 1,
+			    DICTD_MAX_KEYS_MAX);
+			break;
+		case DICTD_OPT_MAX_CONNS:
+			o->server.max_connections = (size_t)cliopt_uint(
+			    "max-connections", optarg, DICTD_MAX_CONNS_MIN,
+			    DICTD_WANT_NOFILE);
 			break;
 		case DICTD_OPT_LOCK_WAIT:
 			o->server.lock_wait_ms = cliopt_duration_ms(
@@ -308,6 +336,12 @@ main(int argc, char **argv)
 		    o.server.token_ttl_ms, o.import_dir);
 
 	nofile = evloop_raise_nofile(DICTD_WANT_NOFILE);
+	/* Not fatal: the listener then pauses on EMFILE instead, which is
+	 * bounded too, but the operator meant the flag to bind. */
+	if (nofile != 0 && nofile < o.server.max_connections)
+		log_warnx("dict --max-connections=%zu is above the open files "
+		    "limit %llu: that limit binds first (LimitNOFILE)",
+		    o.server.max_connections, (unsigned long long)nofile);
 	if ((base = evloop_new(err)) == NULL)
 		fatalx("%s", err);
 	if ((store = dict_store_open(o.db_path, o.sync,
@@ -317,8 +351,9 @@ main(int argc, char **argv)
 		fatalx("%s", err);
 	dictd_probe_appversions(srv);
 	sigs = evloop_signals_add(base, dictd_on_stop, base);
-	log_info("dict listening socket=%s db=%s max_open_files=%llu",
-	    o.server.socket_path, o.db_path, (unsigned long long)nofile);
+	log_info("dict listening socket=%s db=%s max_open_files=%llu "
+	    "max_connections=%zu", o.server.socket_path, o.db_path,
+	    (unsigned long long)nofile, o.server.max_connections);
 
 	if (event_base_dispatch(base) < 0)
 		log_err("event loop failed");

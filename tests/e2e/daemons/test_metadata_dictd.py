@@ -702,6 +702,9 @@ def test_dict_atomic_increment(dictd):
 
 
 def test_dict_transaction_limits(dictd):
+    # 10,000 keys of one user: past --max-keys-per-user's default (256),
+    # which test_metadata_dictd_bounds.py tests.
+    dictd.restart(["--max-keys-per-user", "10000"])
     g = guid().encode()
     user = ALICE.encode()
 
@@ -758,7 +761,10 @@ def test_dict_10k_concurrent_connections(dictd):
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
     socks = []
     try:
-        dictd.restart()          # the daemon inherits the raised limit
+        # The daemon inherits the raised limit; these connections all
+        # stay open, past the default --max-connections (4096, tested in
+        # test_metadata_dictd_bounds.py).
+        dictd.restart(["--max-connections", str(n + 16)])
         g = guid()
         users = ["user%d@example.org" % i for i in range(16)]
         with dictd.client() as c:

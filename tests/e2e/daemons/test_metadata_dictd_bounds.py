@@ -6,9 +6,11 @@ Spec: docs/metadata-dictd.md ("Bounds"). Each test drives the real daemon
 time and log bytes while out of file descriptors, RSS (VmRSS) under
 transactions that try to fill memory, rows and answer sizes for a user
 with too many tokens, lookup latency while another process holds
-SQLite's write lock, log bytes under a flood of bad commands, and file
-modes under umask 0. Each of them failed against the daemon before the
-bounds (see the commit that added them).
+SQLite's write lock, log bytes under a flood of bad commands, file
+modes under umask 0, RSS and a waiting client's answer under 2,000
+connections, stored and listed keys of a user who sets 1,000, and the
+heap of a listing nobody reads. Each of them failed against the daemon
+before the bounds (see the commits that added them).
 """
 
 import os
@@ -508,3 +510,227 @@ def test_file_modes_under_umask_0(dictd_factory):
         umask_line = [l for l in f if l.startswith("Umask:")]
     if umask_line:
         assert umask_line[0].split()[1] == "0000", umask_line
+
+
+# ---------------------------------------------------------------------------
+# 7. Connections
+
+
+# What one connection may hold while it sends most of a line: its input
+# buffer, DICT_CONN_IN_MAX_BYTES (a 64 KiB line and its LF), and ~4 KiB of
+# structures, events and small buffers (metadata-dictd/dictd.h).
+LINE_MAX = 64 * 1024
+CONN_BYTES = LINE_MAX + 1 + 4096
+MAX_CONNS = 500
+HOSTILE = 2000
+OVERLONG_EVERY = 10             # every 10th sends a line past 64 KiB
+
+
+def under_asan(pid):
+    """True when the daemon runs with AddressSanitizer (build-san)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
+def raise_nofile(n):
+    """Lets this process have n files open; returns the limits to
+    restore."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < n:
+        if hard != resource.RLIM_INFINITY and hard < n:
+            pytest.skip("RLIMIT_NOFILE hard limit %d < %d" % (hard, n))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+    return soft, hard
+
+
+def settled_rss(d, what):
+    """VmRSS once it has stopped growing (two samples 100 ms apart
+    equal): the daemon has read what its connections sent."""
+    samples = [rss_bytes(d.proc.pid)]
+
+    def settled():
+        time.sleep(0.1)         # the sampling interval
+        samples.append(rss_bytes(d.proc.pid))
+        return samples[-1] == samples[-2]
+    wait_until(settled, timeout=10, interval=0, what=what)
+    return samples[-1]
+
+
+def test_connections_bounded_under_load(dictd_factory):
+    """2,000 connections against --max-connections 500, each sending most
+    of a 64 KiB line and holding it (every tenth a line past 64 KiB). The
+    daemon holds 500 and pauses accepting: the others wait in the listen
+    backlog, so its RSS grows by at most 500 connections' buffers
+    (measured +31.7 MiB; before the bound it accepted all of them:
+    +124.6 MiB). The over-long lines close their connections, each
+    counted, logged within the rate limit. A well-behaved client that
+    connects meanwhile waits in the backlog and is answered once the
+    others hang up."""
+    limits = raise_nofile(HOSTILE + 256)
+    d = start_dictd(dictd_factory, ["--max-connections", str(MAX_CONNS)],
+                    env=NO_QUARANTINE)
+    key = "priv/%s/k" % guid()
+    commit_ok(d, key, "still-served")
+    assert_well_behaved_client_served(d)
+    base = settled_rss(d, "the idle daemon's RSS to settle")
+    log_before = log_size(d)
+    socks = []
+    overlong = 0
+    try:
+        for i in range(HOSTILE):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            socks.append(s)
+            s.settimeout(10)
+            s.connect(d.socket_path)     # completes in the backlog
+            if i % OVERLONG_EVERY == OVERLONG_EVERY - 1:
+                s.sendall(HANDSHAKE + b"S1\t" + b"z" * (LINE_MAX + 4000))
+                overlong += 1
+            else:
+                s.sendall(HANDSHAKE + b"S1\tpriv/x\t" + b"y" * 60_000)
+        wait_until(lambda: metrics_of(d)["dictd_connections_open"] ==
+                   MAX_CONNS, timeout=10,
+                   what="the daemon to hold --max-connections")
+        grown = settled_rss(d, "RSS to settle under load") - base
+        # ASan's allocator gives a 64 KiB block a larger size class, its
+        # redzones and 1/8 of shadow: measured 122 KiB a connection.
+        per_conn = CONN_BYTES * (2 if under_asan(d.proc.pid) else 1)
+        bound = MAX_CONNS * per_conn + 24 * MIB
+        assert grown < bound, "RSS grew by %.1f MiB (bound %.1f MiB)" % (
+            grown / MIB, bound / MIB)
+        m = metrics_of(d)
+        assert m["dictd_connections_open"] == MAX_CONNS, m
+        assert m["dictd_connection_limit_pauses_total"] >= 1, m
+
+        # A well-behaved client waits behind the others in the backlog
+        # and is answered once they hang up.
+        good = d.client(timeout=15)
+        good.send(b"L%s\t%s\n" % (key.encode(), ALICE.encode()))
+        for s in socks:
+            s.close()
+        socks = []
+        reply = good.readline()
+        good.close()
+        assert reply == b"Ostill-served", reply
+    finally:
+        for s in socks:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+    wait_until(lambda: metrics_of(d)['dictd_protocol_errors_total{reason='
+                                     '"line_too_long"}'] == overlong,
+               timeout=10, what="every over-long line counted")
+    wait_until(lambda: metrics_of(d)["dictd_connections_open"] == 0,
+               timeout=10, what="every connection closed")
+    log = d.log_text()[log_before:]         # ASCII: bytes are chars
+    assert len(log) < 16 * 1024, "log grew %d bytes" % len(log)
+    assert 1 <= log.count("--max-connections=%d" % MAX_CONNS) <= 3, log
+    # 200 over-long lines: a burst of 20 logged, the rest counted.
+    assert 1 <= log.count("reason=line-too-long") <= 40, log
+    assert metrics_of(d)["log_lines_suppressed_total"] >= overlong - 40
+    assert_well_behaved_client_served(d)
+
+
+# ---------------------------------------------------------------------------
+# 8. Metadata keys per user
+
+
+def test_keys_per_user_capped(dictd_factory):
+    """1,000 distinct /private keys of one user on two mailboxes: 256 are
+    stored (the default --max-keys-per-user), each of the others fails
+    its transaction (IMAP NO) and is counted in dictd_keys_refused_total;
+    a DEPTH listing answers at most the cap (before: all 1,000 stored and
+    listed). Changing a stored key, setting a device token and another
+    user's keys still work."""
+    d = start_dictd(dictd_factory)
+    g1, g2 = guid(), guid()
+    n, cap = 1000, 256
+    refused = 0
+    before = log_size(d)
+    with d.client() as c:
+        for i in range(n):
+            k = "priv/%s/entry%04d" % ((g1, g2)[i % 2], i)
+            reply = c.transaction(i + 1, ALICE, sets=[(k, "v%d" % i)])
+            if reply[:1] == b"F":
+                code, _, fields = dict_reply_fields(reply)
+                assert b"too many keys" in fields[0], reply
+                refused += 1
+            else:
+                assert reply[:1] == b"O" and i < cap, (i, reply)
+        assert refused == n - cap
+        assert c.transaction(n + 1, ALICE, sets=[
+            ("priv/%s/entry0000" % g1, "changed"),
+            ("priv/%s/devicetoken" % g1, token(1))])[:1] == b"O"
+        assert c.lookup_value("priv/%s/entry0000" % g1, ALICE) == \
+            b"changed"
+        rows1 = c.iterate("priv/%s/" % g1, ALICE)
+        rows_all = c.iterate("priv/", ALICE)
+        assert c.transaction(n + 2, "bob@example.org", sets=[
+            ("priv/%s/entry" % g1, "bob's")])[:1] == b"O"
+    assert d.db_query("SELECT count(*) FROM metadata WHERE user = ?",
+                      (ALICE,)) == [(cap,)]
+    # The cap's keys, half on each mailbox, and the device token's row.
+    assert len(rows1) == cap // 2 + 1, len(rows1)
+    assert len(rows_all) == cap + 1, len(rows_all)
+    assert metrics_of(d)["dictd_keys_refused_total"] == n - cap
+    assert log_size(d) - before < 16 * 1024
+
+
+# ---------------------------------------------------------------------------
+# 9. Memory of an iteration
+
+
+def rss_anon_bytes(pid):
+    """Anonymous RSS: the heap, without the database file that SQLite
+    reads through mmap (which a listing touches whatever it holds)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no RssAnon for %d" % pid)
+
+
+def read_iteration(c):
+    """The rows of the iteration c sent, up to its end line."""
+    rows = []
+    while True:
+        line = c.readline()
+        assert line is not None, "closed during the iteration"
+        if line == b"":
+            return rows
+        rows.append(line)
+
+
+def test_iteration_memory_bounded(dictd_factory):
+    """600 keys with 60,000-byte names (36 MB) listed by a client that
+    does not read its answer: the daemon answers a page at a time as the
+    socket drains, so it holds about a page (+0.02 MiB measured; before:
+    every row and the whole answer, +34.5 MiB). Read in the end, the
+    listing is complete and in order."""
+    d = start_dictd(dictd_factory, ["--max-keys-per-user", "1000"],
+                    env=NO_QUARANTINE)
+    g = guid()
+    n, per_txn, pad = 600, 10, 60_000
+    names = ["%05d" % i + "x" * pad for i in range(n)]
+    with d.client(timeout=30) as c:
+        for t in range(n // per_txn):
+            sets = [("priv/%s/%s" % (g, names[t * per_txn + j]), "")
+                    for j in range(per_txn)]
+            assert c.transaction(t + 1, ALICE, sets=sets)[:1] == b"O"
+    assert_well_behaved_client_served(d)
+    base = rss_anon_bytes(d.proc.pid)
+    lister = d.client(timeout=30)
+    try:
+        lister.send(b"I9\t0\tpriv/%s/\t%s\n" % (g.encode(), ALICE.encode()))
+        wait_until(lambda: metrics_of(d)['dictd_commands_total{command='
+                                         '"iterate"}'] == 1, timeout=10,
+                   what="the iteration to start")
+        # Loop passes go by (the lookups), the lister reads nothing.
+        assert_well_behaved_client_served(d)
+        assert_well_behaved_client_served(d)
+        grown = rss_anon_bytes(d.proc.pid) - base
+        assert grown < 8 * MIB, \
+            "anonymous RSS grew by %.1f MiB" % (grown / MIB)
+        rows = read_iteration(lister)
+    finally:
+        lister.close()
+    assert rows == [b"Opriv/%s/%s\t" % (g.encode(), name.encode())
+                    for name in names], "%d rows" % len(rows)

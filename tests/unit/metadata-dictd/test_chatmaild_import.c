@@ -309,7 +309,7 @@ test_rows_are_the_daemons(void **state)
 {
 	struct fixture *f = *state;
 	struct dict_txn *t;
-	struct dict_apply_counts counts = { 0, 0, 0 };
+	struct dict_apply_counts counts = { 0 };
 	char err[ERR_LEN];
 
 	putf(f, ALICE "/metadata.json", "{\"devicetoken\": {\"tokA1\": %lld}}",
@@ -596,7 +596,7 @@ test_pending_files_queued(void **state)
 	/* An opt-out through Dovecot takes the imported jobs with it. */
 	{
 		struct dict_txn *t = dict_txn_new(1, ALICE);
-		struct dict_apply_counts counts = { 0, 0, 0 };
+		struct dict_apply_counts counts = { 0 };
 		char err[ERR_LEN];
 
 		dict_txn_add(t, DICT_CHANGE_UNSET, "priv/" G "/devicetoken",

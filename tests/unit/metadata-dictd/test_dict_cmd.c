@@ -4,8 +4,9 @@
  * The command table is the protocol doc's; only L, I, C and D are
  * answered; a commit waits for the group commit and is answered through
  * the session's done callback; transactions are the session's; what is
- * refused or malformed is reported, not answered; every command is
- * counted, under the series the metrics always had. */
+ * refused or malformed is reported, not answered; an iteration answers
+ * in pages, within max_rows; every command is counted, under the series
+ * the metrics always had. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -106,6 +107,99 @@ test_only_lookups_iterations_and_commits_answer(void **state)
 	run(t, "I9\t0\tpriv/" DT_G "/\talice", DICT_CMD_DONE);
 	assert_string_equal(replies(t), "\n");
 	assert_int_equal(t->f->read_dones, 2);
+}
+
+/* Stores n keys priv/G/k<i> for alice through the commands. */
+static void
+store_keys(struct cmd_test *t, int n)
+{
+	char line[128];
+
+	dict_store_set_max_keys(t->f->store, (unsigned int)n);
+	run(t, "B1\talice", DICT_CMD_DONE);
+	for (int i = 0; i < n; i++) {
+		snprintf(line, sizeof(line), "S1\tpriv/" DT_G "/k%05d\tv", i);
+		run(t, line, DICT_CMD_DONE);
+	}
+	run(t, "C1", DICT_CMD_WAIT);
+	dict_commit_flush(t->f->gc, fake_now_ms, fake_mono_ms);
+	assert_string_equal(replies(t), "O1\n");
+}
+
+/* Runs an iteration to its end: the rows it answered (checked to be
+ * k00000, k00001, ... in order, each page a bounded part of the reply)
+ * and the pages it took. */
+static int
+iterate_all(struct cmd_test *t, const char *line, int *pages_out)
+{
+	enum dict_cmd_status st;
+	char want[128];
+	int rows = 0, pages = 0;
+	bool ended = false;
+
+	st = dict_cmd_run(&t->s, line, strlen(line), (char[ERR_LEN]){ 0 });
+	for (;;) {
+		const char *p = t->s.reply.data ? t->s.reply.data : "";
+		const char *end = p + t->s.reply.len;
+
+		pages++;
+		if (t->s.reply.len > DICT_ITER_PAGE_BYTES + 128)
+			fail_msg("page %d: %zu bytes", pages, t->s.reply.len);
+		while (p < end) {
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+			assert_non_null(nl);
+			assert_false(ended);
+			if (nl == p) {
+				ended = true;
+			} else {
+				snprintf(want, sizeof(want), "Opriv/" DT_G
+				    "/k%05d\t", rows++);
+				if ((size_t)(nl - p) != strlen(want) ||
+				    memcmp(p, want, strlen(want)) != 0)
+					fail_msg("row %d: %.*s", rows - 1,
+					    (int)(nl - p), p);
+			}
+			p = nl + 1;
+		}
+		buf_reset(&t->s.reply);
+		if (st == DICT_CMD_DONE)
+			break;
+		assert_int_equal(st, DICT_CMD_MORE);
+		assert_false(ended);
+		st = dict_cmd_continue(&t->s);
+	}
+	assert_true(ended);
+	assert_null(t->s.iter);
+	*pages_out = pages;
+	return rows;
+}
+
+static void
+test_iteration_answers_in_pages(void **state)
+{
+	struct cmd_test *t = *state;
+	int pages;
+
+	run(t, DT_HELLO, DICT_CMD_DONE);
+	store_keys(t, 3000);
+	assert_int_equal(iterate_all(t, "I9\t0\tpriv/" DT_G "/\talice",
+	    &pages), 3000);
+	assert_true(pages >= 3);
+	/* max_rows, within a page and across pages. */
+	assert_int_equal(iterate_all(t, "I9\t5\tpriv/" DT_G "/\talice",
+	    &pages), 5);
+	assert_int_equal(pages, 1);
+	assert_int_equal(iterate_all(t, "I9\t1500\tpriv/" DT_G "/\talice",
+	    &pages), 1500);
+	assert_int_equal(pages, 2);
+	/* The session goes on with the next command. */
+	run(t, "Lpriv/" DT_G "/k00001\talice", DICT_CMD_DONE);
+	assert_string_equal(replies(t), "Ov\n");
+	/* A connection closed in the middle: the iteration is freed with
+	 * the session (teardown; ASan's leak check). */
+	run(t, "I9\t0\tpriv/" DT_G "/\talice", DICT_CMD_MORE);
+	assert_non_null(t->s.iter);
 }
 
 static void
@@ -305,7 +399,7 @@ test_table_is_the_protocol(void **state)
 	} want[] = {
 		{ 'H', DICT_CMD_F_HANDSHAKE, 5, 5 },
 		{ 'L', DICT_CMD_F_REPLIES | DICT_CMD_F_WAITS, 2, 2 },
-		{ 'I', DICT_CMD_F_REPLIES, 4, 4 },
+		{ 'I', DICT_CMD_F_REPLIES | DICT_CMD_F_STREAMS, 4, 4 },
 		{ 'B', 0, 2, 3 },
 		{ 'S', 0, 3, 3 },
 		{ 'U', 0, 2, 2 },
@@ -407,6 +501,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_clear_while_committing_aborts, setup, teardown),
 		cmocka_unit_test(test_table_is_the_protocol),
+		cmocka_unit_test_setup_teardown(
+		    test_iteration_answers_in_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counter_series, setup,
 		    teardown),
 	};

@@ -4,7 +4,9 @@
  * of dictd_test.h (real store, a group commit the test flushes). Pipelined
  * commands are answered in order; a commit or a TURN lookup holds the
  * commands behind it; a client gone while its commit waits costs no
- * crash and no data; bad input closes the connection, once. */
+ * crash and no data; bad input closes the connection, once; a long
+ * listing goes out page by page as the peer reads it, the commands
+ * behind it answered after it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -45,18 +47,28 @@ on_closed(void *arg, struct dict_conn *c)
 	t->closes++;
 }
 
+/* A connection whose socket takes sndbuf bytes (0: the default). */
 static void
-conn_open(struct conn_test *t)
+conn_open_sndbuf(struct conn_test *t, int sndbuf)
 {
 	int sv[2];
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	assert_int_equal(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+	if (sndbuf > 0)
+		assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF,
+		    &sndbuf, sizeof(sndbuf)), 0);
 	t->peer = sv[1];
 	t->c = dict_conn_new(t->f->base, sv[0], 5, &t->f->ctx, on_closed, t);
 	t->got_len = 0;
 	t->peer_eof = false;
 	t->closes = 0;
+}
+
+static void
+conn_open(struct conn_test *t)
+{
+	conn_open_sndbuf(t, 0);
 }
 
 static struct conn_test *
@@ -275,6 +287,74 @@ test_bad_input_closes_once(void **state)
 	assert_int_equal(t->f->read_dones, 0);
 }
 
+/* A listing of 3,000 keys of ~100 bytes (~330 KB) to a peer that does
+ * not read: the connection makes no page past its output bound (each
+ * page is one ctx->read_done); once the peer reads, every row comes, in
+ * order, then the answer to the lookup sent behind the listing. */
+static void
+test_iteration_streams_as_the_peer_reads(void **state)
+{
+	struct conn_test *t = *state;
+	struct dict_txn *txn = dict_txn_new(1, "alice");
+	struct dict_apply_counts counts = { 0 };
+	char key[160], err[ERR_LEN], line[256];
+	size_t len = 0;
+	int rows = 0;
+	bool ended = false, answered = false;
+
+	for (int i = 0; i < 3000; i++) {
+		snprintf(key, sizeof(key), "priv/" DT_G "/%060d/k%05d", 0, i);
+		dict_txn_add(txn, DICT_CHANGE_SET, key, "v", 1, 0);
+	}
+	dict_store_set_max_keys(t->f->store, 3000);
+	assert_int_equal(dict_store_batch_begin(t->f->store, err), 0);
+	assert_int_equal(dict_store_apply(t->f->store, txn, fake_now_ms,
+	    &counts, err), DICT_COMMIT_OK);
+	assert_int_equal(dict_store_batch_commit(t->f->store, err), 0);
+	dict_txn_free(txn);
+	/* A small socket buffer, so the output bound is what stops it. */
+	conn_free(t);
+	conn_open_sndbuf(t, 8192);
+	peer_send(t, DT_HELLO "\nI9\t0\tpriv/" DT_G "/\talice\n"
+	    "Lpriv/" DT_G "/none\talice\n");
+	pump(t);
+	pump(t);
+	/* ~16 KiB in the socket, under 64 KiB + a page in the buffer. */
+	if (t->f->read_dones > 3)
+		fail_msg("%d pages made for a peer that reads nothing",
+		    t->f->read_dones);
+	while (!answered) {
+		char c;
+		ssize_t n;
+
+		pump(t);
+		while ((n = read(t->peer, &c, 1)) == 1) {
+			if (c != '\n') {
+				assert_true(len < sizeof(line) - 1);
+				line[len++] = c;
+				continue;
+			}
+			line[len] = '\0';
+			len = 0;
+			if (ended) {
+				assert_string_equal(line, "N");
+				answered = true;
+			} else if (line[0] == '\0')
+				ended = true;
+			else {
+				snprintf(key, sizeof(key), "Opriv/" DT_G
+				    "/%060d/k%05d\t", 0, rows++);
+				if (strcmp(line, key) != 0)
+					fail_msg("row %d: %s", rows - 1, line);
+			}
+		}
+		assert_true(n < 0 && errno == EAGAIN);
+		assert_int_equal(t->closes, 0);
+	}
+	assert_int_equal(rows, 3000);
+	assert_true(t->f->read_dones >= 6);
+}
+
 /* A TURN lookup waits for the helper: the lookups behind it wait too. */
 static void
 test_turn_lookup_holds_the_commands_behind_it(void **state)
@@ -345,6 +425,8 @@ main(void)
 		    test_hang_up_discards_open_transactions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input_closes_once,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_iteration_streams_as_the_peer_reads, setup, teardown),
 		cmocka_unit_test(
 		    test_turn_lookup_holds_the_commands_behind_it),
 	};

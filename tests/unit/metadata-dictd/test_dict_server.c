@@ -6,10 +6,11 @@
  * are freed once their pass is over; shutdown closes every connection
  * and removes the socket. Out of file descriptors the listener pauses
  * (one log line, no spinning) and resumes when a connection closes or
- * after its back-off; while another process holds the write lock,
- * commits wait on a timer, lookups are answered, and a connection gone
- * meanwhile is freed only once its commit was answered; peer-caused log
- * lines past their limit are counted. */
+ * after its back-off; at --max-connections it pauses until one is freed,
+ * the next clients waiting in the backlog; while another process holds
+ * the write lock, commits wait on a timer, lookups are answered, and a
+ * connection gone meanwhile is freed only once its commit was answered;
+ * peer-caused log lines past their limit are counted. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -44,8 +45,10 @@ struct server_test {
 	int			 client[CLIENTS_MAX];
 };
 
-static int
-setup(void **state)
+/* A server on a scratch socket with --max-connections max_conns (0:
+ * the default). */
+static struct server_test *
+server_test_new(size_t max_conns)
 {
 	struct server_test *t = calloc(1, sizeof(*t));
 	struct dict_server_config cfg;
@@ -64,13 +67,27 @@ setup(void **state)
 	cfg.socket_mode = 0600;
 	cfg.token_ttl_ms = DT_TTL_MS;
 	cfg.wall_ms = fake_clock;
+	cfg.max_connections = max_conns;
 	t->srv = dict_server_new(t->base, &cfg, store, err);
 	if (t->srv == NULL)
 		fail_msg("server: %s", err);
 	t->st = dict_server_stats(t->srv);
 	for (int i = 0; i < CLIENTS_MAX; i++)
 		t->client[i] = -1;
-	*state = t;
+	return t;
+}
+
+static int
+setup(void **state)
+{
+	*state = server_test_new(0);
+	return 0;
+}
+
+static int
+setup_max3(void **state)
+{
+	*state = server_test_new(3);
 	return 0;
 }
 
@@ -327,6 +344,42 @@ test_out_of_fds_pauses_the_listener(void **state)
 	log_set_sink(NULL, NULL);
 }
 
+/* At --max-connections (3) the listener pauses: the next clients wait in
+ * the backlog, their commands unread, and are served one by one as
+ * connections are freed; one log line for the episode. */
+static void
+test_max_connections_pauses_the_listener(void **state)
+{
+	struct server_test *t = *state;
+	struct line_count lc = { "--max-connections", 0 };
+
+	log_set_sink(count_lines, &lc);
+	for (int i = 0; i < 5; i++) {
+		client_connect(t, i);
+		client_send(t, i, DT_HELLO "\nLpriv/" DT_G "/k\talice\n");
+	}
+	pump(t);
+	assert_int_equal(metric_value(t->st->connections), 3);
+	assert_int_equal(metric_value(t->st->connections_total), 3);
+	assert_int_equal(metric_value(t->st->conn_limit_pauses), 1);
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(client_read(t, i), "N\n");
+	assert_string_equal(client_read(t, 3), "");
+	/* One leaves: the first waiting one is served, the last waits. */
+	client_close(t, 0);
+	pump(t);
+	assert_int_equal(metric_value(t->st->connections_total), 4);
+	assert_string_equal(client_read(t, 3), "N\n");
+	assert_string_equal(client_read(t, 4), "");
+	assert_int_equal(metric_value(t->st->conn_limit_pauses), 2);
+	client_close(t, 1);
+	pump(t);
+	assert_string_equal(client_read(t, 4), "N\n");
+	assert_int_equal(metric_value(t->st->connections), 3);
+	assert_int_equal(lc.n, 1);
+	log_set_sink(NULL, NULL);
+}
+
 static void
 test_held_write_lock_waits_on_a_timer(void **state)
 {
@@ -409,6 +462,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+		    test_max_connections_pauses_the_listener, setup_max3,
+		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_one_group_commit_for_a_pass, setup, teardown),
 		cmocka_unit_test_setup_teardown(

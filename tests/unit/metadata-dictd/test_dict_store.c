@@ -1,9 +1,10 @@
 /* Unit tests of metadata-dictd/dict_store.c and dict_key.c on a real
  * SQLite file: several tokens per user, refresh, expiry, opt-out, the
  * per-user maximum (least recently set evicted, with its jobs),
- * new-mail events, generic attributes, iteration depth, atomic-inc, one
- * failing transaction inside a group commit, and a write lock held by
- * another connection told from a failure. */
+ * new-mail events, generic attributes, iteration depth, listings in
+ * pages, the per-user maximum of metadata keys, atomic-inc, one failing
+ * transaction inside a group commit, and a write lock held by another
+ * connection told from a failure. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -59,7 +60,7 @@ commit1(struct fixture *f, const char *user, int64_t now, uint64_t *queued,
     const char *const *changes, size_t n)
 {
 	struct dict_txn *t = dict_txn_new(1, user);
-	struct dict_apply_counts counts = { 0, 0, 0 };
+	struct dict_apply_counts counts = { 0 };
 	enum dict_commit_result r;
 	char err[ERR_LEN];
 
@@ -296,7 +297,7 @@ test_generic_attributes(void **state)
 {
 	struct fixture *f = *state;
 	struct dict_txn *t = dict_txn_new(1, "alice");
-	struct dict_apply_counts counts = { 0, 0, 0 };
+	struct dict_apply_counts counts = { 0 };
 	char err[ERR_LEN], *v;
 
 	COMMIT(f, "alice", NOW, NULL, "S", "priv/" G "/foo", "bar",
@@ -323,57 +324,216 @@ test_generic_attributes(void **state)
 	free(v);
 }
 
+/* A listing that fits one page: its rows (the caller clears them). */
+static void
+iterate(struct fixture *f, const char *user, const char *path,
+    unsigned int flags, struct dict_rows *rows)
+{
+	char err[ERR_LEN], *next = NULL;
+
+	if (dict_store_iterate(f->store, user, path, flags, NULL, NOW, rows,
+	    &next, err) < 0)
+		fail_msg("iterate %s: %s", path, err);
+	if (next != NULL)
+		fail_msg("iterate %s: more than one page (next %s)", path,
+		    next);
+}
+
 static void
 test_iterate_depth(void **state)
 {
 	struct fixture *f = *state;
 	struct dict_rows rows;
-	char err[ERR_LEN];
 
 	COMMIT(f, "alice", NOW, NULL, "S", "priv/" G "/devicetoken", "tok1",
 	    "S", "priv/" G "/a", "1", "S", "priv/" G "/a/b", "2",
 	    "S", "priv/" G2 "/other", "3", "S", "shared/" G "/s", "4");
 	/* DEPTH infinity: RECURSE | NO_VALUE, as Dovecot sends (9). */
-	assert_int_equal(dict_store_iterate(f->store, "alice", "priv/" G "/",
-	    DICT_ITER_RECURSE | DICT_ITER_NO_VALUE, 0, NOW, &rows, err), 0);
+	iterate(f, "alice", "priv/" G "/",
+	    DICT_ITER_RECURSE | DICT_ITER_NO_VALUE, &rows);
 	assert_int_equal(rows.n, 3);
 	assert_string_equal(rows.rows[0].key, "priv/" G "/a");
 	assert_string_equal(rows.rows[1].key, "priv/" G "/a/b");
 	assert_string_equal(rows.rows[2].key, "priv/" G "/devicetoken");
 	dict_rows_clear(&rows);
 	/* Without RECURSE: direct children only, with values. */
-	assert_int_equal(dict_store_iterate(f->store, "alice", "priv/" G "/",
-	    0, 0, NOW, &rows, err), 0);
+	iterate(f, "alice", "priv/" G "/", 0, &rows);
 	assert_int_equal(rows.n, 2);
 	assert_string_equal(rows.rows[0].key, "priv/" G "/a");
 	assert_string_equal(rows.rows[0].value, "1");
 	assert_string_equal(rows.rows[1].value, "tok1");
 	dict_rows_clear(&rows);
 	/* Another user sees nothing private; shared keys are global. */
-	assert_int_equal(dict_store_iterate(f->store, "bob", "priv/" G "/",
-	    DICT_ITER_RECURSE, 0, NOW, &rows, err), 0);
+	iterate(f, "bob", "priv/" G "/", DICT_ITER_RECURSE, &rows);
 	assert_int_equal(rows.n, 0);
 	dict_rows_clear(&rows);
-	assert_int_equal(dict_store_iterate(f->store, "bob", "shared/" G "/",
-	    DICT_ITER_RECURSE, 0, NOW, &rows, err), 0);
+	iterate(f, "bob", "shared/" G "/", DICT_ITER_RECURSE, &rows);
 	assert_int_equal(rows.n, 1);
 	dict_rows_clear(&rows);
-	/* max_rows and EXACT_KEY. */
-	assert_int_equal(dict_store_iterate(f->store, "alice", "priv/" G "/",
-	    DICT_ITER_RECURSE, 1, NOW, &rows, err), 0);
-	assert_int_equal(rows.n, 1);
-	dict_rows_clear(&rows);
-	assert_int_equal(dict_store_iterate(f->store, "alice",
-	    "priv/" G "/a", DICT_ITER_EXACT_KEY, 0, NOW, &rows, err), 0);
+	/* EXACT_KEY (max_rows is the command's: test_dict_cmd). */
+	iterate(f, "alice", "priv/" G "/a", DICT_ITER_EXACT_KEY, &rows);
 	assert_int_equal(rows.n, 1);
 	dict_rows_clear(&rows);
 	/* Dovecot's server-level listing uses a path ending in "//" that
 	 * matches nothing (protocol doc §6). */
-	assert_int_equal(dict_store_iterate(f->store, "alice",
-	    "priv/" G "/vendor/vendor.dovecot/pvt/server//",
-	    DICT_ITER_RECURSE | DICT_ITER_NO_VALUE, 0, NOW, &rows, err), 0);
+	iterate(f, "alice", "priv/" G "/vendor/vendor.dovecot/pvt/server//",
+	    DICT_ITER_RECURSE | DICT_ITER_NO_VALUE, &rows);
 	assert_int_equal(rows.n, 0);
 	dict_rows_clear(&rows);
+}
+
+/* Key i of a listing of n keys under priv/G/: d<i> for the first half,
+ * f<i> for the rest (zero-padded, so they sort as numbered), so that the
+ * device token's row, priv/G/devicetoken, sorts in the middle. */
+static void
+key_at(char *out, size_t size, int i, int n)
+{
+	snprintf(out, size, "priv/" G "/%c%05d", i < n / 2 ? 'd' : 'f', i);
+}
+
+/* Sets n keys (key_at) with values of value_bytes, in one transaction. */
+static void
+set_keys(struct fixture *f, const char *user, int n, size_t value_bytes)
+{
+	struct dict_txn *t = dict_txn_new(1, user);
+	struct dict_apply_counts counts = { 0 };
+	char key[64], err[ERR_LEN], *value = malloc(value_bytes + 1);
+
+	assert_non_null(value);
+	memset(value, 'v', value_bytes);
+	value[value_bytes] = '\0';
+	for (int i = 0; i < n; i++) {
+		key_at(key, sizeof(key), i, n);
+		assert_int_equal(dict_txn_add(t, DICT_CHANGE_SET, key, value,
+		    value_bytes, 0), DICT_TXN_WITHIN);
+	}
+	assert_int_equal(dict_store_batch_begin(f->store, err), 0);
+	if (dict_store_apply(f->store, t, NOW, &counts, err) !=
+	    DICT_COMMIT_OK)
+		fail_msg("apply: %s", err);
+	assert_int_equal(dict_store_batch_commit(f->store, err), 0);
+	dict_txn_free(t);
+	free(value);
+}
+
+/* A listing longer than a page comes in pages: each one bounded in rows
+ * and bytes, together every key once, in order, the token rows in their
+ * place among them. */
+static void
+test_iterate_in_pages(void **state)
+{
+	static const unsigned int flags[] = {
+		DICT_ITER_RECURSE | DICT_ITER_NO_VALUE,	/* rows bound a page */
+		DICT_ITER_RECURSE,			/* bytes bound it */
+		0,
+	};
+	struct fixture *f = *state;
+
+	dict_store_set_max_keys(f->store, 100000);
+	set_keys(f, "alice", 3000, 3000);
+	COMMIT(f, "alice", NOW, NULL, "S", "priv/" G "/devicetoken", "tok1",
+	    "S", "priv/" G "/a", "first", "S", "priv/" G2 "/devicetoken",
+	    "tok2");
+	for (size_t r = 0; r < sizeof(flags) / sizeof(*flags); r++) {
+		char *after = NULL, *next, err[ERR_LEN], want[64];
+		int seen = 0, pages = 0;
+		bool token_seen = false;
+
+		do {
+			struct dict_rows rows;
+			size_t bytes = 0;
+
+			if (dict_store_iterate(f->store, "alice", "priv/" G "/",
+			    flags[r], after, NOW, &rows, &next, err) < 0)
+				fail_msg("row %zu: %s", r, err);
+			dict_store_read_end(f->store);
+			pages++;
+			/* Read rows, and the token rows among them. */
+			if (rows.n > DICT_ITER_PAGE_ROWS + 1)
+				fail_msg("row %zu page %d: %zu rows", r, pages,
+				    rows.n);
+			for (size_t i = 0; i < rows.n; i++) {
+				const char *key = rows.rows[i].key;
+
+				bytes += strlen(key) + rows.rows[i].value_len;
+				if (strcmp(key, "priv/" G "/a") == 0) {
+					assert_int_equal(seen, 0);
+					continue;
+				}
+				if (strcmp(key, "priv/" G "/devicetoken") ==
+				    0) {
+					if (seen != 1500)
+						fail_msg("row %zu: token row "
+						    "after %d keys", r, seen);
+					token_seen = true;
+					continue;
+				}
+				key_at(want, sizeof(want), seen++, 3000);
+				if (strcmp(key, want) != 0)
+					fail_msg("row %zu page %d: %s, want %s",
+					    r, pages, key, want);
+			}
+			/* A page stops once it holds DICT_ITER_PAGE_BYTES:
+			 * at most one row more. */
+			if (bytes > DICT_ITER_PAGE_BYTES + 3000 + 64)
+				fail_msg("row %zu page %d: %zu bytes", r,
+				    pages, bytes);
+			dict_rows_clear(&rows);
+			free(after);
+			after = next;
+		} while (after != NULL);
+		assert_int_equal(seen, 3000);
+		assert_true(token_seen);
+		assert_true(pages >= 3);
+	}
+}
+
+/* New metadata keys past --max-keys-per-user fail their transaction,
+ * counted; changing or unsetting a key that is there never does. Private
+ * keys count per user, shared ones per mailbox; tokens not at all. */
+static void
+test_max_keys_per_user(void **state)
+{
+	struct fixture *f = *state;
+	struct dict_txn *t;
+	struct dict_apply_counts counts = { 0 };
+	char err[ERR_LEN];
+
+	dict_store_set_max_keys(f->store, 3);
+	COMMIT(f, "alice", NOW, NULL, "S", "priv/" G "/a", "1",
+	    "S", "priv/" G "/b", "2", "S", "priv/" G2 "/c", "3",
+	    "S", "priv/" G "/devicetoken", "tok1");
+	/* A fourth, even on another mailbox, fails the whole transaction. */
+	t = dict_txn_new(1, "alice");
+	dict_txn_add(t, DICT_CHANGE_SET, "priv/" G "/a", "changed", 7, 0);
+	dict_txn_add(t, DICT_CHANGE_SET, "priv/" G2 "/d", "4", 1, 0);
+	assert_int_equal(dict_store_batch_begin(f->store, err), 0);
+	assert_int_equal(dict_store_apply(f->store, t, NOW, &counts, err),
+	    DICT_COMMIT_FAILED);
+	assert_string_equal(err, "too many keys: the user's private keys "
+	    "number 3 (--max-keys-per-user)");
+	assert_int_equal(dict_store_batch_commit(f->store, err), 0);
+	dict_txn_free(t);
+	assert_int_equal(counts.keys_refused, 1);
+	assert_lookup(f, "alice", "priv/" G "/a", NOW, "1");
+	assert_lookup(f, "alice", "priv/" G2 "/d", NOW, NULL);
+	/* Changes, more tokens, another user: all fine. */
+	COMMIT(f, "alice", NOW, NULL, "S", "priv/" G "/a", "changed",
+	    "S", "priv/" G "/devicetoken", "tok2");
+	COMMIT(f, "bob", NOW, NULL, "S", "priv/" G "/a", "1",
+	    "S", "priv/" G "/b", "2", "S", "priv/" G "/c", "3");
+	/* Room made by an unset, used in the same transaction. */
+	COMMIT(f, "alice", NOW, NULL, "U", "priv/" G "/b", NULL,
+	    "S", "priv/" G2 "/d", "4");
+	assert_lookup(f, "alice", "priv/" G2 "/d", NOW, "4");
+	/* Shared keys: three per mailbox, whoever sets them. */
+	COMMIT(f, "alice", NOW, NULL, "S", "shared/" G "/a", "1",
+	    "S", "shared/" G "/b", "2", "S", "shared/" G2 "/a", "3");
+	COMMIT(f, "bob", NOW, NULL, "S", "shared/" G "/c", "3");
+	assert_int_equal(commit1(f, "bob", NOW, NULL, (const char *const[]){
+	    "S", "shared/" G "/d", "4" }, 3), DICT_COMMIT_FAILED);
+	COMMIT(f, "bob", NOW, NULL, "S", "shared/" G2 "/b", "4");
+	assert_int_equal(count(f, "SELECT count(*) FROM metadata"), 11);
 }
 
 static void
@@ -405,7 +565,7 @@ test_group_commit_isolation(void **state)
 	struct dict_txn *good = dict_txn_new(1, "alice");
 	struct dict_txn *bad = dict_txn_new(1, "bob");
 	struct dict_txn *big = dict_txn_new(2, "carol");
-	struct dict_apply_counts counts = { 0, 0, 0 };
+	struct dict_apply_counts counts = { 0 };
 	char err[ERR_LEN];
 
 	dict_txn_add(good, DICT_CHANGE_SET, "priv/" G "/devicetoken", "t1", 2,
@@ -441,7 +601,7 @@ set_tokens(struct fixture *f, const char *user, int64_t now,
     const char *const *tokens, size_t n)
 {
 	struct dict_txn *t = dict_txn_new(1, user);
-	struct dict_apply_counts counts = { 0, 0, 0 };
+	struct dict_apply_counts counts = { 0 };
 	char err[ERR_LEN];
 
 	for (size_t i = 0; i < n; i++)
@@ -557,6 +717,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_messagenew_queues_one_row_per_token, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_generic_attributes, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_iterate_in_pages, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_max_keys_per_user, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_iterate_depth, setup,
 		    teardown),

@@ -336,7 +336,7 @@ test_store_refuses_writes(void **state)
 	const enum dict_change_kind kinds[] = { DICT_CHANGE_SET,
 	    DICT_CHANGE_UNSET, DICT_CHANGE_INC };
 	struct dict_store *s;
-	struct dict_apply_counts counts = { 0, 0, 0 };
+	struct dict_apply_counts counts = { 0 };
 	struct buf b;
 
 	(void)state;
