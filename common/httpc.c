@@ -22,6 +22,9 @@
  * proxyd's h2_session.c takes it. More is no pause anyone means, and
  * callers count it in ms (push.c: seconds * 1000 must not overflow). */
 #define HTTPC_RETRY_AFTER_MAX_S	999999999LL
+/* Body bytes past max_body_bytes read and dropped before the transfer is
+ * stopped (httpc_on_body). */
+#define HTTPC_BODY_SLACK	65536
 
 struct httpc_req {
 	struct httpc		*s;
@@ -30,6 +33,7 @@ struct httpc_req {
 	int64_t			 started_us;
 	struct buf		 body;		/* the reply, bounded */
 	size_t			 body_bytes;	/* all that came */
+	bool			 cut;		/* stopped: body far too long */
 	int64_t			 retry_after_s;
 	struct curl_slist	*headers;
 	bool			 address_refused;
@@ -64,9 +68,14 @@ httpc_on_body(char *p, size_t size, size_t n, void *arg)
 	size_t len = size * n, keep;
 
 	r->body_bytes += len;
-	/* A peer that sends far more than we keep is cut off. */
-	if (r->body_bytes > r->s->cfg.max_body_bytes + 65536)
-		return 0;	/* makes curl fail the transfer */
+	/* A little more than we keep is read and dropped, so that the
+	 * connection can be used again; far more is not read at all: the
+	 * transfer stops (curl then closes the connection), and the answer
+	 * is what the status and the kept part say (httpc_check_done). */
+	if (r->body_bytes > r->s->cfg.max_body_bytes + HTTPC_BODY_SLACK) {
+		r->cut = true;
+		return 0;	/* curl ends the transfer: a write error */
+	}
 	keep = r->body.len < r->s->cfg.max_body_bytes ?
 	    r->s->cfg.max_body_bytes - r->body.len : 0;
 	buf_append(&r->body, p, len < keep ? len : keep);
@@ -128,7 +137,10 @@ httpc_check_done(struct httpc *s)
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &r);
 		memset(&resp, 0, sizeof(resp));
 		resp.error = "";
-		if (msg->data.result == CURLE_OK)
+		/* A transfer we stopped for its body still has its answer:
+		 * the status came before the body. */
+		if (msg->data.result == CURLE_OK || (r->cut &&
+		    msg->data.result == CURLE_WRITE_ERROR))
 			curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE,
 			    &resp.status);
 		else if (r->address_refused)
@@ -140,6 +152,7 @@ httpc_check_done(struct httpc *s)
 			buf_append(&r->body, "", 0);
 		resp.body = r->body.data;
 		resp.body_len = r->body.len;
+		resp.body_truncated = r->body_bytes > r->body.len;
 		resp.retry_after_s = r->retry_after_s;
 		resp.latency_us = clock_mono_us() - r->started_us;
 		curl_multi_remove_handle(s->multi, r->easy);
@@ -364,6 +377,7 @@ httpc_send(struct httpc *s, const struct httpc_request *q, void *ctx,
 
 	r->ctx = ctx;
 	r->body_bytes = 0;
+	r->cut = false;
 	r->address_refused = false;
 	r->retry_after_s = -1;
 	r->errbuf[0] = '\0';

@@ -6,7 +6,9 @@
  * flight cost no thread each. Connections are kept alive and reused;
  * over https, HTTP/2 is negotiated and requests are multiplexed on one
  * connection per host. Redirects are never followed; reply bodies are
- * kept up to a bound.
+ * kept up to a bound (max_body_bytes), and a body far longer is not read
+ * to its end: the answer is its status and the part kept, never a
+ * transport failure (a 200 with a 1 MiB body is a 200).
  *
  * One loop thread: every call and every callback happens on it.
  */
@@ -62,6 +64,10 @@ struct httpc_response {
 	const char	*error;		/* transport failure, else "" */
 	const char	*body;		/* up to max_body_bytes, NUL-ended */
 	size_t		 body_len;
+	/* The body was longer than max_body_bytes: body holds its start.
+	 * Past max_body_bytes + 64 KiB the transfer was stopped there
+	 * (the connection is not used again). */
+	bool		 body_truncated;
 	int64_t		 retry_after_s;	/* Retry-After in seconds, or -1 */
 	int64_t		 latency_us;
 };

@@ -16,6 +16,11 @@
 #include "notifierd.h"
 
 #define NOTIFIERD_DEFAULT_URL	"https://notifications.delta.chat/notify"
+/* Wake-ups (one per metadata-dictd commit that queued jobs) closer
+ * together than this are one pass: at most 100 passes a second from
+ * them, however fast they come; the first after a quiet spell waits for
+ * nothing. */
+#define NOTIFIERD_WAKE_INTERVAL_MS	10
 
 static const char notifierd_usage[] =
 "usage: notifierd --db PATH [options]\n"
@@ -28,6 +33,9 @@ static const char notifierd_usage[] =
 "  -u, --proxy-url URL       where to POST tokens\n"
 "                            (default " NOTIFIERD_DEFAULT_URL ")\n"
 "  -w, --wake-socket PATH    Unix datagram socket metadata-dictd wakes us on\n"
+"                            (created 0660: metadata-dictd runs as our user)\n"
+"  -W, --wake-interval DURATION  wake-ups closer together than this make\n"
+"                            one pass (default 10ms)\n"
 "  -c, --concurrency N       requests in flight at most (default 256)\n"
 "  -r, --retry-base DURATION first retry delay (default 8s); retry n waits\n"
 "                            base * max(base in s, 2)^(n-1): 8s, 64s, 512s\n"
@@ -62,6 +70,7 @@ notifierd_parse_options(int argc, char **argv, struct notifier_config *c,
 		{ "db", required_argument, NULL, 'd' },
 		{ "proxy-url", required_argument, NULL, 'u' },
 		{ "wake-socket", required_argument, NULL, 'w' },
+		{ "wake-interval", required_argument, NULL, 'W' },
 		{ "concurrency", required_argument, NULL, 'c' },
 		{ "retry-base", required_argument, NULL, 'r' },
 		{ "deadline", required_argument, NULL, 'D' },
@@ -83,17 +92,22 @@ notifierd_parse_options(int argc, char **argv, struct notifier_config *c,
 	c->retry_base_ms = 8000;
 	c->deadline_ms = 5 * 3600 * 1000;
 	c->poll_ms = 1000;
+	c->wake_interval_ms = NOTIFIERD_WAKE_INTERVAL_MS;
 	c->grace_ms = 5000;
 	c->proxy_url = NOTIFIERD_DEFAULT_URL;
 	c->http.user_agent = "chatmail-notifierd";
 	c->http.timeout_ms = 60000;
 	*level = LOG_LEVEL_INFO;
-	while ((ch = getopt_long(argc, argv, "d:u:w:c:r:D:T:p:g:C:S:M:l:h",
+	while ((ch = getopt_long(argc, argv, "d:u:w:W:c:r:D:T:p:g:C:S:M:l:h",
 	    longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'd': c->db_path = optarg; break;
 		case 'u': c->proxy_url = optarg; break;
 		case 'w': c->wake_socket = optarg; break;
+		case 'W':
+			c->wake_interval_ms = cliopt_duration_ms(
+			    "wake-interval", optarg);
+			break;
 		case 'C': c->http.ca_file = optarg; break;
 		case 'M': c->metrics_addr = optarg; break;
 		case 'c':

@@ -1,7 +1,8 @@
 /*
- * The loop's logic: wake up (datagram from metadata-dictd, a poll timer,
- * or a finished request), claim due jobs up to the concurrency limit and
- * what the circuit breaker allows, POST each token, and write the
+ * The loop's logic: wake up (datagram from metadata-dictd, at most one
+ * pass per --wake-interval; a poll timer; or a finished request), claim
+ * due jobs up to the concurrency limit and what the circuit breaker
+ * allows, POST each token, and write the
  * outcomes of one loop pass in one SQLite transaction. On SIGTERM, stop
  * claiming, give in-flight requests a grace period, and put whatever did
  * not finish back in the queue.
@@ -35,6 +36,13 @@
 #define NOTIFIER_BREAKER_MIN_MS		1000
 #define NOTIFIER_BREAKER_MAX_MS		(5 * 60 * 1000)
 #define NOTIFIER_FLUSH_RETRY_MS		200
+/* Wake-up datagrams read in one pass at most: the rest wait in the
+ * socket (whose queue the kernel bounds: net.unix.max_dgram_qlen, 10 by
+ * default) for the next pass, --wake-interval later. */
+#define NOTIFIER_WAKE_DRAIN		64
+/* Bind the wake socket under this umask: created 0660, never briefly
+ * wider (bind() makes it 0777 & ~umask). */
+#define NOTIFIER_WAKE_UMASK		0117
 
 struct outcome {
 	struct job		*job;
@@ -49,6 +57,7 @@ struct notifier_stats {
 	struct metric	*failed_transport, *failed_status;
 	struct metric	*queue_length, *oldest_age, *breaker_open;
 	struct metric	*in_flight, *latency;
+	struct metric	*wakeups, *wakeups_coalesced;
 };
 
 struct notifier {
@@ -61,7 +70,9 @@ struct notifier {
 	struct metrics_http	*metrics_http;
 	struct notifier_stats	 st;
 	int			 wake_fd;
-	struct event		*wake_ev;
+	struct event		*wake_ev;	/* readable; off while paused */
+	struct event		*wake_pause;	/* --wake-interval after a
+						 * wake-up's pass */
 	struct event		*poll_ev;
 	struct event		*stats_ev;
 	struct event		*flush_ev;	/* after this pass's I/O */
@@ -329,16 +340,49 @@ notifier_on_poll(evutil_socket_t fd, short what, void *arg)
 	notifier_pump(arg);
 }
 
+/*
+ * Any number of wake-ups are one pass. Anyone who may write to the socket
+ * can send them as fast as we read, so reading is bounded too: at most
+ * NOTIFIER_WAKE_DRAIN datagrams, then the socket is not watched for
+ * --wake-interval. The first wake-up after a quiet spell is served at
+ * once; a stream of them costs one pass per interval, and what comes
+ * meanwhile waits in the socket (the sender's datagrams are dropped or
+ * it blocks when that is full: a wake-up is pending then anyway).
+ */
 static void
 notifier_on_wake(evutil_socket_t fd, short what, void *arg)
 {
+	struct notifier *n = arg;
+	struct timeval tv;
 	char dgram[64];
+	int got = 0;
 
 	(void)what;
-	/* Any number of wake-ups are one: drain them all. */
-	while (recv(fd, dgram, sizeof(dgram), MSG_DONTWAIT) >= 0)
-		;
-	notifier_pump(arg);
+	while (got < NOTIFIER_WAKE_DRAIN &&
+	    recv(fd, dgram, sizeof(dgram), MSG_DONTWAIT) >= 0)
+		got++;
+	if (got == 0)
+		return;
+	metric_add(n->st.wakeups, (uint64_t)got);
+	metric_add(n->st.wakeups_coalesced, (uint64_t)got - 1);
+	event_del(n->wake_ev);
+	tv.tv_sec = n->cfg.wake_interval_ms / 1000;
+	tv.tv_usec = (n->cfg.wake_interval_ms % 1000) * 1000;
+	evtimer_add(n->wake_pause, &tv);
+	notifier_pump(n);
+}
+
+/* The pause after a wake-up's pass is over: watch the socket again (a
+ * datagram that came meanwhile makes it readable at once). */
+static void
+notifier_on_wake_pause(evutil_socket_t fd, short what, void *arg)
+{
+	struct notifier *n = arg;
+
+	(void)fd;
+	(void)what;
+	if (!n->stopping)
+		event_add(n->wake_ev, NULL);
 }
 
 static void
@@ -358,24 +402,37 @@ notifier_on_stats(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(n->stats_ev, &tv);
 }
 
+/* The wake socket, mode 0660: metadata-dictd runs as the same user
+ * (chatmail-push, docs/operator-relay.md), and nobody else may make us
+ * spin. Bound under NOTIFIER_WAKE_UMASK, so that it is never wider, even
+ * for a moment, whatever umask we were started with. */
 static int
 notifier_bind_wake(struct notifier *n, const char *path, char err[ERR_LEN])
 {
 	struct sockaddr_un sun;
+	mode_t umask_before;
+	int rc;
 
 	if (unixsock_addr(path, &sun, err) < 0)
 		return -1;
 	n->wake_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0);
-	if (n->wake_fd < 0 || (unlink(path) < 0 && errno != ENOENT) ||
-	    bind(n->wake_fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+	if (n->wake_fd < 0 || (unlink(path) < 0 && errno != ENOENT)) {
 		err_set(err, "wake socket %s: %s", path, strerror(errno));
 		return -1;
 	}
-	/* metadata-dictd runs as another user: it only needs to write. */
-	chmod(path, 0666);
+	/* The umask is the process's: no other thread runs yet (the
+	 * database and its checkpoint thread come after). */
+	umask_before = umask(NOTIFIER_WAKE_UMASK);
+	rc = bind(n->wake_fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(umask_before);
+	if (rc < 0) {
+		err_set(err, "wake socket %s: %s", path, strerror(errno));
+		return -1;
+	}
 	n->wake_ev = event_new(n->base, n->wake_fd, EV_READ | EV_PERSIST,
 	    notifier_on_wake, n);
+	n->wake_pause = evtimer_new(n->base, notifier_on_wake_pause, n);
 	event_add(n->wake_ev, NULL);
 	return 0;
 }
@@ -410,6 +467,12 @@ notifier_register_metrics(struct notifier *n)
 	    "1 while requests to the proxy are paused", NULL);
 	st->in_flight = metrics_gauge(m, "notifierd_in_flight",
 	    "Requests in flight", NULL);
+	st->wakeups = metrics_counter(m, "notifierd_wakeups",
+	    "Wake-up datagrams read", NULL);
+	st->wakeups_coalesced = metrics_counter(m,
+	    "notifierd_wakeups_coalesced",
+	    "Wake-up datagrams that did not start a pass of their own",
+	    NULL);
 	st->latency = metrics_histogram(m, "notifierd_request_duration_seconds",
 	    "Time from request start to the proxy's answer", NULL, bounds,
 	    sizeof(bounds) / sizeof(*bounds));
@@ -431,6 +494,11 @@ notifier_new(struct event_base *base, const struct notifier_config *cfg,
 	n->poll_ev = evtimer_new(base, notifier_on_poll, n);
 	n->stats_ev = evtimer_new(base, notifier_on_stats, n);
 	n->flush_ev = event_new(base, -1, 0, notifier_on_flush, n);
+	/* The wake socket first: its bind changes the umask for a moment,
+	 * before the database's checkpoint thread exists. */
+	if (cfg->wake_socket != NULL &&
+	    notifier_bind_wake(n, cfg->wake_socket, err) < 0)
+		goto fail;
 	if ((n->queue = queue_open(cfg->db_path, cfg->sync, err)) == NULL)
 		goto fail;
 	if ((requeued = queue_requeue_in_flight(n->queue, err)) < 0)
@@ -440,9 +508,6 @@ notifier_new(struct event_base *base, const struct notifier_config *cfg,
 		    "retrying them", requeued);
 	if ((n->http = httpc_new(base, &cfg->http, notifier_on_done, n,
 	    err)) == NULL)
-		goto fail;
-	if (cfg->wake_socket != NULL &&
-	    notifier_bind_wake(n, cfg->wake_socket, err) < 0)
 		goto fail;
 	if (cfg->metrics_addr != NULL && (n->metrics_http =
 	    metrics_http_start(n->metrics, cfg->metrics_addr, err)) == NULL)
@@ -477,8 +542,10 @@ notifier_stop(struct notifier *n)
 		return;
 	n->stopping = true;
 	evtimer_del(n->poll_ev);
-	if (n->wake_ev != NULL)
+	if (n->wake_ev != NULL) {
 		event_del(n->wake_ev);
+		evtimer_del(n->wake_pause);
+	}
 	if (httpc_in_flight(n->http) == 0) {
 		event_active(n->flush_ev, 0, 0);	/* flush, then break */
 		return;
@@ -518,6 +585,8 @@ notifier_free(struct notifier *n)
 	queue_close(n->queue);
 	if (n->wake_ev != NULL)
 		event_free(n->wake_ev);
+	if (n->wake_pause != NULL)
+		event_free(n->wake_pause);
 	if (n->wake_fd >= 0) {
 		close(n->wake_fd);
 		unlink(n->cfg.wake_socket);

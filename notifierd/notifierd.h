@@ -100,6 +100,8 @@ struct notifier_config {
 	const char	*db_path;
 	enum db_sync	 sync;
 	const char	*wake_socket;		/* NULL: poll only */
+	int64_t		 wake_interval_ms;	/* wake-up passes at most
+						 * this often */
 	unsigned int	 concurrency;
 	int64_t		 retry_base_ms;
 	int64_t		 deadline_ms;

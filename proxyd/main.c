@@ -12,6 +12,7 @@
 
 #include <event2/event.h>
 
+#include "cli.h"
 #include "cliopt.h"
 #include "credentials.h"
 #include "evloop.h"
@@ -66,7 +67,31 @@ static const char proxyd_usage[] =
 "      --ca-file PATH          CA certificates for the providers\n"
 "      --workers N             decryption threads (default 2)\n"
 "      --cache-size N          decrypted tokens kept (default 100000)\n"
+"      --cache-bytes SIZE      their memory at most (default 64M)\n"
+"      --require-encrypted     refuse plain (not openpgp:) tokens: /notify\n"
+"                              410, /register 400 (default: take them)\n"
+"      --max-registrations N   heartbeat registrations kept (default\n"
+"                              5000000; 0: no bound), then 503\n"
+"      --register-rate N/s|N/min  registrations per client address, in\n"
+"                              bursts of N (default 60/min), then 429\n"
+"      --register-clients N    client addresses tracked for it (default\n"
+"                              100000; the least recent forgotten)\n"
 "      --timeout DURATION      provider request limit (default 20s)\n"
+"HTTP intake (docs/proxyd.md, \"Intake bounds\"):\n"
+"      --max-connections N     open at once (default 20000, at most the open\n"
+"                              files limit less 256); past it the oldest\n"
+"                              connection still sending its request gives way\n"
+"      --max-connections-per-ip N  per direct peer (default 5000)\n"
+"      --trusted-proxy ADDR[/BITS][,...]  reverse proxies: not limited per\n"
+"                              peer; their requests count against the last\n"
+"                              X-Forwarded-For address\n"
+"      --max-requests-per-client N  in progress per client (default 256),\n"
+"                              then 429\n"
+"      --request-timeout DURATION  a request's headers and body, in all\n"
+"                              (default 10s)\n"
+"      --idle-timeout DURATION  a kept-alive connection without a request\n"
+"                              (default 30s)\n"
+"      --max-body-size SIZE    request body (default 16k), then 413\n"
 "      --sync normal|full      SQLite durability (default normal)\n"
 "  -l, --log-level LEVEL       error, warn, info, debug (default info)\n"
 "  -h, --help                  show this help\n";
@@ -79,7 +104,11 @@ enum {
 	OPT_FCM_TOKEN, OPT_VAPID_KEY, OPT_VAPID_SUBJECT, OPT_PRINT_VAPID,
 	OPT_UBPORTS_URL, OPT_UBPORTS_APPID, OPT_RATE_LIMIT, OPT_ALLOW_PRIVATE,
 	OPT_OWED_DEADLINE, OPT_OWED_MAX, OPT_OWED_MAX_BYTES, OPT_OWED_RETRY_MIN,
-	OPT_OWED_RETRY_MAX,
+	OPT_OWED_RETRY_MAX, OPT_MAX_CONNS, OPT_MAX_PER_IP, OPT_TRUSTED_PROXY,
+	OPT_MAX_CLIENT_REQS, OPT_REQUEST_TIMEOUT, OPT_IDLE_TIMEOUT,
+	OPT_MAX_BODY,
+	OPT_CACHE_BYTES, OPT_REQUIRE_ENCRYPTED, OPT_MAX_REGISTRATIONS,
+	OPT_REGISTER_RATE, OPT_REGISTER_CLIENTS,
 };
 
 #define PROXYD_LIMIT_QUEUE	10000	/* pushes waiting per provider */
@@ -87,6 +116,23 @@ enum {
  * common; a token-auth connection starts at 1). */
 #define PROXYD_APNS_STREAMS	1000
 #define PROXYD_LIMIT_WAIT_MS	2000	/* then 500: the relay retries */
+/* The decryption cache's memory: 100,000 real tokens take ~15 MB; the
+ * rest is room, while a flood of ciphertexts cannot take more. */
+#define PROXYD_CACHE_BYTES	((size_t)64 * 1024 * 1024)
+/* Heartbeat registrations: every iOS device of the service is a row
+ * (~120 bytes with its index), so 5 million is ~600 MB of database;
+ * notifications.delta.chat has far fewer devices. */
+#define PROXYD_MAX_REGISTRATIONS	5000000
+/* Registrations per client address: an app registers at start and on
+ * each new token, and many devices may share one address (carrier
+ * NAT); an attacker's single address adds 86,400 rows a day at most. */
+#define PROXYD_REGISTER_PER_MIN	60
+/* Addresses with a registration bucket (~100 bytes each). */
+#define PROXYD_REGISTER_CLIENTS	100000
+/* Descriptors kept from the HTTP intake for everything else (providers'
+ * connections, the database, the metrics listener, the loop's own): at
+ * most this many, at most half the limit. */
+#define PROXYD_FD_RESERVE	256
 
 struct proxyd_options {
 	struct proxy_config		 cfg;
@@ -136,6 +182,118 @@ proxyd_rate_limit(const char *arg, struct push_config *push)
 	push->limits[providers_index(ops)].rate = rate;
 }
 
+/* The HTTP intake's flags (api.h's struct api_limits). */
+static void
+proxyd_intake_option(int ch, const char *arg, struct api_limits *l)
+{
+	char err[ERR_LEN];
+	uint64_t size;
+
+	switch (ch) {
+	case OPT_MAX_CONNS:
+		l->max_connections = (unsigned int)cliopt_uint(
+		    "max-connections", arg, 1, 10000000);
+		break;
+	case OPT_MAX_PER_IP:
+		l->max_per_ip = (unsigned int)cliopt_uint(
+		    "max-connections-per-ip", arg, 1, 10000000);
+		break;
+	case OPT_TRUSTED_PROXY:
+		if (l->trusted_proxies != NULL)
+			fatalx("--trusted-proxy given twice: list the "
+			    "addresses in one, comma-separated");
+		l->trusted_proxies = arg;	/* api_new checks it */
+		break;
+	case OPT_MAX_CLIENT_REQS:
+		l->max_requests_per_client = (unsigned int)cliopt_uint(
+		    "max-requests-per-client", arg, 1, 10000000);
+		break;
+	case OPT_REQUEST_TIMEOUT:
+		l->request_timeout_ms = cliopt_duration_ms("request-timeout",
+		    arg);
+		break;
+	case OPT_IDLE_TIMEOUT:
+		l->idle_timeout_ms = cliopt_duration_ms("idle-timeout", arg);
+		break;
+	case OPT_MAX_BODY:
+		if (cli_parse_size(arg, &size, err) < 0)
+			fatalx("--max-body-size: %s", err);
+		if (size < 1 || size > 1024 * 1024)
+			fatalx("--max-body-size: 1 byte to 1M");
+		l->max_body_bytes = (size_t)size;
+		break;
+	}
+}
+
+/* N/s or N/min: a rate per second, and N as the burst. */
+static void
+proxyd_register_rate(const char *arg, struct proxy_config *c)
+{
+	char *end;
+	double n = strtod(arg, &end);
+
+	if (end == arg || n < 1 || n > 1e6)
+		fatalx("--register-rate %s: N must be a number from 1 to "
+		    "1000000", arg);
+	if (strcmp(end, "/m") == 0 || strcmp(end, "/min") == 0)
+		c->register_rate = n / 60;
+	else if (strcmp(end, "/s") == 0)
+		c->register_rate = n;
+	else
+		fatalx("--register-rate %s: expected N/s or N/min", arg);
+	c->register_burst = n;
+}
+
+/* The bounds on what a client can make proxyd hold: the decryption
+ * cache, plain tokens, registrations (docs/proxyd.md). */
+static void
+proxyd_bounds_option(int ch, const char *arg, struct proxy_config *c)
+{
+	switch (ch) {
+	case OPT_CACHE_BYTES:
+		c->cache_bytes = (size_t)cliopt_size("cache-bytes", arg,
+		    65536, (uint64_t)1 << 40);
+		break;
+	case OPT_REQUIRE_ENCRYPTED:
+		c->require_encrypted = true;
+		break;
+	case OPT_MAX_REGISTRATIONS:
+		c->max_registrations = cliopt_uint("max-registrations", arg,
+		    0, (uint64_t)1 << 40);
+		break;
+	case OPT_REGISTER_RATE:
+		proxyd_register_rate(arg, c);
+		break;
+	case OPT_REGISTER_CLIENTS:
+		c->register_clients = (size_t)cliopt_uint("register-clients",
+		    arg, 1, 100000000);
+		break;
+	}
+}
+
+/* Keeps the intake below the open files limit, with PROXYD_FD_RESERVE
+ * for the rest: out of descriptors, a push cannot reach its provider,
+ * and at --max-connections slow clients give way to newcomers, which
+ * running out of descriptors first would not do. */
+static void
+proxyd_fit_nofile(struct api_limits *l)
+{
+	uint64_t nofile, reserve, fit;
+
+	nofile = evloop_raise_nofile((uint64_t)l->max_connections +
+	    PROXYD_FD_RESERVE > 65536 ? (uint64_t)l->max_connections +
+	    PROXYD_FD_RESERVE : 65536);
+	reserve = nofile / 2 < PROXYD_FD_RESERVE ? nofile / 2 :
+	    PROXYD_FD_RESERVE;
+	fit = nofile - reserve;
+	if (l->max_connections <= fit)
+		return;
+	log_info("proxy --max-connections %u lowered to %llu: the open "
+	    "files limit is %llu", l->max_connections,
+	    (unsigned long long)fit, (unsigned long long)nofile);
+	l->max_connections = fit > 0 ? (unsigned int)fit : 1;
+}
+
 static void
 proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 {
@@ -181,6 +339,24 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 		    OPT_OWED_RETRY_MIN },
 		{ "owed-retry-max", required_argument, NULL,
 		    OPT_OWED_RETRY_MAX },
+		{ "max-connections", required_argument, NULL, OPT_MAX_CONNS },
+		{ "max-connections-per-ip", required_argument, NULL,
+		    OPT_MAX_PER_IP },
+		{ "trusted-proxy", required_argument, NULL, OPT_TRUSTED_PROXY },
+		{ "max-requests-per-client", required_argument, NULL,
+		    OPT_MAX_CLIENT_REQS },
+		{ "request-timeout", required_argument, NULL,
+		    OPT_REQUEST_TIMEOUT },
+		{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+		{ "max-body-size", required_argument, NULL, OPT_MAX_BODY },
+		{ "cache-bytes", required_argument, NULL, OPT_CACHE_BYTES },
+		{ "require-encrypted", no_argument, NULL,
+		    OPT_REQUIRE_ENCRYPTED },
+		{ "max-registrations", required_argument, NULL,
+		    OPT_MAX_REGISTRATIONS },
+		{ "register-rate", required_argument, NULL, OPT_REGISTER_RATE },
+		{ "register-clients", required_argument, NULL,
+		    OPT_REGISTER_CLIENTS },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -201,7 +377,13 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 	c->owed_retry_max_ms = 5 * 60 * 1000;
 	c->workers = 2;
 	c->cache_entries = 100000;
+	c->cache_bytes = PROXYD_CACHE_BYTES;
+	c->max_registrations = PROXYD_MAX_REGISTRATIONS;
+	c->register_rate = PROXYD_REGISTER_PER_MIN / 60.0;
+	c->register_burst = PROXYD_REGISTER_PER_MIN;
+	c->register_clients = PROXYD_REGISTER_CLIENTS;
 	c->push.timeout_ms = 20000;
+	api_limits_default(&c->intake);
 	c->push.providers.apns.streams = PROXYD_APNS_STREAMS;
 	/* Each provider's published limits, or modesty where there are
 	 * none (providers.h's table). */
@@ -300,6 +482,16 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 			c->push.timeout_ms = (long)cliopt_duration_ms("timeout",
 			    optarg);
 			break;
+		case OPT_MAX_CONNS: case OPT_MAX_PER_IP: case OPT_TRUSTED_PROXY:
+		case OPT_MAX_CLIENT_REQS: case OPT_REQUEST_TIMEOUT:
+		case OPT_IDLE_TIMEOUT: case OPT_MAX_BODY:
+			proxyd_intake_option(ch, optarg, &c->intake);
+			break;
+		case OPT_CACHE_BYTES: case OPT_REQUIRE_ENCRYPTED:
+		case OPT_MAX_REGISTRATIONS: case OPT_REGISTER_RATE:
+		case OPT_REGISTER_CLIENTS:
+			proxyd_bounds_option(ch, optarg, c);
+			break;
 		case OPT_SYNC:
 			if (db_sync_parse(optarg, &c->sync) < 0)
 				fatalx("--sync: expected normal or full");
@@ -346,7 +538,7 @@ main(int argc, char **argv)
 	proxyd_parse(argc, argv, &o);
 	log_set_level(o.level);
 	credentials_load(&o.cred, &o.cfg.push, &cred);
-	evloop_raise_nofile(65536);
+	proxyd_fit_nofile(&o.cfg.intake);
 	if ((base = evloop_new(err)) == NULL)
 		fatalx("%s", err);
 	if ((px = proxy_new(base, &o.cfg, err)) == NULL)

@@ -22,11 +22,14 @@
 #include <openssl/rand.h>
 
 #include "api.h"
+#include "api_addr.h"
 #include "clock.h"
 #include "heartbeat_store.h"
 #include "state_local.h"
 #include "log.h"
+#include "log_limit.h"
 #include "metrics_http.h"
+#include "providers.h"
 #include "proxy_private.h"
 #include "workq.h"
 #include "xmalloc.h"
@@ -41,10 +44,6 @@
  * its interval, if that is shorter), not a whole interval later. */
 #define PROXY_HEARTBEAT_RETRY_MS	(60 * 1000)
 #define PROXY_FAILURE_SERIES	256	/* notification_failures labels */
-/* The HTTP intake's bounds (api.h). */
-#define PROXY_API_MAX_CONNECTIONS	20000
-#define PROXY_API_MAX_PER_IP		5000
-#define PROXY_API_TIMEOUT_S		30	/* idle or slow client */
 /* Debounce windows held by the embedded state (about 32 bytes each). */
 #define PROXY_MAX_WINDOWS		(4 * 1000 * 1000)
 #define PROXY_STOP_GRACE_MS	5000	/* answers in flight at SIGTERM */
@@ -174,8 +173,33 @@ proxy_decrypt_done(void *job, int cancelled, void *arg)
 		proxy_job_free(j);
 		return;
 	}
-	decrypt_cache_put(px->cache, j->digest, j->plain, (int)j->perr);
+	metric_add(px->st.cache_evicted_bytes, decrypt_cache_put(px->cache,
+	    j->digest, j->plain, (int)j->perr));
+	metric_set(px->st.cache_bytes, (int64_t)decrypt_cache_bytes(
+	    px->cache));
 	proxy_continue(j);
+}
+
+/* --require-encrypted: a request with a plain token is answered here
+ * (true). /notify gets 410, which makes the relay delete the token
+ * (docs/proxyd.md): this proxy will never take it, and a client that
+ * encrypts sets its token again on its next login; anything else would
+ * be retried for hours. /register gets 400. */
+static bool
+proxy_plain_refused(struct proxy_job *j)
+{
+	struct proxy *px = j->px;
+
+	if (!px->cfg.require_encrypted || (j->purpose != PURPOSE_NOTIFY &&
+	    j->purpose != PURPOSE_REGISTER))
+		return false;
+	metric_inc(px->st.plain_refused);
+	log_limited(&px->lim_plain, LOG_LEVEL_INFO, "proxy plain token "
+	    "refused (--require-encrypted)");
+	proxy_reply(j, j->purpose == PURPOSE_REGISTER ? 400 : 410,
+	    "token not encrypted (openpgp: required)\n");
+	proxy_job_free(j);
+	return true;
 }
 
 /* Start from the raw input: plain tokens go straight on; openpgp: ones
@@ -190,6 +214,8 @@ proxy_decrypt(struct proxy_job *j)
 	if (j->input_len < strlen(PROXY_OPENPGP_PREFIX) ||
 	    memcmp(j->input, PROXY_OPENPGP_PREFIX,
 	    strlen(PROXY_OPENPGP_PREFIX)) != 0) {
+		if (proxy_plain_refused(j))
+			return 0;
 		j->plain = xmemdup0(j->input, j->input_len);
 		proxy_continue(j);
 		return 0;
@@ -198,7 +224,13 @@ proxy_decrypt(struct proxy_job *j)
 	if (decrypt_cache_get(px->cache, j->digest, &j->plain,
 	    &cached_err) == 1) {
 		metric_inc(px->st.decrypt_cache_hits);
-		j->perr = (enum openpgp_error)cached_err;
+		if (cached_err == DECRYPT_CACHE_NOT_TOKEN) {
+			/* Decrypted before, to something that is no token:
+			 * the cache kept the verdict, not the bytes. */
+			j->not_token = true;
+			j->perr = OPENPGP_ERR_MALFORMED;
+		} else
+			j->perr = (enum openpgp_error)cached_err;
 		proxy_continue(j);
 		return 0;
 	}
@@ -280,11 +312,12 @@ proxy_hb_next_interval(void *arg)
 }
 
 static void
-proxy_hb_stored(void *arg, const char *err)
+proxy_hb_stored(void *arg, enum state_store res, const char *err)
 {
 	(void)arg;
-	if (err != NULL)
-		log_warnx("proxy heartbeat schedule: %s", err);
+	if (res != STATE_STORED)
+		log_warnx("proxy heartbeat schedule: %s", err != NULL ? err :
+		    "full");
 }
 
 static void
@@ -352,7 +385,8 @@ proxy_on_push_done(void *ctx, const struct provider_result *res, void *arg)
 			state_heartbeat_put(px->state, j->plain,
 			    proxy_hb_next_at(px->cfg.interval_ms <
 			    PROXY_HEARTBEAT_RETRY_MS ? px->cfg.interval_ms :
-			    PROXY_HEARTBEAT_RETRY_MS), proxy_hb_stored, NULL);
+			    PROXY_HEARTBEAT_RETRY_MS), 0, proxy_hb_stored,
+			    NULL);
 		}
 		break;
 	default:
@@ -365,12 +399,23 @@ proxy_on_push_done(void *ctx, const struct provider_result *res, void *arg)
 
 /* The schedule stored a registration (err NULL) or could not. */
 static void
-proxy_registered(void *arg, const char *err)
+proxy_registered(void *arg, enum state_store res, const char *err)
 {
 	struct proxy_job *j = arg;
 	struct proxy *px = j->px;
 
-	if (err != NULL) {
+	if (res == STATE_FULL) {
+		/* The operator must raise the bound, or somebody is filling
+		 * the table: both worth a line, but not one per request. */
+		metric_inc(px->st.registrations_full);
+		log_limited(&px->lim_register_full, LOG_LEVEL_ERR, "proxy "
+		    "--max-registrations %lld reached: new registrations "
+		    "refused", (long long)px->cfg.max_registrations);
+		proxy_reply(j, 503, "too many registrations\n");
+		proxy_job_free(j);
+		return;
+	}
+	if (res != STATE_STORED) {
 		log_warnx("proxy heartbeat schedule: %s", err);
 		proxy_reply(j, 500, "cannot store the registration\n");
 		proxy_job_free(j);
@@ -393,9 +438,19 @@ proxy_register(struct proxy_job *j)
 		proxy_job_free(j);
 		return;
 	}
+	/* A registration nobody can ever push to is only a row (APNs
+	 * production configured, sandbox not: the same provider, so this
+	 * is about the credentials, not the environment). */
+	if (!push_enabled(px->push, push_provider_of(j->token.kind))) {
+		metric_inc(px->st.registrations_refused);
+		proxy_reply(j, 503, "no credentials for this provider\n");
+		proxy_job_free(j);
+		return;
+	}
 	/* 200 only once the registration is stored. */
 	state_heartbeat_put(px->state, j->plain,
-	    proxy_hb_next_at(px->cfg.interval_ms), proxy_registered, j);
+	    proxy_hb_next_at(px->cfg.interval_ms),
+	    (int64_t)px->cfg.max_registrations, proxy_registered, j);
 }
 
 /* The token is known (or not): route it. */
@@ -409,16 +464,20 @@ proxy_continue(struct proxy_job *j)
 		proxy_owed_loaded(j);		/* decrypted or not */
 		return;
 	}
-	if (j->plain == NULL) {
+	if (j->plain == NULL && !j->not_token) {
 		metric_inc(px->st.decrypt_failures);
-		log_info("proxy undecryptable token error=%s",
+		/* Anybody can send garbage: one line per token would let
+		 * them fill the journal. */
+		log_limited(&px->lim_undecryptable, LOG_LEVEL_INFO,
+		    "proxy undecryptable token error=%s",
 		    openpgp_error_name(j->perr));
 		proxy_reply(j, j->purpose == PURPOSE_REGISTER ? 400 : 410,
 		    "cannot decrypt token\n");
 		proxy_job_free(j);
 		return;
 	}
-	if (token_parse(j->plain, strlen(j->plain), &j->token, err) < 0) {
+	if (j->not_token ||
+	    token_parse(j->plain, strlen(j->plain), &j->token, err) < 0) {
 		proxy_reply(j, j->purpose == PURPOSE_REGISTER ? 400 : 410,
 		    "malformed token\n");
 		proxy_job_free(j);
@@ -515,6 +574,21 @@ proxy_on_hb_timer(evutil_socket_t fd, short what, void *arg)
 	    proxy_on_hb_due, px);
 }
 
+/* The registration buckets. */
+static void
+proxy_bounds_gauges(struct proxy *px)
+{
+	struct state_stats ss;
+
+	state_get_stats(px->state, &ss);
+	metric_set(px->st.register_clients, (int64_t)ss.clients);
+	if (ss.clients_forgotten > px->clients_forgotten_seen) {
+		metric_add(px->st.register_clients_forgotten,
+		    ss.clients_forgotten - px->clients_forgotten_seen);
+		px->clients_forgotten_seen = ss.clients_forgotten;
+	}
+}
+
 /* Gauges whose values change without a request (windows closing, the
  * schedule's size), once a second. */
 static void
@@ -526,9 +600,76 @@ proxy_on_gauge_timer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	proxy_owed_gauges(px);
 	proxy_hb_count(px);
+	proxy_bounds_gauges(px);
 }
 
 /* ---- the API --------------------------------------------------------- */
+
+/* The client a request counts against (the intake's: the TCP peer, or
+ * behind a --trusted-proxy the X-Forwarded-For address; an IPv6 /64),
+ * as a key of 16 bytes; 0 when it has none. */
+static size_t
+proxy_client_key(struct api_request *req, uint8_t key_out[16])
+{
+	struct api_addr a;
+
+	if (api_request_client(req, &a) < 0)
+		return 0;
+	memcpy(key_out, a.b, sizeof(a.b));
+	return sizeof(a.b);
+}
+
+/* The client's registration bucket answered: go on, or 429. */
+static void
+proxy_on_register_admit(void *arg, int64_t wait_ms)
+{
+	struct proxy_job *j = arg;
+	struct proxy *px = j->px;
+	char body[64];
+
+	if (wait_ms <= 0) {
+		proxy_start(j);
+		return;
+	}
+	metric_inc(px->st.registrations_limited);
+	log_limited(&px->lim_register_rate, LOG_LEVEL_INFO, "proxy "
+	    "registrations from one client over --register-rate: 429");
+	/* XXX api_reply() sets no Retry-After yet: the wait is in the
+	 * body until the intake can send one. */
+	snprintf(body, sizeof(body), "too many registrations, retry in "
+	    "%lld s\n", (long long)((wait_ms + 999) / 1000));
+	proxy_reply(j, 429, body);
+	proxy_job_free(j);
+}
+
+/* --register-rate: one token from the client's bucket before any work
+ * (decryption, the database) is done for it. */
+static void
+proxy_register_admit(struct proxy_job *j, struct api_request *req)
+{
+	struct proxy *px = j->px;
+	uint8_t key[16];
+	size_t len = proxy_client_key(req, key);
+
+	if (len == 0) {
+		proxy_start(j);
+		return;
+	}
+	state_client_take(px->state, key, len, px->cfg.register_rate,
+	    px->cfg.register_burst, clock_mono_ms(), proxy_on_register_admit,
+	    j);
+}
+
+/* Whether a configured provider takes heartbeats. */
+static bool
+proxy_heartbeats_on(struct proxy *px)
+{
+	for (size_t i = 0; i < providers_count; i++)
+		if (providers[i]->heartbeats &&
+		    push_enabled(px->push, providers[i]))
+			return true;
+	return false;
+}
 
 static void
 proxy_on_request(struct api_request *req, enum api_route route,
@@ -553,6 +694,14 @@ proxy_on_request(struct api_request *req, enum api_route route,
 		proxy_start(j);
 		return;
 	}
+	/* Without APNs credentials a registration could never be used:
+	 * refused before any work (docs/proxyd.md, 503: the service, not
+	 * the request, is missing something). */
+	if (!proxy_heartbeats_on(px)) {
+		metric_inc(px->st.registrations_refused);
+		api_reply(req, 503, "registrations need APNs credentials\n");
+		return;
+	}
 	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	tok = root != NULL ? json_object_get(root, "token") : NULL;
 	if (!json_is_string(tok) || json_string_length(tok) == 0) {
@@ -563,10 +712,17 @@ proxy_on_request(struct api_request *req, enum api_route route,
 	j = proxy_job_new(px, PURPOSE_REGISTER, req, json_string_value(tok),
 	    json_string_length(tok));
 	json_decref(root);
-	proxy_start(j);
+	proxy_register_admit(j, req);
 }
 
 /* ---- set-up and tear-down -------------------------------------------- */
+
+/* log_limit.h's hook: any thread may call it. */
+static void
+proxy_on_log_suppressed(void *arg)
+{
+	metric_inc(arg);
+}
 
 static void
 proxy_register_metrics(struct proxy *px)
@@ -598,6 +754,34 @@ proxy_register_metrics(struct proxy *px)
 	st->busy = metrics_counter(m, "decrypt_queue_full",
 	    "Requests refused because every decryption worker was busy",
 	    NULL);
+	st->cache_evicted_bytes = metrics_counter(m,
+	    "decrypt_cache_evicted_bytes",
+	    "Decryption cache entries evicted to stay within --cache-bytes",
+	    NULL);
+	st->cache_bytes = metrics_gauge(m, "decrypt_cache_bytes",
+	    "Bytes the decryption cache holds", NULL);
+	st->plain_refused = metrics_counter(m, "plain_tokens_refused",
+	    "Plain (not openpgp:) tokens refused (--require-encrypted)",
+	    NULL);
+	st->registrations_refused = metrics_counter(m,
+	    "registrations_refused",
+	    "Registrations refused: no credentials for their provider",
+	    NULL);
+	st->registrations_full = metrics_counter(m, "registrations_full",
+	    "New registrations refused at --max-registrations", NULL);
+	st->registrations_limited = metrics_counter(m,
+	    "registrations_rate_limited",
+	    "Registrations refused with 429 (--register-rate per client)",
+	    NULL);
+	st->register_clients = metrics_gauge(m, "register_clients",
+	    "Clients with a registration bucket", NULL);
+	st->register_clients_forgotten = metrics_counter(m,
+	    "register_clients_forgotten",
+	    "Registration buckets dropped at --register-clients", NULL);
+	st->log_suppressed = metrics_counter(m, "log_lines_suppressed",
+	    "Log lines a client could cause, dropped by their rate limit",
+	    NULL);
+	log_limit_set_hook(proxy_on_log_suppressed, st->log_suppressed);
 	proxy_owed_metrics(px);
 }
 
@@ -628,19 +812,26 @@ proxy_new(struct event_base *base, const struct proxy_config *cfg,
 
 	px->base = base;
 	px->cfg = *cfg;
+	px->lim_undecryptable = (struct log_limit)LOG_LIMIT(1, 10);
+	px->lim_plain = (struct log_limit)LOG_LIMIT(1, 10);
+	/* At the bound every new device hits it: one line a minute. */
+	px->lim_register_full = (struct log_limit)LOG_LIMIT(1.0 / 60, 1);
+	px->lim_register_rate = (struct log_limit)LOG_LIMIT(0.1, 3);
 	TAILQ_INIT(&px->ow.waiting);
 	proxy_register_metrics(px);
 	if ((px->keyring = openpgp_keyring_load_file(cfg->keyring_path,
 	    err)) == NULL)
 		goto fail;
 	log_info("proxy keyring keys=%zu", openpgp_keyring_count(px->keyring));
-	px->cache = decrypt_cache_new(cfg->cache_entries);
+	px->cache = decrypt_cache_new(cfg->cache_entries, cfg->cache_bytes);
 	if (proxy_db_open(&px->db, cfg->db_path, cfg->sync, true, err) < 0)
 		goto fail;
 	memset(&sc, 0, sizeof(sc));
 	sc.window_ms = cfg->debounce_ms;
 	sc.max_windows = PROXY_MAX_WINDOWS;
 	RAND_bytes(sc.window_key, sizeof(sc.window_key));
+	sc.max_clients = cfg->register_clients;
+	RAND_bytes(sc.client_key, sizeof(sc.client_key));
 	sc.db = px->db.db;
 	sc.base = base;
 	px->state = state_local_new(&sc, err);
@@ -661,9 +852,8 @@ proxy_new(struct event_base *base, const struct proxy_config *cfg,
 	memset(&ac, 0, sizeof(ac));
 	ac.host = cfg->host;
 	ac.port = cfg->port;
-	ac.max_connections = PROXY_API_MAX_CONNECTIONS;
-	ac.max_per_ip = PROXY_API_MAX_PER_IP;
-	ac.timeout_s = PROXY_API_TIMEOUT_S;
+	ac.limits = cfg->intake;
+	ac.metrics = px->metrics;
 	if ((px->api = api_new(base, &ac, proxy_on_request, px, err)) == NULL)
 		goto fail;
 	log_info("proxy listening on %s:%u", cfg->host, api_port(px->api));
@@ -729,6 +919,7 @@ proxy_free(struct proxy *px)
 	proxy_db_close(&px->db);
 	decrypt_cache_free(px->cache);
 	openpgp_keyring_free(px->keyring);
+	log_limit_set_hook(NULL, NULL);		/* the counter goes */
 	metrics_free(px->metrics);
 	free(px);
 }

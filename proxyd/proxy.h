@@ -12,8 +12,9 @@
  *                    (owed_store.c) and retried until they go out
  *   state/           what a second instance would share, behind one
  *                    interface (state.h): the debounce windows, the
- *                    heartbeat schedule, the rate-limit buckets; the
- *                    embedded backend (state_local.c) keeps them here
+ *                    heartbeat schedule, the rate-limit buckets, the
+ *                    registrations per client; the embedded backend
+ *                    (state_local.c) keeps them here
  *   push/            the push engine (push.c: rate-limit queues, pauses,
  *                    the retry after a renewed credential, verdicts,
  *                    metrics; no provider named), ratelimit, credentials
@@ -41,8 +42,10 @@
 #ifndef PROXY_H
 #define PROXY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "api.h"
 #include "db.h"
 #include "err.h"
 #include "push.h"
@@ -67,6 +70,14 @@ struct proxy_config {
 	int64_t		 owed_retry_max_ms;
 	unsigned int	 workers;		/* decryption threads */
 	size_t		 cache_entries;
+	size_t		 cache_bytes;		/* the cache's memory */
+	bool		 require_encrypted;	/* refuse plain tokens */
+	/* /register's bounds (docs/proxyd.md "Registrations"). */
+	uint64_t	 max_registrations;	/* rows in all; 0: none */
+	double		 register_rate;		/* per client, per second */
+	double		 register_burst;
+	size_t		 register_clients;	/* buckets held */
+	struct api_limits intake;		/* the HTTP intake's bounds */
 	struct push_config push;
 };
 

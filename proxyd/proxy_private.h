@@ -12,6 +12,7 @@
 #include <sys/queue.h>
 
 #include "decrypt_cache.h"
+#include "log_limit.h"
 #include "metrics.h"
 #include "openpgp.h"
 #include "owed_store.h"
@@ -40,6 +41,8 @@ struct proxy_job {
 	unsigned char		 digest[DECRYPT_CACHE_DIGEST_LEN];
 	char			*plain;		/* decrypted token (secret) */
 	enum openpgp_error	 perr;
+	bool			 not_token;	/* cached: decrypts to no
+						 * token (plain NULL) */
 	struct token		 token;
 	struct owed_item	*item;		/* PURPOSE_TRAILING */
 	struct owed_row		 row;		/* PURPOSE_LOAD (input NULL) */
@@ -51,6 +54,12 @@ struct proxy_stats {
 	struct metric	*direct, *heartbeat, *registrations, *heartbeat_tokens;
 	struct metric	*debounced, *debounced_size, *decrypt_failures;
 	struct metric	*decrypt_cache_hits, *busy, *heartbeat_retries;
+	struct metric	*log_suppressed;	/* log_limit.h's hook */
+	/* the bounds on what a client can make us hold */
+	struct metric	*cache_evicted_bytes, *cache_bytes, *plain_refused;
+	struct metric	*registrations_refused, *registrations_full;
+	struct metric	*registrations_limited, *register_clients;
+	struct metric	*register_clients_forgotten;
 	/* owed pushes */
 	struct metric	*owed, *owed_bytes, *owed_sent, *owed_retries;
 	struct metric	*owed_expired, *owed_full, *owed_dropped;
@@ -93,6 +102,12 @@ struct proxy {
 	struct metrics			*metrics;
 	struct metrics_http		*metrics_http;
 	struct proxy_stats		 st;
+	struct log_limit		 lim_undecryptable;
+	/* --require-encrypted, --max-registrations, --register-rate */
+	struct log_limit		 lim_plain;
+	struct log_limit		 lim_register_full;
+	struct log_limit		 lim_register_rate;
+	uint64_t			 clients_forgotten_seen;  /* counted */
 	bool				 stopping;
 	int64_t				 stop_deadline_ms;
 	struct event			*stop_ev;

@@ -18,10 +18,18 @@
 #include "err.h"
 
 /* Limits. A token is at most 16 KiB (proxyd refuses larger bodies anyway);
- * decrypted or decompressed data at most 64 KiB; a packet sequence at most
- * 64 packets; compressed packets nest at most 2 deep inside the SEIPD. */
+ * decrypted or decompressed data at most 16 KiB; a packet sequence at most
+ * 64 packets; compressed packets nest at most 2 deep inside the SEIPD.
+ *
+ * The plaintext bound is what a token can be, not what zlib can make: a
+ * real one is under 1 KiB, padded to 512 octets (docs/openpgp.md), and
+ * no token kind passes 8 KiB (token.h). 16 KiB is also the largest
+ * message taken uncompressed, so compression never lets a message carry
+ * more than an uncompressed one could; it was 64 KiB, which let anybody
+ * (the key is public) have every decryption produce 64 KiB from a small
+ * compressed ciphertext. */
 #define OPENPGP_TOKEN_MAX_BYTES		16384
-#define OPENPGP_PLAIN_MAX_BYTES		65536
+#define OPENPGP_PLAIN_MAX_BYTES		16384
 #define OPENPGP_PACKETS_MAX		64
 #define OPENPGP_NEST_MAX		2
 /* A keyring file is at most 1 MiB and yields at most 64 decryption keys. */

@@ -1,7 +1,8 @@
 /*
  * What a second proxyd instance would have to share (docs/architecture.md
  * "Proxy state"), behind one small interface: the debounce windows, the
- * heartbeat schedule and the providers' rate-limit buckets. A backend is
+ * heartbeat schedule, the providers' rate-limit buckets and the
+ * per-client buckets (registrations per address). A backend is
  * chosen once at start, like OpenSMTPD's queue backends; the embedded
  * default (state_local.c) keeps the windows in this process's memory and
  * the schedule in its SQLite database, exactly as proxyd always did. The
@@ -38,8 +39,14 @@ enum state_window {
 };
 typedef void state_window_fn(void *arg, enum state_window, int64_t end_ms);
 
-/* A write the caller waits for: err NULL when it is stored. */
-typedef void state_stored_fn(void *arg, const char *err);
+/* A write the caller waits for: STATE_STORED, STATE_FULL (refused: a
+ * bound the caller gave would be passed), or STATE_FAILED with err. */
+enum state_store {
+	STATE_STORED,
+	STATE_FULL,
+	STATE_FAILED,
+};
+typedef void state_stored_fn(void *arg, enum state_store, const char *err);
 
 /* Heartbeat registrations claimed as due: each was moved to its next time
  * before it was handed out, so no other claim (here or in another
@@ -58,6 +65,8 @@ struct state_stats {
 	size_t		 window_bytes;	/* their memory, embedded backend */
 	int64_t		 heartbeat_tokens;	/* -1: unknown */
 	uint64_t	 failures;	/* fire-and-forget calls not applied */
+	size_t		 clients;	/* per-client buckets held */
+	uint64_t	 clients_forgotten;	/* to make room for others */
 };
 
 struct state_ops {
@@ -77,9 +86,12 @@ struct state_ops {
 		    size_t len, int64_t now_ms);
 
 	/* ---- the heartbeat schedule (decrypted APNs tokens) ---- */
-	/* Insert or move a registration; answered once stored. */
+	/* Insert or move a registration; answered once stored. A token
+	 * not yet in the schedule is refused with STATE_FULL when it holds
+	 * max_tokens already (0: no bound); moving one never is. */
 	void	(*heartbeat_put)(struct state *, const char *token,
-		    int64_t next_at_ms, state_stored_fn *, void *arg);
+		    int64_t next_at_ms, int64_t max_tokens, state_stored_fn *,
+		    void *arg);
 	void	(*heartbeat_remove)(struct state *, const char *token);
 	/* Up to max registrations due at now_ms, each moved to the time
 	 * next_at(next_arg) gives before it is handed out. */
@@ -98,6 +110,16 @@ struct state_ops {
 	 * answer with the rest of the pause until it ends. */
 	void	(*bucket_pause)(struct state *, const char *name, int64_t ms,
 		    int64_t now_ms);
+
+	/* ---- per-client buckets (what one client address may do) ---- */
+	/* Take one token from the bucket of client key (len bytes, at most
+	 * 16: an address), refilled at rate per second up to burst; a
+	 * client not seen before starts full. Answers like bucket_take. A
+	 * backend holds a bounded number of clients and forgets the one
+	 * seen least recently to make room (state_stats). */
+	void	(*client_take)(struct state *, const void *key, size_t len,
+		    double rate, double burst, int64_t now_ms,
+		    state_bucket_fn *, void *arg);
 
 	void	(*get_stats)(struct state *, struct state_stats *);
 	/* Answers still due are given first, as the answer that lets the
@@ -134,9 +156,9 @@ state_window_reopen(struct state *s, const char *token, size_t len,
 
 static inline void
 state_heartbeat_put(struct state *s, const char *token, int64_t next_at_ms,
-    state_stored_fn *fn, void *arg)
+    int64_t max_tokens, state_stored_fn *fn, void *arg)
 {
-	s->ops->heartbeat_put(s, token, next_at_ms, fn, arg);
+	s->ops->heartbeat_put(s, token, next_at_ms, max_tokens, fn, arg);
 }
 
 static inline void
@@ -164,6 +186,13 @@ state_bucket_pause(struct state *s, const char *name, int64_t ms,
     int64_t now_ms)
 {
 	s->ops->bucket_pause(s, name, ms, now_ms);
+}
+
+static inline void
+state_client_take(struct state *s, const void *key, size_t len, double rate,
+    double burst, int64_t now_ms, state_bucket_fn *fn, void *arg)
+{
+	s->ops->client_take(s, key, len, rate, burst, now_ms, fn, arg);
 }
 
 static inline void

@@ -3,6 +3,7 @@
  * with a timer that drops closed ones (memory only: a closed window's
  * answer is right whether or not it was dropped). Schedule:
  * heartbeat_store.c. Buckets: token buckets by name, with a pause.
+ * Clients: client_buckets.c, a bounded table of buckets per address.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <event2/event.h>
 #include <openssl/crypto.h>
 
+#include "client_buckets.h"
 #include "clock.h"
 #include "heartbeat_store.h"
 #include "state_local.h"
@@ -33,6 +35,8 @@ struct state_local {
 	size_t			 nbuckets;
 	uint64_t		 failures;
 	int64_t			 hb_count;	/* -1: not counted yet */
+	struct client_buckets	*clients;
+	uint64_t		 clients_forgotten;
 };
 
 static struct state_local *
@@ -115,28 +119,43 @@ state_local_window_reopen(struct state *s, const char *token, size_t len,
 
 /* ---- the heartbeat schedule -------------------------------------------- */
 
+/* Rows in the schedule: counted once (a scan), then followed. */
+static int64_t
+state_local_hb_count(struct state_local *l)
+{
+	if (l->hb != NULL && l->hb_count < 0)
+		l->hb_count = heartbeat_store_count(l->hb, NULL);
+	return l->hb_count;
+}
+
 static void
 state_local_heartbeat_put(struct state *s, const char *token,
-    int64_t next_at_ms, state_stored_fn *fn, void *arg)
+    int64_t next_at_ms, int64_t max_tokens, state_stored_fn *fn, void *arg)
 {
 	struct state_local *l = state_local(s);
 	char err[ERR_LEN];
 	int known;
 
 	if (l->hb == NULL) {
-		fn(arg, "no heartbeat schedule");
+		fn(arg, STATE_FAILED, "no heartbeat schedule");
 		return;
 	}
 	/* The count follows puts and removes (counting is a scan). */
-	known = heartbeat_store_has(l->hb, token, err);
-	if (known < 0 || heartbeat_store_put(l->hb, token, next_at_ms,
-	    err) < 0) {
-		fn(arg, err);
+	if ((known = heartbeat_store_has(l->hb, token, err)) < 0) {
+		fn(arg, STATE_FAILED, err);
+		return;
+	}
+	if (!known && max_tokens > 0 && state_local_hb_count(l) >= max_tokens) {
+		fn(arg, STATE_FULL, NULL);
+		return;
+	}
+	if (heartbeat_store_put(l->hb, token, next_at_ms, err) < 0) {
+		fn(arg, STATE_FAILED, err);
 		return;
 	}
 	if (!known && l->hb_count >= 0)
 		l->hb_count++;
-	fn(arg, NULL);
+	fn(arg, STATE_STORED, NULL);
 }
 
 static void
@@ -255,6 +274,23 @@ state_local_bucket_pause(struct state *s, const char *name, int64_t ms,
 		b->paused_until_ms = now_ms + ms;
 }
 
+/* ---- per-client buckets ------------------------------------------------- */
+
+static void
+state_local_client_take(struct state *s, const void *key, size_t len,
+    double rate, double burst, int64_t now_ms, state_bucket_fn *fn, void *arg)
+{
+	struct state_local *l = state_local(s);
+	int evicted;
+	int64_t wait;
+
+	wait = client_buckets_take(l->clients, key, len, rate, burst, now_ms,
+	    &evicted);
+	if (evicted)
+		l->clients_forgotten++;
+	fn(arg, wait);
+}
+
 /* ---- the rest ----------------------------------------------------------- */
 
 static void
@@ -267,10 +303,10 @@ state_local_get_stats(struct state *s, struct state_stats *out)
 	memset(out, 0, sizeof(*out));
 	out->windows = ds.entries;
 	out->window_bytes = ds.memory_bytes;
-	if (l->hb != NULL && l->hb_count < 0)	/* once: then followed */
-		l->hb_count = heartbeat_store_count(l->hb, NULL);
-	out->heartbeat_tokens = l->hb_count;
+	out->heartbeat_tokens = state_local_hb_count(l);
 	out->failures = l->failures;
+	out->clients = client_buckets_count(l->clients);
+	out->clients_forgotten = l->clients_forgotten;
 }
 
 static void
@@ -281,6 +317,7 @@ state_local_free(struct state *s)
 	if (l->expiry != NULL)
 		event_free(l->expiry);
 	heartbeat_store_free(l->hb);
+	client_buckets_free(l->clients);
 	debounce_free(l->windows);
 	OPENSSL_cleanse(l, sizeof(*l));
 	free(l);
@@ -296,6 +333,7 @@ static const struct state_ops state_local_ops = {
 	.heartbeat_claim = state_local_heartbeat_claim,
 	.bucket_take = state_local_bucket_take,
 	.bucket_pause = state_local_bucket_pause,
+	.client_take = state_local_client_take,
 	.get_stats = state_local_get_stats,
 	.free = state_local_free,
 };
@@ -314,6 +352,7 @@ state_local_new(const struct state_local_config *cfg, char err[ERR_LEN])
 	memcpy(dc.key, cfg->window_key, sizeof(dc.key));
 	if ((l->windows = debounce_new(&dc, err)) == NULL)
 		goto fail;
+	l->clients = client_buckets_new(cfg->max_clients, cfg->client_key);
 	if (cfg->db != NULL && (l->hb = heartbeat_store_new(cfg->db,
 	    err)) == NULL)
 		goto fail;

@@ -14,6 +14,7 @@
 
 #include "debounce.h"
 #include "err.h"
+#include "siphash.h"
 #include "state.h"
 
 struct event_base;
@@ -27,6 +28,10 @@ struct state_local_config {
 	/* The heartbeat schedule's database (proxy_db.h's connection,
 	 * borrowed); NULL: no schedule (heartbeat calls fail). */
 	sqlite3			*db;
+	/* Per-client buckets held at most (state.h's client_take), and
+	 * their table's hash key (random). */
+	size_t			 max_clients;
+	uint8_t			 client_key[SIPHASH_KEY_LEN];
 	/* Closed windows are dropped by a timer on base; NULL: only when
 	 * state_local_expire is called (tests). */
 	struct event_base	*base;

@@ -7,12 +7,14 @@
 #include <openssl/evp.h>
 
 #include "decrypt_cache.h"
+#include "token.h"
 #include "xmalloc.h"
 
 struct dc_entry {
 	unsigned char	 digest[DECRYPT_CACHE_DIGEST_LEN];
 	char		*plain;		/* NULL: a cached failure */
 	int		 error;
+	size_t		 bytes;		/* decrypt_cache_entry_bytes */
 	struct dc_entry	*hnext;		/* bucket chain */
 	struct dc_entry	*prev, *next;	/* LRU list, most recent first */
 };
@@ -21,22 +23,31 @@ struct decrypt_cache {
 	struct dc_entry	**buckets;
 	size_t		  nbuckets;	/* power of two */
 	size_t		  n, max;
+	size_t		  bytes, max_bytes;
 	struct dc_entry	 *head, *tail;
 	EVP_MD		 *sha256;
 };
 
 struct decrypt_cache *
-decrypt_cache_new(size_t max_entries)
+decrypt_cache_new(size_t max_entries, size_t max_bytes)
 {
 	struct decrypt_cache *c = xcalloc(1, sizeof(*c));
 
 	c->max = max_entries ? max_entries : 1;
+	c->max_bytes = max_bytes ? max_bytes : 1;
 	c->nbuckets = 16;
 	while (c->nbuckets < c->max * 2)
 		c->nbuckets *= 2;
 	c->buckets = xcalloc(c->nbuckets, sizeof(*c->buckets));
 	c->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	return c;
+}
+
+size_t
+decrypt_cache_entry_bytes(const char *plain)
+{
+	return sizeof(struct dc_entry) + (plain != NULL ? strlen(plain) + 1 :
+	    0);
 }
 
 static void
@@ -123,6 +134,20 @@ dc_lru_push(struct decrypt_cache *c, struct dc_entry *e)
 		c->tail = e;
 }
 
+/* Drops the least recently used entry. */
+static void
+dc_evict_oldest(struct decrypt_cache *c)
+{
+	struct dc_entry *old = c->tail, **op;
+
+	dc_lru_unlink(c, old);
+	op = dc_find(c, old->digest);
+	*op = old->hnext;
+	c->n--;
+	c->bytes -= old->bytes;
+	dc_entry_free(old);
+}
+
 int
 decrypt_cache_get(struct decrypt_cache *c,
     const unsigned char digest[DECRYPT_CACHE_DIGEST_LEN], char **plain_out,
@@ -139,36 +164,56 @@ decrypt_cache_get(struct decrypt_cache *c,
 	return 1;
 }
 
-void
+size_t
 decrypt_cache_put(struct decrypt_cache *c,
     const unsigned char digest[DECRYPT_CACHE_DIGEST_LEN], const char *plain,
     int error)
 {
 	struct dc_entry **ep = dc_find(c, digest), *e;
+	struct token t;
+	char err[ERR_LEN];
+	size_t bytes, for_bytes = 0;
 
 	if (*ep != NULL)
-		return;		/* same ciphertext, same plaintext */
-	if (c->n == c->max) {
-		struct dc_entry *old = c->tail, **op;
-
-		dc_lru_unlink(c, old);
-		op = dc_find(c, old->digest);
-		*op = old->hnext;
-		dc_entry_free(old);
-		c->n--;
-		ep = dc_find(c, digest);	/* the chain may have moved */
+		return 0;	/* same ciphertext, same plaintext */
+	/* A plaintext that is no token is answered the same way every time
+	 * (410): only that is worth remembering, not the bytes, which
+	 * anybody can make as large as the decryptor allows. */
+	if (plain != NULL && token_parse(plain, strlen(plain), &t, err) < 0) {
+		plain = NULL;
+		error = DECRYPT_CACHE_NOT_TOKEN;
 	}
+	OPENSSL_cleanse(&t, sizeof(t));		/* Web Push's auth secret */
+	bytes = decrypt_cache_entry_bytes(plain);
+	if (bytes > c->max_bytes)
+		return 0;	/* would not fit even alone */
+	while (c->n > 0 && (c->n == c->max ||
+	    c->bytes + bytes > c->max_bytes)) {
+		if (c->n < c->max)
+			for_bytes++;
+		dc_evict_oldest(c);
+	}
+	ep = dc_find(c, digest);	/* the chain may have moved */
 	e = xcalloc(1, sizeof(*e));
 	memcpy(e->digest, digest, DECRYPT_CACHE_DIGEST_LEN);
 	e->plain = plain != NULL ? xstrdup(plain) : NULL;
 	e->error = error;
+	e->bytes = bytes;
 	*ep = e;
 	dc_lru_push(c, e);
 	c->n++;
+	c->bytes += bytes;
+	return for_bytes;
 }
 
 size_t
 decrypt_cache_size(const struct decrypt_cache *c)
 {
 	return c->n;
+}
+
+size_t
+decrypt_cache_bytes(const struct decrypt_cache *c)
+{
+	return c->bytes;
 }

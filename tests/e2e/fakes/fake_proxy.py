@@ -12,6 +12,7 @@ script:
     proxy.responder = fn            # fn(token, nth) -> status | (status, s)
     proxy.default = 410             # everything else
     proxy.delay = 0.3               # seconds before each answer
+    proxy.reply_body = b"x" * 2**20 # body of every answer (default none)
     proxy.wait_for(count=2)         # or pred=lambda reqs: ...
     proxy.stop(); proxy.start()     # down (connection refused), up again
                                     # on the same port
@@ -68,11 +69,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):       # no logging: speed, and no tokens
         pass
 
-    def _answer(self, status, close=False):
+    def _answer(self, status, close=False, body=b""):
         reason = _REASONS.get(status, "Status")
-        head = ("HTTP/1.1 %d %s\r\nContent-Length: 0\r\n%s\r\n"
-                % (status, reason, "Connection: close\r\n" if close else ""))
-        self.wfile.write(head.encode("latin-1"))
+        head = ("HTTP/1.1 %d %s\r\nContent-Length: %d\r\n%s\r\n"
+                % (status, reason, len(body),
+                   "Connection: close\r\n" if close else ""))
+        self.wfile.write(head.encode("latin-1") + body)
 
     def handle_one_request(self):
         proxy = self.server.proxy
@@ -133,7 +135,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             proxy._record(Request(token, t, status, self._conn, path))
             if delay > 0:
                 time.sleep(delay)   # a slow proxy: the answer itself waits
-            self._answer(status, close=not keep_alive)
+            self._answer(status, close=not keep_alive,
+                         body=proxy.reply_body)
             self.close_connection = not keep_alive
         except (OSError, ValueError):
             self.close_connection = True
@@ -173,6 +176,7 @@ class FakeProxy:
         self.path = path
         self.port = port
         self.responder = None
+        self.reply_body = b""       # body of every answer to a POST
         self.mode = "serve"         # or "close"
         self._seq = {}              # token -> [status, ...]
         self._seen = collections.Counter()

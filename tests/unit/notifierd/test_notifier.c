@@ -170,8 +170,9 @@ httpc_free(struct httpc *h, httpc_cancel_fn *cancel)
 static void
 answer(const char *token, long status)
 {
-	struct httpc_response resp = { status,
-	    status == 0 ? "Connection refused" : "", "", 0, -1, 2000 };
+	struct httpc_response resp = { .status = status,
+	    .error = status == 0 ? "Connection refused" : "", .body = "",
+	    .retry_after_s = -1, .latency_us = 2000 };
 	void *ctx;
 	size_t i;
 

@@ -1,7 +1,9 @@
 /* Tests of proxyd/api/api.c over real HTTP on 127.0.0.1: the loop thread runs
  * the API and answers /notify later from a timer (as a push in flight
  * would); a client thread uses libcurl. Checks routing, the body limit,
- * and that hundreds of requests can wait suspended at once. */
+ * and that hundreds of requests can wait suspended at once; and, with
+ * the process out of file descriptors, that accepting pauses with one log
+ * line and no busy loop, and resumes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -11,12 +13,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <unistd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
 #include <event2/event.h>
 
 #include "api.h"
+#include "log.h"
+#include "metrics.h"
 
 #define CONCURRENT	300
 
@@ -56,6 +65,12 @@ handler(struct api_request *req, enum api_route route, const char *body,
 	struct timeval tv = { 0, 200000 };	/* a slow provider */
 
 	if (route == API_ROUTE_REGISTER) {
+		struct api_addr client, want;
+
+		/* Counted against the peer: no proxy is trusted here. */
+		assert_int_equal(api_request_client(req, &client), 0);
+		api_addr_parse("127.0.0.1", 9, &want);
+		assert_true(api_addr_equal(&client, &want));
 		api_reply(req, len > 0 ? 200 : 400, "");	/* at once */
 		return;
 	}
@@ -175,7 +190,7 @@ client(void *arg)
 static void
 test_api_routes_and_suspension(void **state)
 {
-	struct api_config cfg = { "127.0.0.1", 0, 2000, 1000, 10 };
+	struct api_config cfg = { .host = "127.0.0.1" };
 	struct timeval tv = { 0, 20000 };
 	struct world w = { 0 };
 	struct client_args *ca = calloc(1, sizeof(*ca));
@@ -183,6 +198,8 @@ test_api_routes_and_suspension(void **state)
 	pthread_t t;
 
 	(void)state;
+	api_limits_default(&cfg.limits);
+	cfg.limits.max_requests_per_client = CONCURRENT + 10;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	w.base = event_base_new();
 	w.api = api_new(w.base, &cfg, handler, &w, err);
@@ -219,11 +236,104 @@ test_api_routes_and_suspension(void **state)
 	curl_global_cleanup();
 }
 
+static int accept_lines;
+
+static void
+count_accept_lines(enum log_level level, const char *line, void *arg)
+{
+	(void)level;
+	(void)arg;
+	if (strstr(line, "api accept") != NULL)
+		accept_lines++;
+}
+
+static void
+run_loop_ms(struct event_base *base, long ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+}
+
+static double
+cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+	    (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static void
+test_api_out_of_descriptors_pauses_accepting(void **state)
+{
+	struct api_config cfg = { .host = "127.0.0.1" };
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct rlimit saved, low;
+	struct world w = { 0 };
+	int fds[512], nfds = 0, c, fd;
+	char err[ERR_LEN], answer[256];
+	double cpu0;
+	ssize_t n;
+	char *text;
+
+	(void)state;
+	api_limits_default(&cfg.limits);
+	cfg.metrics = metrics_new();
+	w.base = event_base_new();
+	w.api = api_new(w.base, &cfg, handler, &w, err);
+	assert_non_null(w.api);
+	log_set_sink(count_accept_lines, NULL);
+	/* A client in the backlog, then no descriptor left to accept it. */
+	sin.sin_port = htons(api_port(w.api));
+	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(c, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(write(c, "GET / HTTP/1.0\r\n\r\n", 18), 18);
+	getrlimit(RLIMIT_NOFILE, &saved);
+	low = saved;
+	low.rlim_cur = (rlim_t)c + 64;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while (nfds < 512 && (fd = dup(c)) >= 0)
+		fds[nfds++] = fd;
+	assert_true(nfds < 512);		/* ran out */
+
+	cpu0 = cpu_s();
+	run_loop_ms(w.base, 300);
+	/* Paused, once: not a loop around accept(). */
+	assert_true(cpu_s() - cpu0 < 0.1);
+	assert_int_equal(accept_lines, 1);
+	assert_int_equal(api_connections(w.api), 0);
+	text = metrics_render(cfg.metrics, NULL);
+	assert_non_null(strstr(text, "\nhttp_fd_exhausted_total 1\n"));
+	free(text);
+
+	/* Descriptors back: the retry takes the client and answers it. */
+	while (nfds > 0)
+		close(fds[--nfds]);
+	setrlimit(RLIMIT_NOFILE, &saved);
+	run_loop_ms(w.base, 800);
+	n = read(c, answer, sizeof(answer) - 1);
+	assert_true(n > 0);
+	answer[n] = '\0';
+	assert_non_null(strstr(answer, "HTTP/1.1 200 OK"));
+	assert_int_equal(accept_lines, 1);
+
+	log_set_sink(NULL, NULL);
+	close(c);
+	api_free(w.api);
+	event_base_free(w.base);
+	metrics_free(cfg.metrics);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_api_routes_and_suspension),
+		cmocka_unit_test(test_api_out_of_descriptors_pauses_accepting),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

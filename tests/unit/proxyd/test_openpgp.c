@@ -676,6 +676,31 @@ test_inner_grammar(void **state)
 	assert_true(b.len < 4096);
 	assert_int_equal(inner(&b, &plain), OPENPGP_ERR_TOO_LARGE);
 	free(zeros);
+	/* The cap is what a token can be (OPENPGP_PLAIN_MAX_BYTES, 16
+	 * KiB), not 64 KiB: a literal that inflates to just under it
+	 * passes, one that inflates past it (20 KiB) does not. */
+	zeros = xmalloc(20 * 1024 + 1);
+	memset(zeros, ' ', 20 * 1024);
+	memcpy(zeros, "tok", 3);
+	/* 12 octets of packet and literal headers around the text */
+	zeros[OPENPGP_PLAIN_MAX_BYTES - 12] = '\0';
+	buf_reset(&in1);
+	literal(&in1, (char *)zeros);
+	assert_int_equal(in1.len, OPENPGP_PLAIN_MAX_BYTES);
+	buf_reset(&b);
+	compressed(&b, in1.data, in1.len);
+	assert_int_equal(inner(&b, &plain), OPENPGP_OK);
+	assert_string_equal(plain, "tok");
+	free(plain);
+	zeros[OPENPGP_PLAIN_MAX_BYTES - 12] = ' ';
+	zeros[20 * 1024] = '\0';
+	buf_reset(&in1);
+	literal(&in1, (char *)zeros);
+	buf_reset(&b);
+	compressed(&b, in1.data, in1.len);
+	assert_true(b.len < 1024);
+	assert_int_equal(inner(&b, &plain), OPENPGP_ERR_TOO_LARGE);
+	free(zeros);
 	/* BZip2 and truncated zlib streams. */
 	buf_reset(&b);
 	packet(&b, OPENPGP_TAG_COMPRESSED, "\x03xyz", 4);

@@ -3,8 +3,10 @@
  * through the state.h operations as the request path uses them: every
  * answer comes before the call returns; windows open, coalesce, cancel
  * and reopen; the heartbeat schedule claims due registrations once and
- * moves them on; buckets admit at their rate, say how long to wait, and
- * pause.
+ * moves them on, and refuses a new registration at the bound it is
+ * given (moving one is never refused); buckets admit at their rate, say
+ * how long to wait, and pause; per-client buckets likewise, each client
+ * its own, the least recently seen forgotten when the table is full.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,6 +45,7 @@ setup(void **state)
 	c.window_ms = W;
 	c.max_windows = 100;
 	c.db = f->db.db;
+	c.max_clients = 3;
 	f->s = state_local_new(&c, err);
 	assert_non_null(f->s);
 	*state = f;
@@ -121,11 +124,12 @@ test_windows(void **state)
 }
 
 static void
-on_stored(void *arg, const char *err)
+on_stored(void *arg, enum state_store res, const char *err)
 {
 	struct answer *a = arg;
 
 	a->n++;
+	a->w = (int)res;
 	a->err = err;
 }
 
@@ -157,8 +161,8 @@ test_heartbeat_schedule(void **state)
 	struct answer a = { 0 };
 	int64_t now = 10000;
 
-	state_heartbeat_put(f->s, "aa11", 5000, on_stored, &a);
-	state_heartbeat_put(f->s, "bb22", 20000, on_stored, &a);
+	state_heartbeat_put(f->s, "aa11", 5000, 0, on_stored, &a);
+	state_heartbeat_put(f->s, "bb22", 20000, 0, on_stored, &a);
 	assert_int_equal(a.n, 2);
 	assert_null(a.err);
 	state_get_stats(f->s, &st);
@@ -218,6 +222,82 @@ test_buckets(void **state)
 	assert_int_equal(take(f->s, "ubports", 100, 5000), 0);
 }
 
+/* Rows: a put with a bound, and the answer it must get. */
+static void
+test_heartbeat_bound(void **state)
+{
+	static const struct {
+		const char	*token;
+		int64_t		 max;
+		enum state_store want;
+		int64_t		 count;		/* rows afterwards */
+	} rows[] = {
+		{ "aa11", 2, STATE_STORED, 1 },
+		{ "bb22", 2, STATE_STORED, 2 },
+		{ "cc33", 2, STATE_FULL, 2 },	/* new, at the bound */
+		{ "aa11", 2, STATE_STORED, 2 },	/* moved: never refused */
+		{ "bb22", 1, STATE_STORED, 2 },	/* even past the bound */
+		{ "cc33", 0, STATE_STORED, 3 },	/* 0: no bound */
+		{ "dd44", 3, STATE_FULL, 3 },
+	};
+	struct fixture *f = *state;
+	struct state_stats st;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(*rows); i++) {
+		struct answer a = { 0 };
+
+		state_heartbeat_put(f->s, rows[i].token, 5000, rows[i].max,
+		    on_stored, &a);
+		state_get_stats(f->s, &st);
+		if (a.n != 1 || a.w != (int)rows[i].want ||
+		    st.heartbeat_tokens != rows[i].count)
+			fail_msg("row %zu (%s max %lld): answers %d result %d "
+			    "rows %lld, want result %d rows %lld", i,
+			    rows[i].token, (long long)rows[i].max, a.n, a.w,
+			    (long long)st.heartbeat_tokens, (int)rows[i].want,
+			    (long long)rows[i].count);
+	}
+}
+
+static int64_t
+client_take(struct state *s, const char *client, int64_t now)
+{
+	struct answer a = { 0 };
+
+	/* 1 per second, bursts of 2 */
+	state_client_take(s, client, strlen(client), 1, 2, now, on_bucket,
+	    &a);
+	assert_int_equal(a.n, 1);
+	return a.wait;
+}
+
+static void
+test_client_buckets(void **state)
+{
+	struct fixture *f = *state;
+	struct state_stats st;
+
+	assert_int_equal(client_take(f->s, "A", 0), 0);
+	assert_int_equal(client_take(f->s, "A", 0), 0);
+	assert_int_equal(client_take(f->s, "A", 0), 1001);
+	assert_int_equal(client_take(f->s, "B", 0), 0);	/* its own */
+	assert_int_equal(client_take(f->s, "A", 1001), 0);
+	/* Three at most (setup): C fills the table, D forgets B (seen
+	 * least recently), so B starts full again. */
+	assert_int_equal(client_take(f->s, "C", 1001), 0);
+	state_get_stats(f->s, &st);
+	assert_int_equal(st.clients, 3);
+	assert_int_equal(st.clients_forgotten, 0);
+	assert_int_equal(client_take(f->s, "D", 1001), 0);
+	state_get_stats(f->s, &st);
+	assert_int_equal(st.clients, 3);
+	assert_int_equal(st.clients_forgotten, 1);
+	assert_true(client_take(f->s, "A", 1001) > 0);		/* kept */
+	assert_int_equal(client_take(f->s, "B", 1001), 0);	/* anew */
+	state_get_stats(f->s, &st);
+	assert_int_equal(st.clients_forgotten, 2);		/* C went */
+}
+
 int
 main(void)
 {
@@ -226,6 +306,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_heartbeat_schedule, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_buckets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_heartbeat_bound, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_client_buckets, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
