@@ -421,8 +421,9 @@ notifier_bind_wake(struct notifier *n, const char *path, char err[ERR_LEN])
 		err_set(err, "wake socket %s: %s", path, strerror(errno));
 		return -1;
 	}
-	/* The umask is the process's: no other thread runs yet (the
-	 * database and its checkpoint thread come after). */
+	/* The umask is the process's: the database's checkpoint thread
+	 * may run meanwhile, but it creates no file (the database and its
+	 * WAL exist by now), and a narrower umask could only narrow one. */
 	umask_before = umask(NOTIFIER_WAKE_UMASK);
 	rc = bind(n->wake_fd, (struct sockaddr *)&sun, sizeof(sun));
 	umask(umask_before);
@@ -494,14 +495,14 @@ notifier_new(struct event_base *base, const struct notifier_config *cfg,
 	n->poll_ev = evtimer_new(base, notifier_on_poll, n);
 	n->stats_ev = evtimer_new(base, notifier_on_stats, n);
 	n->flush_ev = event_new(base, -1, 0, notifier_on_flush, n);
-	/* The wake socket first: its bind changes the umask for a moment,
-	 * before the database's checkpoint thread exists. */
-	if (cfg->wake_socket != NULL &&
-	    notifier_bind_wake(n, cfg->wake_socket, err) < 0)
-		goto fail;
 	if ((n->queue = queue_open(cfg->db_path, cfg->sync, err)) == NULL)
 		goto fail;
 	if ((requeued = queue_requeue_in_flight(n->queue, err)) < 0)
+		goto fail;
+	/* The wake socket once the schema exists: its presence tells
+	 * metadata-dictd, scripts and tests that notifierd is ready. */
+	if (cfg->wake_socket != NULL &&
+	    notifier_bind_wake(n, cfg->wake_socket, err) < 0)
 		goto fail;
 	if (requeued > 0)
 		log_info("notify %d jobs were in flight at the last stop, "
