@@ -54,7 +54,8 @@ COMMON_SRCS = common/log.c common/cli.c common/db.c common/clock.c \
 	common/metrics.c common/metrics_http.c common/evloop.c common/xmalloc.c \
 	common/err.c common/buf.c common/relay_db.c common/db_checkpoint.c \
 	common/backoff.c common/unixsock.c common/base64.c \
-	common/httpc.c common/cliopt.c common/log_limit.c
+	common/httpc.c common/cliopt.c common/log_limit.c \
+	common/accept_pause.c
 DICTD_LIB_SRCS = metadata-dictd/dict_proto.c metadata-dictd/dict_store.c \
 	metadata-dictd/dict_cmd.c metadata-dictd/dict_conn.c metadata-dictd/dict_key.c \
 	metadata-dictd/dict_server.c metadata-dictd/dict_vendor.c \
@@ -108,6 +109,8 @@ $(BUILD)/fuzz/replay_dict_%: CPPFLAGS += -Imetadata-dictd
 build-fuzz/dict_%: CPPFLAGS += -Imetadata-dictd
 $(BUILD)/fuzz/replay_chatmaild_%: CPPFLAGS += -Imetadata-dictd
 build-fuzz/chatmaild_%: CPPFLAGS += -Imetadata-dictd
+$(BUILD)/fuzz/replay_api_%: CPPFLAGS += $(PROXYD_INC)
+build-fuzz/api_%: CPPFLAGS += $(PROXYD_INC)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -276,6 +279,8 @@ FUZZ_LIB_fcm_key = proxyd/providers/fcm/fcm_key.c \
 	common/xmalloc.c common/backoff.c
 FUZZ_LIB_fcm_answer = $(FUZZ_LIB_fcm_key) proxyd/providers/fcm/fcm.c \
 	proxyd/providers/ubports/ubports.c
+FUZZ_LIB_api_headers = proxyd/api/api_headers.c
+FUZZ_LIB_api_addr = proxyd/api/api_addr.c common/err.c
 
 $(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBDICTD) \
     $(LIBPROXYD) $(LIBCOMMON)

@@ -22,8 +22,20 @@
  * until the peer has read half), an iteration one page at a time (the
  * next from the write event, once the output drained), and buffers an
  * idle connection keeps up to DICT_CONN_KEEP_BYTES.
+ *
+ * Time is bounded too, for a line that has started: it must end within
+ * --line-timeout of its first byte, or the connection is closed (before,
+ * a local process could send part of a line and hold its place under
+ * --max-connections for ever). Not an idle timeout: nothing runs between
+ * lines, since Dovecot's processes keep connections open between
+ * commands. The clock starts with the read that leaves part of a line in
+ * the buffer, starts again with each new line, and is stopped while the
+ * connection reads nothing (a command of its own waits, an iteration is
+ * answered, the peer leaves our answers unread): what is missing may
+ * then be in the socket, unread by us.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -65,6 +77,9 @@ struct dict_conn {
 	struct dict_cmd_session	 session;
 	dict_conn_closed_fn	*closed;	/* the owner's */
 	void			*closed_arg;
+	/* The started line's deadline (--line-timeout); made the first
+	 * time a read leaves part of a line, as few connections do. */
+	struct event		*line_ev;
 };
 
 static void	dict_conn_process(struct dict_conn *);
@@ -176,6 +191,8 @@ dict_conn_close_later(struct dict_conn *c, const char *reason)
 	c->state = DICT_CONN_CLOSING;
 	event_del(c->rev);
 	event_del(c->wev);
+	if (c->line_ev != NULL)
+		event_del(c->line_ev);
 	c->closed(c->closed_arg, c);
 }
 
@@ -189,6 +206,8 @@ dict_conn_free(struct dict_conn *c)
 	buf_clear(&c->out);
 	event_free(c->rev);
 	event_free(c->wev);
+	if (c->line_ev != NULL)
+		event_free(c->line_ev);
 	close(c->fd);
 	free(c);
 }
@@ -205,6 +224,47 @@ dict_conn_protocol_error(struct dict_conn *c, struct metric *m,
 	    "%s", c->id, what, detail);
 	metric_inc(m);
 	dict_conn_close_later(c, what);
+}
+
+static void
+dict_conn_on_line_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct dict_conn *c = arg;
+	char detail[64];
+
+	(void)fd;
+	(void)what;
+	snprintf(detail, sizeof(detail), "a line unfinished after "
+	    "--line-timeout=%lldms", (long long)c->ctx->line_timeout_ms);
+	dict_conn_protocol_error(c, c->ctx->stats->err_line_timeout,
+	    "line-timeout", detail);
+}
+
+/* The started line's clock (see the top of this file), after the input
+ * was processed: running while the connection reads and its buffer ends
+ * in part of a line, from when that began; started again when a line
+ * ended (line_ended) and part of the next is there; stopped otherwise. */
+static void
+dict_conn_line_clock(struct dict_conn *c, bool line_ended)
+{
+	int64_t ms = c->ctx->line_timeout_ms;
+	bool started = c->state == DICT_CONN_READING && !c->output_full &&
+	    c->in_len > 0;
+	struct timeval tv;
+
+	if (c->line_ev != NULL && (!started || line_ended))
+		event_del(c->line_ev);
+	if (!started || ms <= 0)
+		return;
+	if (c->line_ev == NULL &&
+	    (c->line_ev = evtimer_new(event_get_base(c->rev),
+	    dict_conn_on_line_timeout, c)) == NULL)
+		abort();	/* only on OOM */
+	if (evtimer_pending(c->line_ev, NULL))
+		return;		/* the same line: its clock runs on */
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(c->line_ev, &tv);
 }
 
 /* The part of an iteration's answer that is ready goes out; the next
@@ -230,6 +290,7 @@ dict_conn_process(struct dict_conn *c)
 	char err[ERR_LEN];
 	const char *line, *nl;
 	size_t len;
+	bool line_ended = false;
 
 	/* No complete line is longer than DICT_LINE_MAX_BYTES: the buffer
 	 * holds at most that and its LF. */
@@ -239,6 +300,7 @@ dict_conn_process(struct dict_conn *c)
 		line = c->in + c->in_off;
 		len = (size_t)(nl - line);
 		c->in_off += len + 1;
+		line_ended = true;
 		switch (dict_cmd_run(&c->session, line, len, err)) {
 		case DICT_CMD_DONE:
 			dict_conn_send(c);
@@ -283,6 +345,7 @@ dict_conn_process(struct dict_conn *c)
 		    "line-too-long", "over 64 KiB without LF");
 	if (c->state == DICT_CONN_READING && c->output_full)
 		event_del(c->rev);
+	dict_conn_line_clock(c, line_ended);
 }
 
 /* The next page of an iteration, once the output has drained below

@@ -499,6 +499,8 @@ dict_server_new(struct event_base *base, const struct dict_server_config *cfg,
 	srv->ctx.commit = dict_server_on_commit;
 	srv->ctx.read_done = dict_server_on_read_done;
 	srv->ctx.hook_arg = srv;
+	srv->ctx.line_timeout_ms = cfg->line_timeout_ms > 0 ?
+	    cfg->line_timeout_ms : DICT_LINE_TIMEOUT_MS_DEFAULT;
 	srv->after_io = event_new(base, -1, 0, dict_server_on_after_io, srv);
 	srv->commit_retry = evtimer_new(base, dict_server_on_commit_retry,
 	    srv);

@@ -60,6 +60,8 @@ dict_stats_register(struct dict_stats *st, struct metrics *m)
 	    "reason=\"malformed\"");
 	st->err_protocol = metrics_counter(m, "dictd_protocol_errors",
 	    bad_help, "reason=\"protocol\"");
+	st->err_line_timeout = metrics_counter(m, "dictd_protocol_errors",
+	    bad_help, "reason=\"line_timeout\"");
 	st->fail_store = metrics_counter(m, "dictd_failures", fail_help,
 	    "reason=\"storage\"");
 	st->fail_txn = metrics_counter(m, "dictd_failures", fail_help,

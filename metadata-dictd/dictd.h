@@ -13,9 +13,9 @@
  *                  connections) and the commit retry timer; token sweep;
  *                  metrics listener
  *   dict_conn.c    one client connection: socket, bounded buffers,
- *                  lines, reply order (an iteration's pages as its
- *                  output drains); tells its owner only that it is
- *                  closing (callback)
+ *                  lines (each with a deadline once started), reply
+ *                  order (an iteration's pages as its output drains);
+ *                  tells its owner only that it is closing (callback)
  *   dict_cmd.c     the command table (letter, fields, handler, flags)
  *                  and its handlers; a connection's session (handshake,
  *                  transactions, replies); reaches the server only
@@ -124,6 +124,16 @@
  * before it sends more than a few commands), and produce no further page
  * of an iteration until its output has drained below this. */
 #define DICT_CONN_OUTPUT_MAX_BYTES	(64 * 1024)
+/* How long a line may take from its first byte to its LF
+ * (--line-timeout): past it the connection is closed. Not an idle
+ * timeout: Dovecot keeps dict connections open between commands, but
+ * writes each command whole (one line, at most ~1 KB from a chatmail
+ * client, 64 KiB in all), so a line it started is finished at once. The
+ * clock runs only while the connection reads (not while a command of its
+ * own waits, nor while its peer leaves our answers unread). 30 s is
+ * Dovecot's own wait for an answer (protocol doc §5): a line slower than
+ * that belongs to nobody waiting. */
+#define DICT_LINE_TIMEOUT_MS_DEFAULT	30000
 /* Log lines a peer can cause, per call site (common/log_limit.h): a
  * burst of 20, then 5 a second; the rest are counted in
  * log_lines_suppressed_total and the next line says how many. */
@@ -331,6 +341,7 @@ struct dict_stats {
 	struct metric	*tokens;
 	struct metric	*queue_rows;
 	struct metric	*err_line_too_long, *err_parse, *err_protocol;
+	struct metric	*err_line_timeout; /* past --line-timeout */
 	struct metric	*fail_store, *fail_txn;
 	struct metric	*fail_turn, *fail_appversions;
 	struct metric	*fail_busy;	/* commits failed past --lock-wait */
@@ -660,6 +671,9 @@ struct dict_cmd_ctx {
 	 * it (dict_store_read_end) once this loop pass's I/O is done. */
 	dict_cmd_pass_fn	*read_done;
 	void			*hook_arg;	/* for commit and read_done */
+	/* The connections' (dict_conn.c): how long a line may take from
+	 * its first byte to its LF (--line-timeout); 0: no deadline. */
+	int64_t			 line_timeout_ms;
 };
 
 /* What the commands keep for one connection (Dovecot's
@@ -762,7 +776,8 @@ typedef void dict_conn_closed_fn(void *arg, struct dict_conn *);
 
 /* Takes fd (an accepted socket) and reads commands from it at once;
  * ctx is borrowed for the connection's life; closed(closed_arg, c) is
- * how the connection tells its owner it is done. */
+ * how the connection tells its owner it is done. A line not ended
+ * within ctx->line_timeout_ms of its first byte closes it. */
 struct dict_conn *dict_conn_new(struct event_base *, int fd,
 	    unsigned long long id, const struct dict_cmd_ctx *ctx,
 	    dict_conn_closed_fn *closed, void *closed_arg);
@@ -795,6 +810,7 @@ struct dict_server_config {
 	unsigned int	 max_keys_per_user;	/* --max-keys-per-user */
 	int64_t		 lock_wait_ms;		/* --lock-wait */
 	size_t		 max_connections;	/* --max-connections */
+	int64_t		 line_timeout_ms;	/* --line-timeout */
 };
 
 /* Listens on cfg's socket and serves it from base (borrowed); takes

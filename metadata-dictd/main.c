@@ -65,6 +65,10 @@ static const char dictd_usage[] =
 "      --lock-wait DURATION      how long a commit waits for the database's\n"
 "                                write lock held by another process, then\n"
 "                                fails; lookups go on meanwhile (default 5s)\n"
+"      --line-timeout DURATION   how long a line may take from its first\n"
+"                                byte to its end, then the connection is\n"
+"                                closed; idle connections are not (default\n"
+"                                30s)\n"
 "\n"
 "Server entries for GETMETADATA \"\" /shared/vendor/deltachat/<name>\n"
 "(read-only to clients; NIL when not set):\n"
@@ -103,6 +107,7 @@ enum {
 	DICTD_OPT_LOCK_WAIT,
 	DICTD_OPT_MAX_KEYS,
 	DICTD_OPT_MAX_CONNS,
+	DICTD_OPT_LINE_TIMEOUT,
 };
 
 /* The bounds' flags take at most this much: past 1 GiB of transactions
@@ -169,6 +174,8 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 		    DICTD_OPT_MAX_KEYS },
 		{ "max-connections", required_argument, NULL,
 		    DICTD_OPT_MAX_CONNS },
+		{ "line-timeout", required_argument, NULL,
+		    DICTD_OPT_LINE_TIMEOUT },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct dict_vendor_config *v = &o->server.vendor;
@@ -196,6 +203,7 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 	o->server.lock_wait_ms = DICT_LOCK_WAIT_MS_DEFAULT;
 	o->server.max_keys_per_user = DICT_MAX_KEYS_PER_USER_DEFAULT;
 	o->server.max_connections = DICT_MAX_CONNECTIONS_DEFAULT;
+	o->server.line_timeout_ms = DICT_LINE_TIMEOUT_MS_DEFAULT;
 	while ((ch = getopt_long(argc, argv, "s:d:m:g:n:t:S:M:l:h", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
@@ -272,6 +280,10 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 		case DICTD_OPT_LOCK_WAIT:
 			o->server.lock_wait_ms = cliopt_duration_ms(
 			    "lock-wait", optarg);
+			break;
+		case DICTD_OPT_LINE_TIMEOUT:
+			o->server.line_timeout_ms = cliopt_duration_ms(
+			    "line-timeout", optarg);
 			break;
 		case 'h':
 			dictd_usage_exit(0);

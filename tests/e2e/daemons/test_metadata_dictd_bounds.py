@@ -8,9 +8,11 @@ transactions that try to fill memory, rows and answer sizes for a user
 with too many tokens, lookup latency while another process holds
 SQLite's write lock, log bytes under a flood of bad commands, file
 modes under umask 0, RSS and a waiting client's answer under 2,000
-connections, stored and listed keys of a user who sets 1,000, and the
-heap of a listing nobody reads. Each of them failed against the daemon
-before the bounds (see the commits that added them).
+connections, stored and listed keys of a user who sets 1,000, the
+heap of a listing nobody reads, the metrics listener (common to the
+daemons) out of file descriptors and under slow peers, and connections
+that start a line and never finish it. Each of them failed against the
+daemon before the bounds (see the commits that added them).
 """
 
 import os
@@ -734,3 +736,213 @@ def test_iteration_memory_bounded(dictd_factory):
         lister.close()
     assert rows == [b"Opriv/%s/%s\t" % (g.encode(), name.encode())
                     for name in names], "%d rows" % len(rows)
+
+
+# ---------------------------------------------------------------------------
+# 10. The metrics listener (common/metrics_http.c, every daemon's)
+
+
+SCRAPE = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def read_until_closed(s, timeout):
+    """What the server sends until it closes (the metrics listener
+    answers one request per connection)."""
+    s.settimeout(timeout)
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def open_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def test_metrics_listener_out_of_fds_pauses(dictd_factory):
+    """The process out of file descriptors (300 dict clients against
+    RLIMIT_NOFILE 128) with a scrape waiting in the metrics listener's
+    backlog and no metrics connection open: the listener pauses instead
+    of spinning (before: libmicrohttpd's own accept loop retried at once
+    and wrote two lines each time, 100 % of a CPU and 3.97 M lines in
+    45 s), logs the episode once and counts it. Once the dict clients
+    hang up, the waiting scrape is answered, and later ones are too."""
+    def limit_fds():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+
+    d = start_dictd(dictd_factory, preexec_fn=limit_fds)
+    socks = []
+    scrape = None
+    try:
+        for _ in range(CLIENTS):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            socks.append(s)
+            s.settimeout(10)
+            s.connect(d.socket_path)         # completes in the backlog
+        wait_until(lambda: "dict accept failed" in d.log_text(),
+                   timeout=10, what="the daemon to run out of descriptors")
+        scrape = socket.create_connection(("127.0.0.1", d.metrics_port),
+                                          timeout=10)
+        scrape.sendall(SCRAPE)               # waits in the backlog
+        wait_until(lambda: "metrics listener paused" in d.log_text() or
+                   "Error accepting connection" in d.log_text(),
+                   timeout=10, what="the metrics listener's accept to fail")
+        log_before = log_size(d)
+        cpu_before = cpu_seconds(d.proc.pid)
+        t0 = time.monotonic()
+        time.sleep(2.0)                      # the window CPU is measured in
+        cpu = cpu_seconds(d.proc.pid) - cpu_before
+        wall = time.monotonic() - t0
+        grown = log_size(d) - log_before
+        assert cpu < 0.2 * wall, \
+            "daemon used %.2f s of CPU in %.2f s while out of fds" % (cpu,
+                                                                      wall)
+        assert grown < 1024, "log grew %d bytes in %.1f s" % (grown, wall)
+    finally:
+        for s in socks:
+            s.close()
+    try:
+        # The retry comes within the back-off's 2 s once fds are free.
+        answer = read_until_closed(scrape, 10)
+    finally:
+        scrape.close()
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert b"\r\n\r\n" in answer and answer.endswith(b"# EOF\n"), \
+        answer[-200:]
+    m = metrics_of(d)
+    assert m["metrics_http_accept_pauses_total"] >= 1, m
+    log = d.log_text()
+    assert log.count("metrics listener paused") == 1, log[-2000:]
+    assert "Error accepting connection" not in log
+    assert metrics_of(d)["metrics_http_accept_pauses_total"] == \
+        m["metrics_http_accept_pauses_total"]
+
+
+SLOW_PEERS = 10                 # more than METRICS_HTTP_MAX_CONNECTIONS
+METRICS_MAX_CONNECTIONS = 8     # common/metrics_http.h
+METRICS_DEADLINE_S = 5.0
+
+
+def test_metrics_listener_bounds_slow_peers(dictd_factory):
+    """Ten peers send a request to the metrics listener a byte every
+    half second and never finish it, then a scrape arrives. At most 8
+    connections are held (METRICS_HTTP_MAX_CONNECTIONS; before: 16), each
+    is cut 5 s after its accept (METRICS_HTTP_DEADLINE_MS; before:
+    libmicrohttpd's idle timeout, renewed by every byte, held them for
+    ever), and the scrape waiting behind them is answered once the first
+    ones are cut. Both bounds are counted."""
+    d = start_dictd(dictd_factory)
+    metrics_of(d)                # the listener has served a scrape
+    wait_until(lambda: open_fds(d.proc.pid) == open_fds(d.proc.pid),
+               what="the daemon's descriptors to settle")
+    base_fds = open_fds(d.proc.pid)
+    slow = []
+    scrape = None
+    try:
+        for _ in range(SLOW_PEERS):
+            s = socket.create_connection(("127.0.0.1", d.metrics_port),
+                                         timeout=10)
+            s.sendall(b"GET /metrics HTTP/1.1\r\n")
+            slow.append(s)
+        t0 = time.monotonic()
+        scrape = socket.create_connection(("127.0.0.1", d.metrics_port),
+                                          timeout=10)
+        scrape.sendall(SCRAPE)
+        scrape.setblocking(False)
+        answer, most, cut_at = b"", 0, {}
+        while not answer.endswith(b"# EOF\n"):
+            now = time.monotonic()
+            assert now - t0 < 15, "no answer to the scrape after 15 s " \
+                "(%d fds held, %d cut)" % (most, len(cut_at))
+            for i, s in enumerate(slow):
+                if i in cut_at:
+                    continue
+                try:
+                    s.sendall(b"X")
+                except (BrokenPipeError, ConnectionResetError):
+                    cut_at[i] = now - t0
+            most = max(most, open_fds(d.proc.pid) - base_fds)
+            try:
+                chunk = scrape.recv(65536)
+                answer += chunk
+                assert chunk, "scrape closed after %r" % answer[:200]
+            except BlockingIOError:
+                pass
+            time.sleep(0.5)     # the slow peers' pace
+        took = time.monotonic() - t0
+    finally:
+        for s in slow:
+            s.close()
+        if scrape is not None:
+            scrape.close()
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert most <= METRICS_MAX_CONNECTIONS, \
+        "%d connections held at once" % most
+    # Answered once the first eight were cut, not before.
+    assert METRICS_DEADLINE_S - 0.5 < took < METRICS_DEADLINE_S + 3, took
+    m = metrics_of(d)
+    assert m["metrics_http_timeouts_total"] >= METRICS_MAX_CONNECTIONS, m
+    assert m["metrics_http_connection_limit_pauses_total"] >= 1, m
+
+
+# ---------------------------------------------------------------------------
+# 11. A line started and never finished
+
+
+def test_partial_line_deadline(dictd_factory):
+    """--line-timeout 1s: three connections that start a line and never
+    end it are closed about a second later (before: held for ever, each
+    a place under --max-connections), counted and logged within the rate
+    limit; a client waiting in the backlog behind them (--max-connections
+    4) is then served. A connection idle between commands, as Dovecot
+    keeps them, stays open; a line written in pieces within the deadline,
+    and lines that together take longer than it, are answered."""
+    d = start_dictd(dictd_factory, ["--line-timeout", "1s",
+                                    "--max-connections", "4"])
+    key = "priv/%s/k" % guid()
+    commit_ok(d, key, "v")
+    lookup = b"L%s\t%s\n" % (key.encode(), ALICE.encode())
+    idle = d.client()
+    assert idle.lookup_value(key, ALICE) == b"v"
+    partial = []
+    for _ in range(3):
+        c = d.client(timeout=10)
+        c.send(lookup[:5])                   # started, never ended
+        partial.append(c)
+    t0 = time.monotonic()
+    waiting = d.client(timeout=10)           # the fifth: in the backlog
+    waiting.send(lookup)
+    try:
+        for c in partial:
+            assert c.wait_closed(), "a started line was not cut"
+        took = time.monotonic() - t0
+        assert waiting.readline() == b"Ov"
+    finally:
+        for c in partial:
+            c.close()
+        waiting.close()
+    assert 0.9 < took < 3.0, "cut after %.2f s" % took
+    # Idle for twice the deadline between commands: still served.
+    time.sleep(2.0)              # the idle time under test
+    assert idle.lookup_value(key, ALICE) == b"v"
+    # A line in pieces within the deadline, then three lines each
+    # started 0.4 s after the last ended: 1.2 s in all, one line at a time.
+    idle.send(lookup[:7])
+    time.sleep(0.5)              # a pause within the deadline
+    idle.send(lookup[7:])
+    assert idle.readline() == b"Ov"
+    for _ in range(3):
+        idle.send(lookup[:7])
+        time.sleep(0.4)          # each line takes 0.4 s
+        idle.send(lookup[7:])
+        assert idle.readline() == b"Ov"
+    idle.close()
+    m = metrics_of(d)
+    assert m['dictd_protocol_errors_total{reason="line_timeout"}'] == 3, m
+    log = d.log_text()
+    assert 1 <= log.count("reason=line-timeout") <= 3, log[-2000:]
