@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "clock.h"
 #include "log_limit.h"
@@ -65,4 +66,24 @@ log_limited(struct log_limit *l, enum log_level level, const char *fmt, ...)
 	else
 		log_at(level, "%s", msg);
 	l->suppressed = 0;
+}
+
+void
+log_limited_escaped(struct log_limit *l, enum log_level level,
+    const char *prefix, const char *fmt, va_list ap)
+{
+	char msg[256], esc[sizeof(msg) * 4 + 4];
+	size_t len;
+	va_list cp;
+
+	if (!log_enabled(level))
+		return;
+	va_copy(cp, ap);
+	vsnprintf(msg, sizeof(msg), fmt, cp);
+	va_end(cp);
+	len = strlen(msg);
+	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+		len--;
+	log_escape(msg, len, sizeof(msg) - 1, esc);
+	log_limited(l, level, "%s: %s", prefix, esc);
 }

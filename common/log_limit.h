@@ -15,6 +15,7 @@
 #ifndef LOG_LIMIT_H
 #define LOG_LIMIT_H
 
+#include <stdarg.h>
 #include <stdint.h>
 
 #include "log.h"
@@ -34,6 +35,13 @@ struct log_limit {
  * line below the current level costs nothing and is not counted. */
 void	log_limited(struct log_limit *, enum log_level, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
+
+/* A library's message (printf-style, as libmicrohttpd hands its log
+ * callback) that may quote a peer: trailing newlines and spaces cut,
+ * the rest escaped (log_escape), prefixed, through the limit. */
+void	log_limited_escaped(struct log_limit *, enum log_level,
+	    const char *prefix, const char *fmt, va_list ap)
+	    __attribute__((format(printf, 4, 0)));
 
 /* fn(arg) is called for every suppressed line (NULL: nobody). */
 void	log_limit_set_hook(void (*fn)(void *arg), void *arg);

@@ -271,19 +271,9 @@ static void
 api_on_mhd_log(void *arg, const char *fmt, va_list ap)
 {
 	struct api *a = arg;
-	char msg[256], esc[sizeof(msg) * 4 + 4];
-	size_t len;
-	va_list cp;
 
-	va_copy(cp, ap);
-	vsnprintf(msg, sizeof(msg), fmt, cp);
-	va_end(cp);
-	len = strlen(msg);
-	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
-		len--;
-	log_escape(msg, len, sizeof(msg) - 1, esc);
-	log_limited(&a->lim.mhd, LOG_LEVEL_INFO, "api libmicrohttpd: %s",
-	    esc);
+	log_limited_escaped(&a->lim.mhd, LOG_LEVEL_INFO, "api libmicrohttpd",
+	    fmt, ap);
 }
 
 /* ---- requests ------------------------------------------------------ */
