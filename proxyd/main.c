@@ -62,6 +62,15 @@ static const char proxyd_usage[] =
 "      --ubports-appid ID      (default Delta Touch's)\n"
 "      --rate-limit PROVIDER=N/s  pushes per second toward apns, fcm,\n"
 "                              webpush or ubports (0: unlimited; repeatable)\n"
+"Push path under load (docs/proxyd.md, \"Fairness and overload\"):\n"
+"      --rate-limit-queue N    pushes waiting for a provider's rate limit\n"
+"                              (default 10000), then 503\n"
+"      --rate-limit-client-queue N  of those, one client's (default 256),\n"
+"                              served round-robin with the others'\n"
+"      --rate-limit-wait DURATION  the longest wait for one (default\n"
+"                              500ms): one that would wait longer gets 503\n"
+"      --max-pushes-in-flight N  pushes with the providers (default 10000);\n"
+"                              a /notify that would add one gets 503\n"
 "      --webpush-allow-private allow http:// and non-public Web Push\n"
 "                              endpoints (tests only)\n"
 "      --ca-file PATH          CA certificates for the providers\n"
@@ -109,13 +118,25 @@ enum {
 	OPT_MAX_BODY,
 	OPT_CACHE_BYTES, OPT_REQUIRE_ENCRYPTED, OPT_MAX_REGISTRATIONS,
 	OPT_REGISTER_RATE, OPT_REGISTER_CLIENTS,
+	OPT_LIMIT_QUEUE, OPT_LIMIT_CLIENT_QUEUE, OPT_LIMIT_WAIT,
+	OPT_MAX_PUSHES,
 };
 
 #define PROXYD_LIMIT_QUEUE	10000	/* pushes waiting per provider */
+/* One client's pushes waiting per provider: a relay's notifierd has 256
+ * requests in flight by default (--max-requests-per-client). */
+#define PROXYD_LIMIT_CLIENT_QUEUE	256
+/* Pushes with the providers at once, all of them: at 30,000 pushes/s
+ * and Apple's ~50 ms, 1,500 are; the rest is room for slow answers. */
+#define PROXYD_MAX_PUSHES_IN_FLIGHT	10000
 /* Streams to Apple before its SETTINGS say how many (500-1500 are
  * common; a token-auth connection starts at 1). */
 #define PROXYD_APNS_STREAMS	1000
-#define PROXYD_LIMIT_WAIT_MS	2000	/* then 500: the relay retries */
+/* The longest a push may wait for its provider's rate limit: a push that
+ * would wait longer gets 503 at once (the relay retries), rather than
+ * being accepted and held. Short, as under sustained overload a standing
+ * queue adds only delay; a provider's short pause still fits. */
+#define PROXYD_LIMIT_WAIT_MS	500
 /* The decryption cache's memory: 100,000 real tokens take ~15 MB; the
  * rest is room, while a flood of ciphertexts cannot take more. */
 #define PROXYD_CACHE_BYTES	((size_t)64 * 1024 * 1024)
@@ -271,6 +292,43 @@ proxyd_bounds_option(int ch, const char *arg, struct proxy_config *c)
 	}
 }
 
+/* The push path's bounds under load (docs/proxyd.md, "Fairness and
+ * overload"): every provider's queue, and the pushes in flight. */
+static void
+proxyd_overload_option(int ch, const char *arg, struct proxy_config *c)
+{
+	uint64_t v = 0;
+	int64_t ms = 0;
+
+	switch (ch) {
+	case OPT_LIMIT_QUEUE:
+		v = cliopt_uint("rate-limit-queue", arg, 1, 10000000);
+		break;
+	case OPT_LIMIT_CLIENT_QUEUE:
+		v = cliopt_uint("rate-limit-client-queue", arg, 1, 10000000);
+		break;
+	case OPT_LIMIT_WAIT:
+		ms = cliopt_duration_ms("rate-limit-wait", arg);
+		if (ms < 1)
+			fatalx("--rate-limit-wait: at least 1ms");
+		break;
+	case OPT_MAX_PUSHES:
+		c->max_pushes_in_flight = (size_t)cliopt_uint(
+		    "max-pushes-in-flight", arg, 1, 10000000);
+		return;
+	}
+	for (size_t p = 0; p < providers_count; p++) {
+		struct ratelimit_config *rc = &c->push.limits[p];
+
+		if (ch == OPT_LIMIT_QUEUE)
+			rc->max_queue = (size_t)v;
+		else if (ch == OPT_LIMIT_CLIENT_QUEUE)
+			rc->max_client_queue = (size_t)v;
+		else
+			rc->max_wait_ms = ms;
+	}
+}
+
 /* Keeps the intake below the open files limit, with PROXYD_FD_RESERVE
  * for the rest: out of descriptors, a push cannot reach its provider,
  * and at --max-connections slow clients give way to newcomers, which
@@ -357,6 +415,13 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 		{ "register-rate", required_argument, NULL, OPT_REGISTER_RATE },
 		{ "register-clients", required_argument, NULL,
 		    OPT_REGISTER_CLIENTS },
+		{ "rate-limit-queue", required_argument, NULL,
+		    OPT_LIMIT_QUEUE },
+		{ "rate-limit-client-queue", required_argument, NULL,
+		    OPT_LIMIT_CLIENT_QUEUE },
+		{ "rate-limit-wait", required_argument, NULL, OPT_LIMIT_WAIT },
+		{ "max-pushes-in-flight", required_argument, NULL,
+		    OPT_MAX_PUSHES },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -390,8 +455,11 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 	for (size_t p = 0; p < providers_count; p++) {
 		c->push.limits[p].rate = providers[p]->default_rate;
 		c->push.limits[p].max_queue = PROXYD_LIMIT_QUEUE;
+		c->push.limits[p].max_client_queue =
+		    PROXYD_LIMIT_CLIENT_QUEUE;
 		c->push.limits[p].max_wait_ms = PROXYD_LIMIT_WAIT_MS;
 	}
+	c->max_pushes_in_flight = PROXYD_MAX_PUSHES_IN_FLIGHT;
 	o->level = LOG_LEVEL_INFO;
 	while ((ch = getopt_long(argc, argv, "k:p:l:h", longopts, NULL)) !=
 	    -1) {
@@ -491,6 +559,10 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 		case OPT_MAX_REGISTRATIONS: case OPT_REGISTER_RATE:
 		case OPT_REGISTER_CLIENTS:
 			proxyd_bounds_option(ch, optarg, c);
+			break;
+		case OPT_LIMIT_QUEUE: case OPT_LIMIT_CLIENT_QUEUE:
+		case OPT_LIMIT_WAIT: case OPT_MAX_PUSHES:
+			proxyd_overload_option(ch, optarg, c);
 			break;
 		case OPT_SYNC:
 			if (db_sync_parse(optarg, &c->sync) < 0)

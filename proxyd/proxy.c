@@ -47,6 +47,20 @@
 /* Debounce windows held by the embedded state (about 32 bytes each). */
 #define PROXY_MAX_WINDOWS		(4 * 1000 * 1000)
 #define PROXY_STOP_GRACE_MS	5000	/* answers in flight at SIGTERM */
+/* A decryption queue that is full empties within a second or so at the
+ * workers' pace: the relay's retry comes after that. */
+#define PROXY_DECRYPT_RETRY_MS	1000
+/* notify_shed's label sets: the reasons below, and the queues'
+ * (ratelimit_refusal_name). */
+#define PROXY_SHED_SERIES	16
+
+/* Heartbeats have no request behind them: they take a share of their
+ * own of the providers' rate limits (ratelimit.h), under a key no client
+ * address has (an IPv6 /64 ends in eight zero bytes, a mapped IPv4
+ * address starts with ten zero bytes; proxy_owed.c has another). */
+static const struct ratelimit_client proxy_client_heartbeat = { .key = {
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01 } };
 
 static void	proxy_continue(struct proxy_job *);
 
@@ -86,6 +100,38 @@ proxy_reply(struct proxy_job *j, unsigned int status, const char *body)
 {
 	if (j->api != NULL)
 		api_reply(j->api, status, body);
+	j->api = NULL;
+}
+
+/* Seconds for Retry-After: ms rounded up, at least one. */
+static unsigned int
+proxy_retry_after_s(int64_t ms)
+{
+	int64_t s = (ms + 999) / 1000;
+
+	return s < 1 ? 1 : s > 86400 ? 86400 : (unsigned int)s;
+}
+
+void
+proxy_shed(struct proxy_job *j, const char *why, int64_t retry_ms)
+{
+	struct proxy *px = j->px;
+	struct metric *m;
+	char labels[64];
+
+	if (j->api == NULL)
+		return;
+	snprintf(labels, sizeof(labels), "reason=\"%s\"", why);
+	m = metrics_counter_labeled(px->metrics, "notify_shed",
+	    "Requests answered 503 with Retry-After because the push path "
+	    "was saturated, by reason", labels, PROXY_SHED_SERIES);
+	if (m != NULL)
+		metric_inc(m);
+	log_limited(&px->lim_shed, LOG_LEVEL_INFO, "proxy push path "
+	    "saturated (%s): 503, retry after %u s", why,
+	    proxy_retry_after_s(retry_ms));
+	api_reply_retry(j->api, 503, "busy, try later\n",
+	    proxy_retry_after_s(retry_ms));
 	j->api = NULL;
 }
 
@@ -241,9 +287,10 @@ static void
 proxy_start(struct proxy_job *j)
 {
 	if (proxy_decrypt(j) < 0) {
-		/* The relay retries. */
+		/* Every worker busy and the queue full: the relay retries
+		 * after the Retry-After. */
 		metric_inc(j->px->st.busy);
-		proxy_reply(j, 500, "busy, try later\n");
+		proxy_shed(j, "decrypt_queue", PROXY_DECRYPT_RETRY_MS);
 		proxy_job_free(j);
 	}
 }
@@ -264,7 +311,27 @@ proxy_push(struct proxy_job *j, char err[ERR_LEN])
 	enum push_kind kind = j->purpose == PURPOSE_HEARTBEAT ?
 	    PUSH_HEARTBEAT : PUSH_VISIBLE;
 
-	return push_send(j->px->push, kind, &j->token, j, err);
+	return push_send(j->px->push, kind, &j->token, j->has_client ?
+	    &j->client : NULL, j, err);
+}
+
+/* A /notify whose push would join more than --max-pushes-in-flight with
+ * the providers: 503 now rather than a wait for a provider that cannot
+ * keep up (true: answered, and the window it opened closed again). */
+static bool
+proxy_send_shed(struct proxy_job *j)
+{
+	struct proxy *px = j->px;
+	struct provider_result r;
+
+	if (j->purpose != PURPOSE_NOTIFY ||
+	    push_sending(px->push) < px->cfg.max_pushes_in_flight)
+		return false;
+	proxy_shed(j, "in_flight", 0);
+	proxy_result_set(&r, VERDICT_OVERLOAD, "in_flight");
+	proxy_owed_leading_done(j, &r);
+	proxy_job_free(j);
+	return true;
 }
 
 /* Send a /notify's leading push or a heartbeat; answered in
@@ -276,7 +343,7 @@ proxy_send(struct proxy_job *j)
 	struct provider_result r;
 	char err[ERR_LEN];
 
-	if (proxy_push(j, err) == 0)
+	if (proxy_send_shed(j) || proxy_push(j, err) == 0)
 		return;
 	proxy_count_failure(px, proxy_provider_label(j->token.kind), "send",
 	    "");
@@ -361,6 +428,13 @@ proxy_on_push_done(void *ctx, const struct provider_result *res, void *arg)
 		log_err("proxy %s refused our request: %s (check the "
 		    "credentials and configuration)", prov, res->reason);
 		proxy_reply(j, 500, "provider configuration error\n");
+		break;
+	case VERDICT_OVERLOAD:
+		/* Not sent: no provider failed. A request is told when to
+		 * come back; an owed push or a heartbeat is retried. */
+		log_debug("proxy push token=%s provider=%s not taken: %s",
+		    digest, prov, res->reason);
+		proxy_shed(j, res->reason, res->retry_after_ms);
 		break;
 	default:
 		proxy_count_failure(px, prov,
@@ -545,6 +619,11 @@ proxy_on_hb_due(void *arg, const char *const *tokens, size_t n,
 		    NULL, tokens[i], strlen(tokens[i]));
 
 		j->plain = xstrdup(tokens[i]);
+		/* The schedule's pushes share one client of their own: a
+		 * burst of due ones (after downtime) waits its turn beside
+		 * the relays', and no relay's flood starves them. */
+		j->client = proxy_client_heartbeat;
+		j->has_client = true;
 		proxy_continue(j);
 	}
 	/* After downtime every overdue device is due at once: slices, so
@@ -601,6 +680,7 @@ proxy_on_gauge_timer(evutil_socket_t fd, short what, void *arg)
 	proxy_owed_gauges(px);
 	proxy_hb_count(px);
 	proxy_bounds_gauges(px);
+	metric_set(px->st.pushes_sending, (int64_t)push_sending(px->push));
 }
 
 /* ---- the API --------------------------------------------------------- */
@@ -619,6 +699,19 @@ proxy_client_key(struct api_request *req, uint8_t key_out[16])
 	return sizeof(a.b);
 }
 
+/* The request's client, for its push's share of the provider's rate
+ * limit (ratelimit.h) and for a push it makes owed. */
+static void
+proxy_job_client(struct proxy_job *j, struct api_request *req)
+{
+	struct api_addr a;
+
+	if (api_request_client(req, &a) < 0)
+		return;		/* none: the engine's shared one */
+	memcpy(j->client.key, a.b, sizeof(j->client.key));
+	j->has_client = true;
+}
+
 /* The client's registration bucket answered: go on, or 429. */
 static void
 proxy_on_register_admit(void *arg, int64_t wait_ms)
@@ -634,11 +727,12 @@ proxy_on_register_admit(void *arg, int64_t wait_ms)
 	metric_inc(px->st.registrations_limited);
 	log_limited(&px->lim_register_rate, LOG_LEVEL_INFO, "proxy "
 	    "registrations from one client over --register-rate: 429");
-	/* XXX api_reply() sets no Retry-After yet: the wait is in the
-	 * body until the intake can send one. */
 	snprintf(body, sizeof(body), "too many registrations, retry in "
-	    "%lld s\n", (long long)((wait_ms + 999) / 1000));
-	proxy_reply(j, 429, body);
+	    "%u s\n", proxy_retry_after_s(wait_ms));
+	if (j->api != NULL)
+		api_reply_retry(j->api, 429, body,
+		    proxy_retry_after_s(wait_ms));
+	j->api = NULL;
 	proxy_job_free(j);
 }
 
@@ -691,6 +785,7 @@ proxy_on_request(struct api_request *req, enum api_route route,
 		    body[len - 1] == '\r' || body[len - 1] == ' '))
 			len--;
 		j = proxy_job_new(px, PURPOSE_NOTIFY, req, body, len);
+		proxy_job_client(j, req);
 		proxy_start(j);
 		return;
 	}
@@ -781,6 +876,9 @@ proxy_register_metrics(struct proxy *px)
 	st->log_suppressed = metrics_counter(m, "log_lines_suppressed",
 	    "Log lines a client could cause, dropped by their rate limit",
 	    NULL);
+	st->pushes_sending = metrics_gauge(m, "pushes_in_flight",
+	    "Pushes handed to a provider and not answered yet "
+	    "(--max-pushes-in-flight)", NULL);
 	log_limit_set_hook(proxy_on_log_suppressed, st->log_suppressed);
 	proxy_owed_metrics(px);
 }
@@ -817,6 +915,7 @@ proxy_new(struct event_base *base, const struct proxy_config *cfg,
 	/* At the bound every new device hits it: one line a minute. */
 	px->lim_register_full = (struct log_limit)LOG_LIMIT(1.0 / 60, 1);
 	px->lim_register_rate = (struct log_limit)LOG_LIMIT(0.1, 3);
+	px->lim_shed = (struct log_limit)LOG_LIMIT(0.1, 3);
 	TAILQ_INIT(&px->ow.waiting);
 	proxy_register_metrics(px);
 	if ((px->keyring = openpgp_keyring_load_file(cfg->keyring_path,

@@ -78,6 +78,9 @@ struct proxy_config {
 	double		 register_burst;
 	size_t		 register_clients;	/* buckets held */
 	struct api_limits intake;		/* the HTTP intake's bounds */
+	/* A /notify whose push would be handed to a provider while this
+	 * many are (pushes_sending) gets 503 instead. */
+	size_t		 max_pushes_in_flight;
 	struct push_config push;
 };
 

@@ -6,8 +6,10 @@
  *   (owed_store.c), then gets its 200 (500 if the store failed: the
  *   relay retries, nothing is promised);
  * - a timer hands out owed pushes when they are due (a window's end, or
- *   a retry), in slices and with a bound on pushes in flight, and their
- *   answers go back into the promise (sent, retried, dropped);
+ *   a retry), every one due in the loop pass it is due in, up to a bound
+ *   on owed pushes in flight (their own, which requests cannot take), on
+ *   the share of the rate limit of the client that asked; their answers
+ *   go back into the promise (sent, retried, dropped);
  * - at start the stored rows are read back in key order, decrypted again
  *   on the workers and owed again.
  */
@@ -24,11 +26,19 @@
 #include "workq.h"
 #include "xmalloc.h"
 
-#define PROXY_OWED_BATCH	256	/* owed pushes sent per timer pass */
-#define PROXY_OWED_IN_FLIGHT	1000	/* pushes in flight, all kinds */
+/* Owed pushes in flight at most (their own bound: /notify's leading
+ * pushes do not count, so a flood of requests cannot keep a promised push
+ * from going out). Also the most handed out in one loop pass. */
+#define PROXY_OWED_IN_FLIGHT	1000
 #define PROXY_OWED_LOAD_BATCH	256	/* stored rows read per step */
-#define PROXY_OWED_SOON_MS	20	/* more to send: come back soon */
 #define PROXY_OWED_LOG_EVERY_MS	1000	/* store failures: one line */
+
+/* Owed pushes read back at start have no request behind them any more:
+ * they share a client of their own (a key no address has, as proxy.c's
+ * heartbeat one). */
+static const struct ratelimit_client proxy_owed_restart = { .key = {
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02 } };
 
 static void	proxy_owed_on_flush(evutil_socket_t, short, void *);
 static void	proxy_owed_on_timer(evutil_socket_t, short, void *);
@@ -166,21 +176,35 @@ proxy_owed_gauges(struct proxy *px)
 	metric_set(px->st.debounced_size, (int64_t)ss.windows);
 }
 
-/* The timer at the next thing to do: soon when pushes wait for room. */
+/* Owed pushes in flight now. */
+static size_t
+proxy_owed_sending(const struct proxy *px)
+{
+	struct promise_stats ps;
+
+	promise_get_stats(px->ow.promise, &ps);
+	return ps.owed.sending;
+}
+
+/* The timer at the next push due (the next loop pass if one is due now).
+ * With PROXY_OWED_IN_FLIGHT out it waits for an answer instead, which
+ * kicks it (proxy_owed_trailing_done). It used to hand out slices of 256
+ * with 20 ms between them when more were due: at most 12,800 a second,
+ * and fewer as loop passes grew under load, so owed pushes fell behind
+ * their windows' ends and every request meanwhile was one more 200
+ * without a push (docs/debounce.md, "Under load"). */
 static void
-proxy_owed_arm(struct proxy *px, bool soon)
+proxy_owed_arm(struct proxy *px)
 {
 	struct proxy_owed *ow = &px->ow;
 	int64_t next = promise_next_deadline(ow->promise), wait;
 	struct timeval tv;
 
-	if (soon)
-		wait = PROXY_OWED_SOON_MS;
-	else if (next < 0) {
+	if (next < 0 || proxy_owed_sending(px) >= PROXY_OWED_IN_FLIGHT) {
 		evtimer_del(ow->timer);
 		return;
-	} else
-		wait = next - clock_wall_ms();
+	}
+	wait = next - clock_wall_ms();
 	if (wait < 0)
 		wait = 0;
 	tv.tv_sec = wait / 1000;
@@ -197,7 +221,7 @@ proxy_owed_on_flush(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	proxy_owed_commit(px);
 	proxy_owed_gauges(px);
-	proxy_owed_arm(px, false);
+	proxy_owed_arm(px);
 	if (px->ow.loading && !px->ow.load_started) {
 		px->ow.load_started = true;
 		event_active(px->ow.load_ev, EV_TIMEOUT, 0);
@@ -243,8 +267,10 @@ proxy_owed_decided(void *arg, enum promise_action act)
 void
 proxy_owed_request(struct proxy_job *j)
 {
+	j->asked_ms = clock_wall_ms();
 	promise_request(j->px->ow.promise, j->plain, strlen(j->plain),
-	    j->input, j->input_len, clock_wall_ms(), proxy_owed_decided, j);
+	    j->input, j->input_len, j->has_client ? j->client.key : NULL,
+	    j->asked_ms, proxy_owed_decided, j);
 }
 
 /* Log what became of an owed push. it: the item, still there for
@@ -299,7 +325,7 @@ proxy_owed_leading_done(struct proxy_job *j, const struct provider_result *r)
 	enum promise_outcome o;
 
 	o = promise_leading_done(px->ow.promise, j->plain, strlen(j->plain),
-	    r, clock_wall_ms());
+	    r, j->asked_ms, clock_wall_ms());
 	if (o != PROMISE_NONE) {
 		owed_key(promise_owed(px->ow.promise), j->plain,
 		    strlen(j->plain), key);
@@ -323,6 +349,11 @@ proxy_owed_send(struct proxy *px, struct owed_item *it)
 
 	j->item = it;
 	j->plain = xmemdup0(it->token, it->token_len);
+	if (it->has_client)
+		memcpy(j->client.key, it->client, sizeof(j->client.key));
+	else
+		j->client = proxy_owed_restart;
+	j->has_client = true;
 	if (token_parse(j->plain, strlen(j->plain), &j->token, err) < 0) {
 		/* Cannot happen: it parsed when it was owed. */
 		proxy_result_set(&r, VERDICT_GONE, "malformed");
@@ -347,21 +378,19 @@ proxy_owed_on_timer(evutil_socket_t fd, short what, void *arg)
 	struct proxy *px = arg;
 	struct owed_item *it;
 	int64_t now = clock_wall_ms();
-	size_t n = 0;
-	bool room;
+	size_t sending = proxy_owed_sending(px);
 
 	(void)fd;
 	(void)what;
 	if (px->stopping)
 		return;		/* what is owed stays stored for the restart */
-	while ((room = push_in_flight(px->push) < PROXY_OWED_IN_FLIGHT) &&
-	    n < PROXY_OWED_BATCH &&
+	while (sending < PROXY_OWED_IN_FLIGHT &&
 	    (it = promise_next(px->ow.promise, now)) != NULL) {
 		proxy_owed_send(px, it);
-		n++;
+		sending++;
 	}
 	proxy_owed_gauges(px);
-	proxy_owed_arm(px, !room || n == PROXY_OWED_BATCH);
+	proxy_owed_arm(px);
 }
 
 void

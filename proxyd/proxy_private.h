@@ -20,6 +20,7 @@
 #include "proxy.h"
 #include "proxy_db.h"
 #include "push.h"
+#include "ratelimit.h"
 #include "state.h"
 #include "token.h"
 
@@ -44,6 +45,12 @@ struct proxy_job {
 	bool			 not_token;	/* cached: decrypts to no
 						 * token (plain NULL) */
 	struct token		 token;
+	/* Whose share of the provider's rate limit its push takes: the
+	 * request's client (api_request_client), or one of proxy.c's own
+	 * (heartbeats; owed pushes read back at start). */
+	struct ratelimit_client	 client;
+	bool			 has_client;	/* a request's */
+	int64_t			 asked_ms;	/* when the promise was asked */
 	struct owed_item	*item;		/* PURPOSE_TRAILING */
 	struct owed_row		 row;		/* PURPOSE_LOAD (input NULL) */
 	TAILQ_ENTRY(proxy_job)	 link;		/* waiting for a commit */
@@ -55,6 +62,7 @@ struct proxy_stats {
 	struct metric	*debounced, *debounced_size, *decrypt_failures;
 	struct metric	*decrypt_cache_hits, *busy, *heartbeat_retries;
 	struct metric	*log_suppressed;	/* log_limit.h's hook */
+	struct metric	*pushes_sending;	/* gauge: with a transport */
 	/* the bounds on what a client can make us hold */
 	struct metric	*cache_evicted_bytes, *cache_bytes, *plain_refused;
 	struct metric	*registrations_refused, *registrations_full;
@@ -107,6 +115,7 @@ struct proxy {
 	struct log_limit		 lim_plain;
 	struct log_limit		 lim_register_full;
 	struct log_limit		 lim_register_rate;
+	struct log_limit		 lim_shed;	/* 503s */
 	uint64_t			 clients_forgotten_seen;  /* counted */
 	bool				 stopping;
 	int64_t				 stop_deadline_ms;
@@ -118,6 +127,9 @@ struct proxy_job *proxy_job_new(struct proxy *, enum proxy_purpose,
 	    struct api_request *, const char *input, size_t len);
 void	proxy_job_free(struct proxy_job *);
 void	proxy_reply(struct proxy_job *, unsigned int status, const char *);
+/* The push path is saturated (why: the shed metric's reason): 503 with
+ * Retry-After (at least a second) to a request that waits, counted. */
+void	proxy_shed(struct proxy_job *, const char *why, int64_t retry_ms);
 /* Send the job's parsed token to its provider: 0 (the answer comes to
  * proxy.c's push callback), or -1 and err (nothing was sent). */
 int	proxy_push(struct proxy_job *, char err[ERR_LEN]);

@@ -87,6 +87,10 @@ uint16_t api_port(const struct api *);
 /* Answer a request (body may be NULL); the request is gone afterwards. */
 void	api_reply(struct api_request *, unsigned int status,
 	    const char *body);
+/* The same with a Retry-After header of retry_after_s seconds (0: none;
+ * at most a day): a 429 or 503 telling the client when to come back. */
+void	api_reply_retry(struct api_request *, unsigned int status,
+	    const char *body, unsigned int retry_after_s);
 /* The client r counts against (--max-requests-per-client): its TCP
  * peer, or behind a --trusted-proxy the last X-Forwarded-For address, in
  * api_addr_client() form (an IPv4 address, an IPv6 /64). 0 and

@@ -27,6 +27,9 @@
 #include "siphash.h"
 
 #define OWED_KEY_LEN	SIPHASH_DIGEST_LEN
+/* Who asked for an owed push: a client as the rate limits count them
+ * (proxyd/push/ratelimit.h, 16 bytes). Memory only, never stored. */
+#define OWED_CLIENT_LEN	16
 
 struct owed_item {
 	uint8_t		 key[OWED_KEY_LEN];
@@ -39,6 +42,10 @@ struct owed_item {
 	uint32_t	 attempts;	/* failed sends since first_ms */
 	bool		 sending;	/* a push for it is in flight */
 	int64_t		 again_ms;	/* a request came while sending; 0 none */
+	/* The client of the request that made it owed, whose share of the
+	 * provider's rate limit it takes; none for one read back at start. */
+	bool		 has_client;
+	uint8_t		 client[OWED_CLIENT_LEN];
 
 	/* owed.c's own */
 	bool		 gone;		/* removed while sending */

@@ -12,6 +12,10 @@
 #include "xmalloc.h"
 
 #define PROMISE_JITTER_PERMILLE	250	/* spread retries after an outage */
+/* A leading push that went out this much after its request waited in a
+ * queue: its window starts again. Less is the loop's own delay, and
+ * shortens the next window by no more than that. */
+#define PROMISE_LATE_MS		5
 
 struct promise {
 	struct state		*state;		/* the windows */
@@ -77,7 +81,11 @@ promise_verdict_gone(const struct provider_result *r)
 /* The push owed in it failed at now: reschedule with back-off, spread by
  * its key (a stable, per-device value) so that the devices of an outage
  * do not all come back at once, and never before the provider's
- * Retry-After; or drop it past the deadline. */
+ * Retry-After; or drop it past the deadline. A push proxyd's own queue
+ * toward the provider did not take (overload) failed nowhere: it comes
+ * back when the queue said, spread the same way, without backing off
+ * further (it used to double up to --owed-retry-max, minutes, while every
+ * request for the device got a 200 it covered). */
 static enum promise_outcome
 promise_failed(struct promise *p, struct owed_item *it,
     const struct provider_result *r, int64_t now_ms)
@@ -90,13 +98,17 @@ promise_failed(struct promise *p, struct owed_item *it,
 		owed_remove(p->owed, it);
 		return PROMISE_DROPPED_EXPIRED;
 	}
-	it->attempts++;
 	memcpy(&spread, it->key, sizeof(spread));
-	delay = backoff_delay_ms(p->retry_min_ms, it->attempts,
-	    p->retry_max_ms, PROMISE_JITTER_PERMILLE, spread);
+	if (r->verdict == VERDICT_OVERLOAD)
+		delay = backoff_delay_ms(r->retry_after_ms > p->retry_min_ms ?
+		    r->retry_after_ms : p->retry_min_ms, 1, p->retry_max_ms,
+		    PROMISE_JITTER_PERMILLE, spread);
+	else
+		delay = backoff_delay_ms(p->retry_min_ms, ++it->attempts,
+		    p->retry_max_ms, PROMISE_JITTER_PERMILLE, spread);
 	if (delay > p->retry_max_ms)	/* the spread stays under the cap */
 		delay = p->retry_max_ms;
-	if (r->retry_after_ms > delay)
+	if (r->retry_after_ms > delay && r->verdict != VERDICT_OVERLOAD)
 		delay = r->retry_after_ms;
 	it->due_ms = now_ms + delay;
 	owed_changed(p->owed, it);
@@ -122,6 +134,8 @@ promise_cover(struct promise *p, struct owed_item *it, int64_t now_ms)
 struct promise_ask {
 	struct promise		*p;
 	uint8_t			 key[OWED_KEY_LEN];
+	bool			 has_client;
+	uint8_t			 client[OWED_CLIENT_LEN];
 	int64_t			 now_ms;
 	promise_decided_fn	*fn;
 	void			*arg;
@@ -150,9 +164,12 @@ promise_on_window(void *arg, enum state_window w, int64_t end_ms)
 			/* owed since the question was asked */
 			promise_cover(p, it, a->now_ms);
 			act = PROMISE_OWED;
-		} else if (owed_add(p->owed, a->key, a->token, a->len,
-		    a->input, a->input_len, a->now_ms, end_ms) != NULL) {
-			/* inside a window: owe a push at its end */
+		} else if ((it = owed_add(p->owed, a->key, a->token, a->len,
+		    a->input, a->input_len, a->now_ms, end_ms)) != NULL) {
+			/* inside a window: owe a push at its end, on the
+			 * asking client's share of the provider */
+			it->has_client = a->has_client;
+			memcpy(it->client, a->client, sizeof(it->client));
 			p->st.owed_total++;
 			act = PROMISE_OWED;
 		}
@@ -166,7 +183,8 @@ promise_on_window(void *arg, enum state_window w, int64_t end_ms)
 
 void
 promise_request(struct promise *p, const char *token, size_t len,
-    const char *input, size_t input_len, int64_t now_ms,
+    const char *input, size_t input_len,
+    const uint8_t client[OWED_CLIENT_LEN], int64_t now_ms,
     promise_decided_fn *fn, void *arg)
 {
 	struct promise_ask *a;
@@ -184,6 +202,9 @@ promise_request(struct promise *p, const char *token, size_t len,
 	a = xmalloc(sizeof(*a) + len + input_len + 2);
 	a->p = p;
 	memcpy(a->key, key, sizeof(a->key));
+	a->has_client = client != NULL;
+	if (client != NULL)
+		memcpy(a->client, client, sizeof(a->client));
 	a->now_ms = now_ms;
 	a->fn = fn;
 	a->arg = arg;
@@ -197,15 +218,48 @@ promise_request(struct promise *p, const char *token, size_t len,
 	state_window_hit(p->state, a->token, len, now_ms, promise_on_window, a);
 }
 
-enum promise_outcome
-promise_leading_done(struct promise *p, const char *token, size_t len,
-    const struct provider_result *r, int64_t now_ms)
+/* When a push went out: when it was handed to its transport, else (an
+ * answer made up without sending) now. */
+static int64_t
+promise_sent_at(const struct provider_result *r, int64_t now_ms)
+{
+	return r->sent_ms > 0 && r->sent_ms < now_ms ? r->sent_ms : now_ms;
+}
+
+/* A leading push that waited in its provider's queue went out at sent_ms,
+ * later than its request opened the window: the window starts again from
+ * there (at its answer, as the windows' clock only goes forward), and a
+ * push owed meanwhile waits a whole window after it, so that the device
+ * never gets two pushes within one window. */
+static void
+promise_leading_late(struct promise *p, const char *token, size_t len,
+    int64_t sent_ms, int64_t now_ms)
 {
 	uint8_t key[OWED_KEY_LEN];
 	struct owed_item *it;
 
-	if (promise_verdict_ok(r))
+	state_window_reopen(p->state, token, len, now_ms);
+	owed_key(p->owed, token, len, key);
+	if ((it = owed_find(p->owed, key)) != NULL && !it->sending &&
+	    it->due_ms < sent_ms + p->window_ms) {
+		it->due_ms = sent_ms + p->window_ms;
+		owed_changed(p->owed, it);
+	}
+}
+
+enum promise_outcome
+promise_leading_done(struct promise *p, const char *token, size_t len,
+    const struct provider_result *r, int64_t asked_ms, int64_t now_ms)
+{
+	uint8_t key[OWED_KEY_LEN];
+	struct owed_item *it;
+	int64_t sent = promise_sent_at(r, now_ms);
+
+	if (promise_verdict_ok(r)) {
+		if (sent - asked_ms > PROMISE_LATE_MS)
+			promise_leading_late(p, token, len, sent, now_ms);
 		return PROMISE_NONE;	/* the window stands */
+	}
 	/* Nothing was sent: no window. */
 	state_window_cancel(p->state, token, len);
 	owed_key(p->owed, token, len, key);
@@ -234,6 +288,8 @@ enum promise_outcome
 promise_trailing_done(struct promise *p, struct owed_item *it,
     const struct provider_result *r, int64_t now_ms)
 {
+	int64_t sent;
+
 	owed_set_sending(p->owed, it, false);
 	if (it->gone) {
 		/* Dropped meanwhile (a leading push heard the token is
@@ -254,18 +310,26 @@ promise_trailing_done(struct promise *p, struct owed_item *it,
 		return promise_failed(p, it, r, now_ms);
 	}
 	p->st.sent++;
-	/* Sent: the next window starts now. */
+	/* Sent: the next window runs from when it went out (the windows'
+	 * own, from its answer: their clock only goes forward). A request
+	 * that came after it was handed out but before it went out (it
+	 * waited for the provider's rate limit) is covered by it. */
+	sent = promise_sent_at(r, now_ms);
 	state_window_reopen(p->state, it->token, it->token_len, now_ms);
+	if (it->again_ms != 0 && r->sent_ms > 0 && it->again_ms < sent)
+		it->again_ms = 0;
 	if (it->again_ms == 0) {
 		owed_remove(p->owed, it);
 		return PROMISE_DONE;
 	}
 	/* A request came while it was in flight: owed again, at the end of
-	 * the window this push opened. */
+	 * the window this push opened (at once if its answer took longer:
+	 * a slow answer does not lengthen the window). */
 	it->first_ms = it->again_ms;
 	it->again_ms = 0;
 	it->attempts = 0;
-	it->due_ms = now_ms + p->window_ms;
+	it->due_ms = sent + p->window_ms > now_ms ? sent + p->window_ms :
+	    now_ms;
 	owed_changed(p->owed, it);
 	return PROMISE_OWED_AGAIN;
 }

@@ -10,19 +10,26 @@
  * its own so that it can be tested with a fake clock:
  *
  *   request, no window open      -> PROMISE_SEND: send now, answer with
- *                                   the provider's verdict; the window is
- *                                   open while the push is in flight
+ *                                   the provider's verdict; the window
+ *                                   opens with the request
  *   request, window open or a
  *   push owed already            -> PROMISE_OWED: answer 200 once the
- *                                   owed push is stored (the journal)
+ *                                   owed push is stored (the journal),
+ *                                   on the asking client's share of the
+ *                                   provider's rate limit
  *   leading push ok              -> window stays (owed pushes wait for
- *                                   its end)
+ *                                   its end); if the push waited in its
+ *                                   provider's queue, the window runs
+ *                                   from when it went out
  *   leading push failed          -> window closed (it opens no window);
  *                                   a push owed meanwhile is retried
  *   leading push: token gone     -> window closed, owed push dropped
  *   window end, push owed        -> promise_next hands it out to send
- *   trailing push ok             -> the next window starts now; owed
- *                                   again if a request came meanwhile
+ *   trailing push ok             -> the next window runs from when it
+ *                                   went out (not from its answer: a
+ *                                   slow answer does not lengthen it);
+ *                                   owed again if a request came after
+ *                                   it went out
  *   trailing push failed         -> retried with back-off (and at least
  *                                   the provider's Retry-After), until
  *                                   owed_deadline_ms after the request
@@ -86,18 +93,22 @@ struct promise	*promise_new(const struct promise_config *, char err[ERR_LEN]);
  * must have been ended first. NULL is a no-op. */
 void		 promise_free(struct promise *);
 
-/* A /notify for the decrypted token, as input (what arrived) at now: the
- * answer comes through fn, before the call returns when the state's
- * answer does (the embedded backend), later otherwise. token and input
- * are copied when needed. */
+/* A /notify for the decrypted token, as input (what arrived), from client
+ * (OWED_CLIENT_LEN bytes, or NULL: none known) at now: the answer comes
+ * through fn, before the call returns when the state's answer does (the
+ * embedded backend), later otherwise. token, input and client are copied
+ * when needed; an owed push keeps the client (owed_item.client). */
 typedef void promise_decided_fn(void *arg, enum promise_action);
 void		 promise_request(struct promise *, const char *token,
 		    size_t len, const char *input, size_t input_len,
-		    int64_t now_ms, promise_decided_fn *, void *arg);
-/* The push of a PROMISE_SEND request ended with verdict. Says what became
- * of a push owed for the token meanwhile (PROMISE_NONE: none). */
+		    const uint8_t client[OWED_CLIENT_LEN], int64_t now_ms,
+		    promise_decided_fn *, void *arg);
+/* The push of a PROMISE_SEND request asked at asked_ms ended with verdict
+ * (its sent_ms: when it went out). Says what became of a push owed for
+ * the token meanwhile (PROMISE_NONE: none). */
 enum promise_outcome promise_leading_done(struct promise *, const char *token,
-		    size_t len, const struct provider_result *, int64_t now_ms);
+		    size_t len, const struct provider_result *,
+		    int64_t asked_ms, int64_t now_ms);
 
 /* An owed push due at now_ms, marked in flight (its token is borrowed
  * until promise_trailing_done), or NULL. */

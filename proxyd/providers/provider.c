@@ -63,6 +63,7 @@ provider_verdict_name(enum provider_verdict v)
 	case VERDICT_PAUSE: return "pause";
 	case VERDICT_TEMPORARY: return "temporary";
 	case VERDICT_CONFIG: return "config";
+	case VERDICT_OVERLOAD: return "overload";
 	}
 	return "unknown";
 }

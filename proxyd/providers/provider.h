@@ -60,6 +60,10 @@ enum provider_verdict {
 	VERDICT_TEMPORARY,	/* try later: 500, token kept */
 	VERDICT_CONFIG,		/* our credentials/config are wrong: 500,
 				 * loud log, never 410 */
+	VERDICT_OVERLOAD,	/* not sent: proxyd's queue toward the
+				 * provider is full for it, or it waited too
+				 * long (the engine's, never a provider's):
+				 * 503 with Retry-After */
 };
 
 struct provider_result {
@@ -69,6 +73,10 @@ struct provider_result {
 	 * metric's details label; printable ASCII only. */
 	char			 reason[48];
 	int64_t			 retry_after_ms;	/* PAUSE; 0: unknown */
+	/* Set by the engine: when the request last went to the transport
+	 * (wall clock, ms); 0 if it never did. A debounce window runs from
+	 * there (promise.c). */
+	int64_t			 sent_ms;
 };
 
 /* An answer as a provider reads it (the transport's, in its terms). */

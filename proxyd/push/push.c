@@ -25,6 +25,9 @@
 #define PUSH_ANSWER_MAX_BYTES	4096
 /* Connections per host of the libcurl transport. */
 #define PUSH_HTTP_CONNECTIONS	4
+/* A push that waited its provider's queue out is told to come back this
+ * much later (the queue's own refusals say how long, ratelimit.h). */
+#define PUSH_OVERLOAD_RETRY_MS	1000
 #define PUSH_USER_AGENT		"chatmail-proxyd"
 
 struct push_provider;
@@ -37,6 +40,8 @@ struct push_call {
 	struct token		 token;		/* strings borrowed */
 	struct provider_push	 push;		/* the provider's view */
 	bool			 retried;	/* after a renewed credential */
+	bool			 sending;	/* with its transport */
+	int64_t			 sent_ms;	/* wall clock; 0: never sent */
 	TAILQ_ENTRY(push_call)	 link;		/* later, or waiting */
 };
 TAILQ_HEAD(push_call_list, push_call);
@@ -46,6 +51,7 @@ struct push_provider_metrics {
 	struct metric		*limited;
 	struct metric		*paused;
 	struct metric		*queue;
+	struct metric		*clients;
 };
 
 /* A provider in the engine: its state and what the engine keeps for it. */
@@ -73,6 +79,7 @@ struct push_engine {
 	void			(*cancel)(void *, void *);
 	struct push_clock	 clock;
 	size_t			 in_flight;
+	size_t			 sending;	/* of those, with a transport */
 	struct push_provider	 pp[PROVIDERS_MAX];
 	struct push_call_list	 later;		/* verdicts to hand back */
 	struct event		*later_ev;
@@ -145,13 +152,26 @@ push_call_free(struct push_call *c)
 	free(c);
 }
 
+/* c's transport is done with it (answered, failed, or never had it). */
+static void
+push_unsend(struct push_call *c)
+{
+	if (c->sending) {
+		c->sending = false;
+		c->e->sending--;
+	}
+}
+
 static void
 push_finish(struct push_call *c, const struct provider_result *res)
 {
 	struct push_engine *e = c->e;
+	struct provider_result r = *res;
 
+	push_unsend(c);
+	r.sent_ms = c->sent_ms;
 	e->in_flight--;
-	e->done(c->ctx, res, e->arg);
+	e->done(c->ctx, &r, e->arg);
 	push_call_free(c);
 }
 
@@ -237,6 +257,7 @@ push_on_answer(void *ctx, const struct httpc_response *resp, void *arg)
 	int64_t retry_ms;
 
 	(void)arg;
+	push_unsend(c);
 	push_answer(resp, &a);
 	retry_ms = a.retry_after_ms;
 	pp->ops->classify(&a, &res);
@@ -375,8 +396,12 @@ push_start(struct push_call *c)
 	switch (pp->ops->build(pp->p, &c->push, err)) {
 	case PROVIDER_SEND:
 		push_transport_request(&c->push.req, &q);
-		if (pp->tops->send(pp->t, &q, c, err) == 0)
+		if (pp->tops->send(pp->t, &q, c, err) == 0) {
+			c->sending = true;
+			c->e->sending++;
+			c->sent_ms = c->push.now_ms;
 			break;
+		}
 		/* FALLTHROUGH */
 	case PROVIDER_FAILED:
 		log_warnx("push %s: %s", pp->ops->label, err);
@@ -399,6 +424,20 @@ static void
 push_update_queue_metric(struct push_provider *pp)
 {
 	metric_set(pp->m.queue, (int64_t)ratelimit_queued(pp->gate));
+	metric_set(pp->m.clients, (int64_t)ratelimit_clients(pp->gate));
+}
+
+/* The provider's queue would not take c, or gave up on it: nothing was
+ * sent, the caller is to come back after retry_ms (503 to a relay). */
+static void
+push_overload(struct push_call *c, enum ratelimit_refusal why,
+    int64_t retry_ms)
+{
+	metric_inc(c->pp->m.limited);
+	provider_result_set(&c->push.res, VERDICT_OVERLOAD,
+	    ratelimit_refusal_name(why));
+	c->push.res.retry_after_ms = retry_ms;
+	push_fail_with(c);
 }
 
 /* The rate limiter let a waiting push go, or gave up on it. */
@@ -413,17 +452,23 @@ push_on_gate(void *item, bool go, void *arg)
 		push_start(c);
 		return;
 	}
-	metric_inc(c->pp->m.limited);
-	push_fail(c, VERDICT_TEMPORARY, "rate_limited");
+	push_overload(c, RATELIMIT_WAITED, PUSH_OVERLOAD_RETRY_MS);
 }
 
 int
 push_send(struct push_engine *e, enum push_kind kind, const struct token *t,
-    void *ctx, char err[ERR_LEN])
+    const struct ratelimit_client *client, void *ctx, char err[ERR_LEN])
 {
+	/* Pushes nobody attributed share one client that no address is
+	 * (an IPv6 /64 ends in zeros, a mapped IPv4 starts with them). */
+	static const struct ratelimit_client nobody = { .key = {
+	    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff } };
 	const struct provider_ops *ops = push_provider_of(t->kind);
 	struct push_provider *pp = push_provider_get(e, ops);
+	enum ratelimit_refusal why;
 	struct push_call *c;
+	int64_t retry_ms;
 
 	if (pp == NULL || pp->p == NULL) {
 		err_set(err, "%s is not configured", push_provider_label(ops));
@@ -441,7 +486,8 @@ push_send(struct push_engine *e, enum push_kind kind, const struct token *t,
 	c->push.kind = kind;
 	c->push.token = &c->token;
 	e->in_flight++;
-	switch (ratelimit_admit(pp->gate, c)) {
+	switch (ratelimit_admit(pp->gate, client != NULL ? client : &nobody,
+	    c, &why, &retry_ms)) {
 	case 1:
 		push_start(c);
 		break;
@@ -450,8 +496,7 @@ push_send(struct push_engine *e, enum push_kind kind, const struct token *t,
 		push_update_queue_metric(pp);
 		break;
 	default:
-		metric_inc(pp->m.limited);
-		push_fail(c, VERDICT_TEMPORARY, "rate_limited");
+		push_overload(c, why, retry_ms);
 		break;
 	}
 	return 0;
@@ -461,6 +506,12 @@ size_t
 push_in_flight(const struct push_engine *e)
 {
 	return e->in_flight;
+}
+
+size_t
+push_sending(const struct push_engine *e)
+{
+	return e->sending;
 }
 
 /* ---- the engine ------------------------------------------------------ */
@@ -545,12 +596,16 @@ push_metrics_new(struct push_provider *pp, struct metrics *m)
 	    "Pushes that waited for the provider's rate limit or pause",
 	    labels);
 	pp->m.limited = metrics_counter(m, "provider_rate_limited",
-	    "Pushes refused (500) because the provider's queue was full or "
-	    "they waited too long", labels);
+	    "Pushes refused (503 and Retry-After) because the provider's "
+	    "queue, or their client's share of it, was full, or they would "
+	    "have waited, or waited, too long", labels);
 	pp->m.paused = metrics_counter(m, "provider_paused",
 	    "Times the provider asked us to wait (Retry-After)", labels);
 	pp->m.queue = metrics_gauge(m, "provider_queue_depth",
 	    "Pushes waiting for the provider's rate limit or pause", labels);
+	pp->m.clients = metrics_gauge(m, "provider_queue_clients",
+	    "Clients with pushes waiting for the provider, served "
+	    "round-robin", labels);
 }
 
 static int

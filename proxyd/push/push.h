@@ -69,13 +69,20 @@ const struct provider_ops *push_provider_of(enum token_kind);
 const char *push_provider_label(const struct provider_ops *);
 /* Whether the provider is configured (its pushes can be sent). */
 bool	push_enabled(const struct push_engine *, const struct provider_ops *);
-/* Sends to t's provider: 0 (done will be called), or -1 and err (the
- * provider is not configured, or takes no heartbeats). t and the string
- * it points into are borrowed until done. */
+/* Sends to t's provider on behalf of client (whose share of the
+ * provider's rate limit it takes, ratelimit.h; borrowed for the call;
+ * NULL: one shared by every push without a client): 0 (done will be
+ * called; VERDICT_OVERLOAD if the provider's queue would not take it), or
+ * -1 and err (the provider is not configured, or takes no heartbeats). t
+ * and the string it points into are borrowed until done. */
 int	push_send(struct push_engine *, enum push_kind, const struct token *t,
-	    void *ctx, char err[ERR_LEN]);
+	    const struct ratelimit_client *client, void *ctx,
+	    char err[ERR_LEN]);
 /* Pushes sent and not yet ended (waiting, in flight, or being answered). */
 size_t	push_in_flight(const struct push_engine *);
+/* Of those, the ones handed to a transport (not waiting for a rate limit
+ * or a credential). */
+size_t	push_sending(const struct push_engine *);
 /* Pushes still running or waiting are abandoned, their ctx handed to
  * cancel. */
 void	push_engine_free(struct push_engine *,

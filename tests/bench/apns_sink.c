@@ -36,13 +36,16 @@
  * exits 0):
  *
  *   requests=N distinct=D digest=HEX conns=C errors=E tls_refused=T
- *     bytes=B resets=R
+ *     bytes=B resets=R gaps=G gap_min_us=U gap_p50_us=U gap_p99_us=U
  *
  * requests counts 200 answers; conns the connections that completed the
  * handshake; errors the requests answered with an error status plus the
  * connections that failed (TLS or HTTP/2 errors; the first few are told
  * on stderr); bytes the request bodies; resets the RST_STREAM frames
- * received.  Exit status 2 on bad usage or a setup failure.  OpenSSL,
+ * received.  gaps counts the pushes of a device token that had one before,
+ * both since the previous line, and gap_* the time between them (minimum,
+ * median, 99th percentile): what a device saw of proxyd's debounce
+ * windows.  Exit status 2 on bad usage or a setup failure.  OpenSSL,
  * libnghttp2 and libc only: nothing shared with proxyd.
  */
 
@@ -125,6 +128,7 @@ struct asink_conn {
 /* The distinct device tokens: open addressing on their FNV-1a 64 hash. */
 struct asink_set {
 	uint64_t	*hashes;
+	uint64_t	*last_ns;	/* the token's last push */
 	char		**tokens;	/* NULL: empty slot */
 	size_t		 slots;		/* a power of two */
 	size_t		 used;
@@ -145,6 +149,11 @@ struct asink {
 	uint64_t		 requests, errors, tls_refused, handshakes;
 	uint64_t		 conn_errors, resets;
 	uint64_t		 bytes, apns_ids;
+	/* Time between two pushes of one token, both since the last
+	 * report. */
+	struct bench_hist	 gaps;
+	uint64_t		 gap_min_ns;
+	uint64_t		 report_ns;
 	unsigned char		 rbuf[ASINK_READ_BYTES];
 };
 
@@ -169,8 +178,10 @@ asink_set_init(struct asink_set *set)
 {
 	set->slots = ASINK_SET_INIT_SLOTS;
 	set->hashes = calloc(set->slots, sizeof(*set->hashes));
+	set->last_ns = calloc(set->slots, sizeof(*set->last_ns));
 	set->tokens = calloc(set->slots, sizeof(*set->tokens));
-	return set->hashes != NULL && set->tokens != NULL ? 0 : -1;
+	return set->hashes != NULL && set->last_ns != NULL &&
+	    set->tokens != NULL ? 0 : -1;
 }
 
 /* Twice the slots, every token moved: keeps the load under a half. */
@@ -179,10 +190,12 @@ asink_set_grow(struct asink_set *set)
 {
 	size_t slots = set->slots * 2, i, j;
 	uint64_t *hashes = calloc(slots, sizeof(*hashes));
+	uint64_t *last_ns = calloc(slots, sizeof(*last_ns));
 	char **tokens = calloc(slots, sizeof(*tokens));
 
-	if (hashes == NULL || tokens == NULL) {
+	if (hashes == NULL || last_ns == NULL || tokens == NULL) {
 		free(hashes);
+		free(last_ns);
 		free(tokens);
 		return -1;
 	}
@@ -193,31 +206,40 @@ asink_set_grow(struct asink_set *set)
 		    j = (j + 1) & (slots - 1))
 			;
 		hashes[j] = set->hashes[i];
+		last_ns[j] = set->last_ns[i];
 		tokens[j] = set->tokens[i];
 	}
 	free(set->hashes);
+	free(set->last_ns);
 	free(set->tokens);
 	set->hashes = hashes;
+	set->last_ns = last_ns;
 	set->tokens = tokens;
 	set->slots = slots;
 	return 0;
 }
 
-/* Add token (len bytes, NUL-terminated) unless it is there: 1 if added,
- * 0 if known, -1 out of memory. */
+/* Add token (len bytes, NUL-terminated) unless it is there, and note a
+ * push of it at now: 1 if added, 0 if known, -1 out of memory. For a
+ * known token, *gap_ns_out gets the time since its previous push. */
 static int
-asink_set_add(struct asink_set *set, const char *token, size_t len)
+asink_set_add(struct asink_set *set, const char *token, size_t len,
+    uint64_t now, uint64_t *gap_ns_out)
 {
 	uint64_t h = asink_fnv1a(token, len);
 	size_t i;
 
 	for (i = h & (set->slots - 1); set->tokens[i] != NULL;
 	    i = (i + 1) & (set->slots - 1))
-		if (set->hashes[i] == h && strcmp(set->tokens[i], token) == 0)
+		if (set->hashes[i] == h && strcmp(set->tokens[i], token) == 0) {
+			*gap_ns_out = now - set->last_ns[i];
+			set->last_ns[i] = now;
 			return 0;
+		}
 	if ((set->tokens[i] = strdup(token)) == NULL)
 		return -1;
 	set->hashes[i] = h;
+	set->last_ns[i] = now;
 	set->used++;
 	set->digest += h;
 	if (set->used * 2 > set->slots && asink_set_grow(set) == -1)
@@ -232,6 +254,7 @@ asink_set_free(struct asink_set *set)
 		free(set->tokens[i]);
 	free(set->tokens);
 	free(set->hashes);
+	free(set->last_ns);
 }
 
 /* ---- HTTP/2: nghttp2 callbacks ------------------------------------- */
@@ -350,7 +373,8 @@ asink_answer(struct asink_conn *c, int32_t stream_id, struct asink_stream *st)
 	nghttp2_data_provider dp;
 	nghttp2_nv nva[3];
 	const char *status = "200";
-	uint64_t id;
+	uint64_t id, gap = 0, now = bench_now_ns();
+	int added;
 
 	if (!st->post) {
 		status = "405";
@@ -380,8 +404,14 @@ asink_answer(struct asink_conn *c, int32_t stream_id, struct asink_stream *st)
 		    &dp) == 0 ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
 	}
 	s->requests++;
-	if (asink_set_add(&s->set, st->token, st->token_len) == -1)
+	if ((added = asink_set_add(&s->set, st->token, st->token_len,
+	    now, &gap)) == -1)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	if (added == 0 && now - gap >= s->report_ns) {
+		bench_hist_add(&s->gaps, gap);
+		if (s->gap_min_ns == 0 || gap < s->gap_min_ns)
+			s->gap_min_ns = gap;
+	}
 	/* Apple answers a 200 with headers only. */
 	return nghttp2_submit_response(c->h2, stream_id, nva, 2, NULL) == 0 ?
 	    0 : NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -846,14 +876,23 @@ asink_signals(struct asink *s)
 }
 
 static void
-asink_report(const struct asink *s)
+asink_report(struct asink *s)
 {
 	printf("requests=%" PRIu64 " distinct=%zu digest=%016" PRIx64
 	    " conns=%" PRIu64 " errors=%" PRIu64 " tls_refused=%" PRIu64
-	    " bytes=%" PRIu64 " resets=%" PRIu64 "\n", s->requests,
+	    " bytes=%" PRIu64 " resets=%" PRIu64 " gaps=%" PRIu64
+	    " gap_min_us=%.0f gap_p50_us=%.0f gap_p99_us=%.0f\n", s->requests,
 	    s->set.used, s->set.digest, s->handshakes,
-	    s->errors + s->conn_errors, s->tls_refused, s->bytes, s->resets);
+	    s->errors + s->conn_errors, s->tls_refused, s->bytes, s->resets,
+	    s->gaps.n, (double)s->gap_min_ns / NS_PER_US,
+	    (double)bench_hist_quantile(&s->gaps, 500000) / NS_PER_US,
+	    (double)bench_hist_quantile(&s->gaps, 990000) / NS_PER_US);
 	fflush(stdout);
+	/* Gaps are counted from one line to the next, between pushes both
+	 * after the line. */
+	memset(&s->gaps, 0, sizeof(s->gaps));
+	s->gap_min_ns = 0;
+	s->report_ns = bench_now_ns();
 }
 
 /* 1 to go on, 0 on SIGTERM or SIGINT. */

@@ -44,12 +44,21 @@
  * of it and --requests comes first.  A request with no answer after
  * NFLOOD_TIMEOUT_S fails.
  *
+ * --rate R makes it an open loop, as a server's load from many clients
+ * is: request i starts at i / R seconds, whatever the answers so far, on
+ * any connection that is free (a connection waits, kept alive, for the
+ * next one due); with none free it starts late, and started_per_s says
+ * what was really offered.  --clients N binds connection i to 127.0.0.(1
+ * + i mod N) before connecting (an IPv4 server): N client addresses, as a
+ * server counting its clients by address sees N relays.
+ *
  * stdout gets exactly one line, http-flood's (so the bench scripts read
  * either) and a few more fields:
  *
  *   notify-flood requests=N secs=S req_per_s=R concurrency=C connects=K
  *     cpu_secs=T errors=E codes=200:N[,STATUS:N...][,none:N]
- *     cpu_us_per_req=U p50_us=L p99_us=L retries=Y
+ *     cpu_us_per_req=U p50_us=L p99_us=L retries=Y ok_p50_us=L
+ *     ok_p99_us=L started_per_s=R
  *
  * requests counts the requests that finished (answered or failed); codes
  * counts the answers per status, in increasing order, and the requests
@@ -57,7 +66,9 @@
  * cpu_secs this process's user and system time over the run, and
  * cpu_us_per_req that per request; p50_us and p99_us the latency of the
  * answered requests, from the request's send() to its answer's last byte,
- * within 1.6% (a log-linear histogram, as dict-load's).
+ * within 1.6% (a log-linear histogram, as dict-load's), and ok_p50_us and
+ * ok_p99_us the same for the 200s alone; started_per_s the requests
+ * started per second (with --rate: the load really offered).
  *
  * Exit status: 0, 1 if any request failed (not 200, or no answer), 2 on
  * bad usage or a setup failure.
@@ -66,6 +77,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <netdb.h>
@@ -98,6 +110,8 @@ static const char prog[] = "notify-flood";
 #define NFLOOD_DEFAULT_REQUESTS	100000
 #define NFLOOD_DEFAULT_CONC	128
 #define NFLOOD_MAX_DURATION_S	86400
+#define NFLOOD_MAX_RATE		10000000	/* --rate, requests/s */
+#define NFLOOD_MAX_CLIENTS	254		/* 127.0.0.1 .. .254 */
 /* As http-flood (and notifierd's sender): a request gets a minute. */
 #define NFLOOD_TIMEOUT_S	60
 /* epoll_wait wakes at least this often, to check the timeouts. */
@@ -130,6 +144,8 @@ enum nflood_state {
 	NFLOOD_CONNECTING,	/* connect() under way, EPOLLOUT asked */
 	NFLOOD_SENDING,		/* request partly written, EPOLLOUT asked */
 	NFLOOD_READING,		/* request written, its answer awaited */
+	NFLOOD_IDLE,		/* --rate: kept alive, waiting for the next
+				 * request due */
 	NFLOOD_DONE,		/* no more requests for this connection */
 };
 
@@ -140,6 +156,7 @@ struct nflood_conn {
 	uint32_t	 events;	/* registered with epoll, 0 if none */
 	bool		 reused;	/* an answer came on this socket */
 	bool		 retried;	/* this request was sent again */
+	bool		 free;		/* --rate: on the free list */
 	/* The request in flight: borrowed from the flood's requests (or
 	 * from gen), which outlive every connection. */
 	const char	*req;
@@ -171,6 +188,8 @@ struct nflood {
 	size_t			 body_bytes;
 	const char		*body_file;
 	uint64_t		 duration_s;	/* 0: no limit */
+	uint64_t		 rate;		/* --rate; 0: closed loop */
+	unsigned		 clients;	/* --clients; 0: no bind */
 
 	char			*url_buf;	/* --url cut into host, port,
 						 * path */
@@ -191,6 +210,11 @@ struct nflood {
 	int			 epfd;
 	struct nflood_conn	*conns;
 	uint64_t		 deadline_ns;	/* 0: none (--duration) */
+	uint64_t		 t0_ns;		/* --rate: request i due at
+						 * t0 + i / rate */
+	/* --rate: connections with nothing in flight, a stack. */
+	struct nflood_conn	**idle;
+	unsigned		 nidle;
 
 	uint64_t		 started;	/* requests handed out */
 	uint64_t		 finished;
@@ -200,6 +224,7 @@ struct nflood {
 	uint64_t		 retries;
 	uint64_t		 codes[NFLOOD_STATUS_MAX];	/* [0]: none */
 	struct bench_hist	 hist;
+	struct bench_hist	 ok_hist;	/* 200s only */
 };
 
 /* ---- latency histogram ---------------------------------------------- */
@@ -262,6 +287,27 @@ nflood_conn_reset_answer(struct nflood_conn *c)
 	c->answer_bytes = 0;
 }
 
+/* --clients: c's source address, 127.0.0.(1 + id mod clients).  0, -1
+ * with the reason in err. */
+static int
+nflood_conn_bind(const struct nflood *f, const struct nflood_conn *c,
+    char *err, size_t err_size)
+{
+	struct sockaddr_in sin;
+
+	if (f->clients == 0)
+		return 0;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1u +
+	    (unsigned)c->id % f->clients - 1u);
+	if (bind(c->fd, (struct sockaddr *)&sin, sizeof(sin)) == -1) {
+		snprintf(err, err_size, "bind: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* Open c's socket and start connecting.  0, -1 with the reason in err. */
 static int
 nflood_conn_open(struct nflood *f, struct nflood_conn *c, char *err,
@@ -278,6 +324,10 @@ nflood_conn_open(struct nflood *f, struct nflood_conn *c, char *err,
 	/* Each request leaves in one send(); a partial one must not wait
 	 * for an ACK either. */
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (nflood_conn_bind(f, c, err, err_size) == -1) {
+		nflood_conn_close(c);
+		return -1;
+	}
 	if (connect(c->fd, (struct sockaddr *)&f->addr, f->addr_len) == -1 &&
 	    errno != EINPROGRESS) {
 		snprintf(err, err_size, "connect: %s", strerror(errno));
@@ -346,6 +396,8 @@ nflood_conn_count(struct nflood *f, struct nflood_conn *c, unsigned status,
 		nflood_conn_close(c);
 	} else {
 		bench_hist_add(&f->hist, now - c->sent_ns);
+		if (status == 200)
+			bench_hist_add(&f->ok_hist, now - c->sent_ns);
 		if (status != 200) {
 			snprintf(buf, sizeof(buf), "status %u", status);
 			nflood_error(f, c, buf);
@@ -379,17 +431,25 @@ nflood_conn_retire(struct nflood *f, struct nflood_conn *c, const char *what,
 	c->state = NFLOOD_DONE;
 }
 
-/* Start c's next request if one may start, else close c for good. */
+/* --rate: c waits for the next request due (its socket, if any, stays
+ * open and watched: a server closing it is noticed). */
 static void
-nflood_conn_next(struct nflood *f, struct nflood_conn *c, uint64_t now)
+nflood_conn_idle(struct nflood *f, struct nflood_conn *c)
+{
+	if (c->fd != -1)
+		c->state = NFLOOD_IDLE;
+	if (!c->free) {
+		c->free = true;
+		f->idle[f->nidle++] = c;
+	}
+}
+
+/* Start a request on c (a free connection, or one that just finished). */
+static void
+nflood_conn_start(struct nflood *f, struct nflood_conn *c, uint64_t now)
 {
 	char err[128];
 
-	if (!nflood_may_start(f, now)) {
-		nflood_conn_close(c);
-		c->state = NFLOOD_DONE;
-		return;
-	}
 	nflood_conn_pick(f, c);
 	c->req_off = 0;
 	c->start_ns = now;
@@ -399,6 +459,54 @@ nflood_conn_next(struct nflood *f, struct nflood_conn *c, uint64_t now)
 	}
 	if (nflood_conn_open(f, c, err, sizeof(err)) == -1)
 		nflood_conn_retire(f, c, err, now);
+}
+
+/* Requests due by now (--rate), at most what may start. */
+static uint64_t
+nflood_due(const struct nflood *f, uint64_t now)
+{
+	uint64_t due = (uint64_t)((double)(now - f->t0_ns) * (double)f->rate /
+	    (double)NS_PER_S) + 1;
+
+	return due < f->requests ? due : f->requests;
+}
+
+/* Start c's next request if one may start, else close c for good.  With
+ * --rate only a request that is due: else c waits on the free list. */
+static void
+nflood_conn_next(struct nflood *f, struct nflood_conn *c, uint64_t now)
+{
+	if (!nflood_may_start(f, now)) {
+		nflood_conn_close(c);
+		c->state = NFLOOD_DONE;
+		return;
+	}
+	if (f->rate > 0 && f->started >= nflood_due(f, now)) {
+		nflood_conn_idle(f, c);
+		return;
+	}
+	nflood_conn_start(f, c, now);
+}
+
+/* --rate: start every request due on free connections; the time until
+ * the next one is due, in ms for epoll_wait (-1: none will be). */
+static int
+nflood_start_due(struct nflood *f, uint64_t now)
+{
+	struct nflood_conn *c;
+	uint64_t next_ns;
+
+	while (f->nidle > 0 && nflood_may_start(f, now) &&
+	    f->started < nflood_due(f, now)) {
+		c = f->idle[--f->nidle];
+		c->free = false;
+		nflood_conn_start(f, c, now);
+	}
+	if (!nflood_may_start(f, now))
+		return -1;
+	next_ns = f->t0_ns + (uint64_t)((double)f->started * NS_PER_S /
+	    (double)f->rate);
+	return next_ns <= now ? 0 : (int)((next_ns - now) / NS_PER_MS) + 1;
 }
 
 /* The server closed c (or reset it) before the whole answer came.  The
@@ -733,6 +841,25 @@ nflood_conn_read(struct nflood *f, struct nflood_conn *c, uint64_t now)
 	nflood_conn_take(f, c, (size_t)n, now);
 }
 
+/* A free connection (--rate) is readable: the server closed it (it is
+ * opened again for its next request) or sent what nobody asked for. */
+static void
+nflood_conn_idle_event(struct nflood *f, struct nflood_conn *c)
+{
+	char buf[64];
+	ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+	    errno == EINTR))
+		return;
+	if (n > 0) {
+		f->errors++;
+		fprintf(stderr, "notify-flood: conn=%d: bytes with no request "
+		    "in flight\n", c->id);
+	}
+	nflood_conn_close(c);	/* still on the free list */
+}
+
 static void
 nflood_conn_on_event(struct nflood *f, struct nflood_conn *c,
     uint32_t events)
@@ -754,6 +881,9 @@ nflood_conn_on_event(struct nflood *f, struct nflood_conn *c,
 		return;
 	case NFLOOD_READING:
 		nflood_conn_read(f, c, now);
+		return;
+	case NFLOOD_IDLE:
+		nflood_conn_idle_event(f, c);
 		return;
 	case NFLOOD_CLOSED:
 	case NFLOOD_DONE:
@@ -789,16 +919,24 @@ nflood_run(struct nflood *f)
 	struct epoll_event evs[NFLOOD_EVENTS];
 	uint64_t now, next_tick;
 	unsigned i;
-	int n, j;
+	int n, j, wait_ms = NFLOOD_TICK_MS, due_ms;
 
 	now = bench_now_ns();
+	f->t0_ns = now;
 	for (i = 0; i < f->conc; i++)
 		nflood_conn_next(f, &f->conns[i], now);
 	next_tick = now + NFLOOD_TICK_MS * NS_PER_MS;
-	/* Each finished request starts the next while that may be: none
-	 * in flight means the run is over. */
-	while (f->inflight > 0) {
-		n = epoll_wait(f->epfd, evs, NFLOOD_EVENTS, NFLOOD_TICK_MS);
+	/* Each finished request starts the next while that may be (with
+	 * --rate: when it is due): none in flight and none to come means
+	 * the run is over. */
+	while (f->inflight > 0 || (f->rate > 0 &&
+	    nflood_may_start(f, bench_now_ns()))) {
+		if (f->rate > 0) {
+			due_ms = nflood_start_due(f, bench_now_ns());
+			wait_ms = due_ms >= 0 && due_ms < NFLOOD_TICK_MS ?
+			    due_ms : NFLOOD_TICK_MS;
+		}
+		n = epoll_wait(f->epfd, evs, NFLOOD_EVENTS, wait_ms);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
@@ -826,7 +964,8 @@ nflood_usage(FILE *fp)
 	    "                     --host HOST [--port PORT] [--path PATH])\n"
 	    "                    [--requests N] [--concurrency C]\n"
 	    "                    [--body-bytes B | --body-file FILE]\n"
-	    "                    [--duration SECONDS]\n"
+	    "                    [--duration SECONDS] [--rate R]\n"
+	    "                    [--clients N]\n"
 	    "  --url URL        where to POST (http only)\n"
 	    "  --host HOST      or the same in parts: a name or address,\n"
 	    "  --port PORT      port (default 80) and path (default\n"
@@ -838,10 +977,14 @@ nflood_usage(FILE *fp)
 	    "  --body-bytes B   body size (default %d, a device token's)\n"
 	    "  --body-file FILE the bodies: its lines, round-robin\n"
 	    "  --duration S     start no request after S seconds\n"
+	    "  --rate R         open loop: start R requests per second,\n"
+	    "                   whatever the answers (C connections at most)\n"
+	    "  --clients N      bind connection i to 127.0.0.(1 + i mod N)\n"
 	    "Prints one line:\n"
 	    "  notify-flood requests=N secs=S req_per_s=R concurrency=C\n"
 	    "    connects=K cpu_secs=T errors=E codes=200:N,... \\\n"
-	    "    cpu_us_per_req=U p50_us=L p99_us=L retries=Y\n"
+	    "    cpu_us_per_req=U p50_us=L p99_us=L retries=Y ok_p50_us=L \\\n"
+	    "    ok_p99_us=L started_per_s=R\n"
 	    "Exit status 0, 1 if a request failed, 2 on bad usage.\n",
 	    NFLOOD_DEFAULT_REQUESTS, NFLOOD_DEFAULT_CONC,
 	    NFLOOD_DEFAULT_BODY);
@@ -910,6 +1053,8 @@ nflood_parse_args(int argc, char **argv, struct nflood *f)
 		{ "body-bytes", required_argument, NULL, 'b' },
 		{ "body-file", required_argument, NULL, 'f' },
 		{ "duration", required_argument, NULL, 'd' },
+		{ "rate", required_argument, NULL, 'r' },
+		{ "clients", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -920,8 +1065,8 @@ nflood_parse_args(int argc, char **argv, struct nflood *f)
 	f->requests = NFLOOD_DEFAULT_REQUESTS;
 	f->conc = NFLOOD_DEFAULT_CONC;
 	f->body_bytes = NFLOOD_DEFAULT_BODY;
-	while ((ch = getopt_long(argc, argv, "u:H:p:P:n:c:b:f:d:h", longopts,
-	    NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "u:H:p:P:n:c:b:f:d:r:C:h",
+	    longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'u':
 			f->url = optarg;
@@ -967,6 +1112,18 @@ nflood_parse_args(int argc, char **argv, struct nflood *f)
 				return -1;
 			f->duration_s = v;
 			break;
+		case 'r':
+			if (bench_parse_uint(prog, "rate", optarg, 1,
+			    NFLOOD_MAX_RATE, &v) == -1)
+				return -1;
+			f->rate = v;
+			break;
+		case 'C':
+			if (bench_parse_uint(prog, "clients", optarg, 1,
+			    NFLOOD_MAX_CLIENTS, &v) == -1)
+				return -1;
+			f->clients = (unsigned)v;
+			break;
 		case 'h':
 			nflood_usage(stdout);
 			return 1;
@@ -1010,6 +1167,18 @@ nflood_parse_args(int argc, char **argv, struct nflood *f)
 	}
 	if (f->duration_s > 0 && !requests_set)
 		f->requests = UINT64_MAX;
+	return 0;
+}
+
+/* --clients binds IPv4 loopback addresses: the server must be IPv4. */
+static int
+nflood_check_clients(const struct nflood *f)
+{
+	if (f->clients > 0 && f->family != AF_INET) {
+		fprintf(stderr, "notify-flood: --clients needs an IPv4 "
+		    "server\n");
+		return -1;
+	}
 	return 0;
 }
 
@@ -1152,9 +1321,10 @@ main(int argc, char **argv)
 		status = rc == 1 ? 0 : 2;
 		goto out;
 	}
-	if (nflood_resolve(f) == -1)
+	if (nflood_resolve(f) == -1 || nflood_check_clients(f) == -1)
 		goto out;
-	if ((f->conns = calloc(f->conc, sizeof(*f->conns))) == NULL) {
+	if ((f->conns = calloc(f->conc, sizeof(*f->conns))) == NULL ||
+	    (f->idle = calloc(f->conc, sizeof(*f->idle))) == NULL) {
 		fprintf(stderr, "notify-flood: out of memory\n");
 		goto out;
 	}
@@ -1186,13 +1356,18 @@ main(int argc, char **argv)
 	printf("notify-flood requests=%" PRIu64 " secs=%.3f req_per_s=%.0f "
 	    "concurrency=%u connects=%" PRIu64 " cpu_secs=%.2f errors=%"
 	    PRIu64 " %s cpu_us_per_req=%.2f p50_us=%.0f p99_us=%.0f "
-	    "retries=%" PRIu64 "\n", f->finished, secs, secs > 0 ?
+	    "retries=%" PRIu64 " ok_p50_us=%.0f ok_p99_us=%.0f "
+	    "started_per_s=%.0f\n", f->finished, secs, secs > 0 ?
 	    (double)f->finished / secs : 0, f->conc, f->connects, cpu,
 	    f->errors, codes, f->finished > 0 ? cpu * 1e6 /
 	    (double)f->finished : 0,
 	    (double)bench_hist_quantile(&f->hist, 500000) / NS_PER_US,
 	    (double)bench_hist_quantile(&f->hist, 990000) / NS_PER_US,
-	    f->retries);
+	    f->retries,
+	    (double)bench_hist_quantile(&f->ok_hist, 500000) / NS_PER_US,
+	    (double)bench_hist_quantile(&f->ok_hist, 990000) / NS_PER_US,
+	    f->duration_s > 0 ? (double)f->started / (double)f->duration_s :
+	    (secs > 0 ? (double)f->started / secs : 0));
 	status = f->errors > 0 ? 1 : 0;
 	if (fflush(stdout) != 0)
 		status = 2;
@@ -1202,6 +1377,7 @@ out:
 		free(f->conns[i].gen);
 	}
 	free(f->conns);
+	free(f->idle);
 	free(f->req_buf);
 	free(f->req_offs);
 	free(f->url_buf);

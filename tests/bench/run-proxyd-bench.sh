@@ -17,7 +17,17 @@
 #   - the load generator's ceiling, in the same run: notify-flood into
 #     notify-sink (a trivial HTTP/1.1 server, not proxyd) with the same
 #     bodies and connections, and notify-flood's CPU per request, there
-#     and against proxyd.
+#     and against proxyd;
+#   - overload: pushes per second reaching the sink, and the answers by
+#     status, when proxyd is offered 1x, 4x and 8x what it can push (an
+#     APNs rate limit of OVERLOAD_RATE/s as the push path's capacity,
+#     notify-flood --rate from 16 client addresses), beside its unloaded
+#     rate (32 connections, each waiting for its answer) in the same run,
+#     and the ratio;
+#   - debounce windows under load: HAMMER_POOL tokens hammered from 256
+#     connections, faster than the window: pushes per second against the
+#     pool / window they would be if every window held its length, and the
+#     time between two pushes of a device as the sink saw it.
 #
 # In a temp dir: a test PKI (tests/e2e/fakes/pki.py), POOL random APNs
 # tokens encrypted as chatmail core does (encrypt_tokens.mjs, OpenPGP.js 6,
@@ -32,7 +42,11 @@
 # Environment: DURATION (seconds of flood, default 5), POOL (tokens,
 # default 10000), CONCURRENCY (requests in flight, default 256), DEBOUNCE
 # (proxyd --debounce, default 50ms), OWED_DEBOUNCE (the owed-push phase's
-# window, default 2s), WORKERS (default 2), CACHE_SIZE
+# window, default 2s), OVERLOAD (0: skip the overload and windows
+# phases), OVERLOAD_RATE (the APNs rate limit there, default 4000/s),
+# OVERLOAD_CONNS (notify-flood's connections there, default 4096),
+# HAMMER_POOL (tokens of the windows phase, default 1000), WORKERS
+# (default 2), CACHE_SIZE
 # (default 20000), CEILING_SECS (each h2load run and the notify-flood
 # ceiling, default 3), TESTDATA (default the repository's tests/data),
 # OPENPGP_JS_DIR (a directory whose node_modules
@@ -40,7 +54,7 @@
 # ${XDG_CACHE_HOME:-~/.cache}/pushstack-bench/openpgp-js, installed with
 # npm on the first run), PYTHON (default
 # /usr/bin/python3, with the cryptography module), NODE (default node).
-# About 35 s.
+# About 80 s (35 s with OVERLOAD=0).
 #
 # Exit status 0 if every check passed (targets missed are reported, not
 # failed: nothing here asserts a speed), 1 if a check failed, 2 if a
@@ -57,6 +71,15 @@ POOL=${POOL:-10000}
 CONCURRENCY=${CONCURRENCY:-256}
 DEBOUNCE=${DEBOUNCE:-50ms}
 OWED_DEBOUNCE=${OWED_DEBOUNCE:-2s}
+OVERLOAD=${OVERLOAD:-1}
+OVERLOAD_RATE=${OVERLOAD_RATE:-4000}
+OVERLOAD_CONNS=${OVERLOAD_CONNS:-4096}
+# Source addresses 127.0.0.1-16: 16 relays, each with up to 256 requests
+# in progress (proxyd's --max-requests-per-client): OVERLOAD_CONNS in all.
+OVERLOAD_CLIENTS=16
+OVERLOAD_UNLOADED_CONC=32	# the unloaded rate: each waits its answer
+HAMMER_POOL=${HAMMER_POOL:-1000}
+HAMMER_CONC=256
 WORKERS=${WORKERS:-2}
 CACHE_SIZE=${CACHE_SIZE:-20000}
 CEILING_SECS=${CEILING_SECS:-3}
@@ -84,6 +107,8 @@ TARGET_DECRYPT_RATIO=0.80
 TARGET_NOTIFY_PER_S=30000
 TARGET_DEBOUNCE_BYTES=150
 TARGET_OWED_RATIO=0.90		# /notify rate storing owed pushes, vs none
+TARGET_OVERLOAD_RATIO=0.80	# pushes/s under overload, vs unloaded
+TARGET_HAMMER_RATIO=0.80	# pushes/s of hammered tokens, vs pool/window
 
 PROXYD=$BINDIR/proxyd
 SINK=$BINDIR/apns-sink
@@ -528,22 +553,25 @@ busy_before=$ceiling_busy
 
 run_flood_ceiling
 
-# start_proxyd WINDOW NAME: proxyd with --debounce WINDOW and its own
-# database, sending to the running sink; sets proxyd_pid, metrics_port,
-# url and log.
+# start_proxyd WINDOW NAME [ARGS...]: proxyd with --debounce WINDOW, its
+# own database and ARGS, sending to the running sink; sets proxyd_pid,
+# metrics_port, url and log.
 start_proxyd() {
-	local api_port msg
+	local api_port msg window=$1 name=$2
 
+	shift 2
 	api_port=$("$PYTHON" "$helper" free-port)
 	metrics_port=$("$PYTHON" "$helper" free-port)
-	log=$tmp/proxyd.$2.log
+	log=$tmp/proxyd.$name.log
 	"$PROXYD" --openpgp-keyring-path "$KEYRING" --port "$api_port" \
-	    --db "$tmp/notifiers.$2.db" --metrics "127.0.0.1:$metrics_port" \
-	    --workers "$WORKERS" --cache-size "$CACHE_SIZE" --debounce "$1" \
+	    --db "$tmp/notifiers.$name.db" \
+	    --metrics "127.0.0.1:$metrics_port" \
+	    --workers "$WORKERS" --cache-size "$CACHE_SIZE" \
+	    --debounce "$window" \
 	    --certificate-file "$tmp/pki/client.p12" \
 	    --password "$p12_password" --ca-file "$tmp/pki/ca.pem" \
 	    --apns-production-url "https://127.0.0.1:$sink_port" \
-	    --log-level warn 2>"$log" &
+	    --log-level warn "$@" 2>"$log" &
 	proxyd_pid=$!
 	if ! msg=$("$PYTHON" "$helper" wait-ready "$proxyd_pid" \
 	    "$metrics_port" "$READY_TIMEOUT_S"); then
@@ -661,6 +689,138 @@ sink_snapshot owed
 so1=$sink_line
 stop_proxyd
 stop_sink owed
+
+# ---- overload, and debounce windows under load -------------------------------
+
+# code_count LINE STATUS: notify-flood's answers with STATUS.
+code_count() {
+	local n
+
+	n=$(field "$1" codes | tr ',' '\n' | sed -n "s/^$2://p")
+	echo "${n:-0}"
+}
+
+# overload_flood NAME ARGS...: notify-flood ARGS against proxyd, the sink
+# read just before and just after (pushes that reached it while the flood
+# ran), then proxyd left to settle. Sets oline (notify-flood's line) and
+# opushes_per_s. Answers other than 200, 503 (shed, Retry-After) and 429
+# (a client's requests in progress, Retry-After) are problems.
+overload_flood() {
+	local name=$1 rc=0 s0 m bad
+
+	shift
+	sink_snapshot "$sink_name"
+	s0=$sink_line
+	oline=$("$FLOOD" --url "$url" --duration "$DURATION" "$@" \
+	    2>"$tmp/flood.$name.err") || rc=$?
+	sink_snapshot "$sink_name"
+	opushes_per_s=$(calc 'printf "%.0f", (s > 0 ? n / s : 0)' \
+	    -v n="$(($(num "$sink_line" requests) - $(num "$s0" requests)))" \
+	    -v s="$(field "$oline" secs)")
+	ogaps=$sink_line
+	bad=$(field "$oline" codes | tr ',' '\n' | grep -v -e '^200:' \
+	    -e '^503:' -e '^429:')
+	if [ "$rc" -gt 1 ] || [ -n "$bad" ]; then
+		problem "$name: notify-flood exited $rc, answers $bad"
+		show_log "$tmp/flood.$name.err"
+	fi
+	m=$("$PYTHON" "$helper" wait-settled "$metrics_port" \
+	    "$SETTLE_TIMEOUT_S") || problem "after $name: $m"
+}
+
+# run_overload: proxyd whose push path is APNs limited to OVERLOAD_RATE/s
+# (well below what its loop can push here, so that the load generator,
+# proxyd and the sink, sharing the CPUs, can offer 8 times it). The
+# unloaded rate: OVERLOAD_UNLOADED_CONC connections, each waiting for its
+# answer (proxyd sets the pace). Then k x that rate offered, paced
+# (notify-flood --rate: an open loop, as many relays are), from
+# OVERLOAD_CLIENTS addresses. Sets ounloaded_per_s, o_pushes[k],
+# o_ratio[k], o_line[k].
+run_overload() {
+	local k rate
+
+	echo "== overload: APNs limited to ${OVERLOAD_RATE}/s; unloaded" \
+	    "($OVERLOAD_UNLOADED_CONC connections), then 1x, 4x and 8x" \
+	    "that offered (notify-flood --rate, $OVERLOAD_CLIENTS clients)," \
+	    "${DURATION}s each"
+	sink_name=overload
+	start_sink overload --ca "$tmp/pki/ca.pem"
+	start_proxyd "$DEBOUNCE" overload \
+	    --rate-limit "apns=${OVERLOAD_RATE}/s"
+	overload_flood warm --body-file "$tmp/pool.txt" --concurrency \
+	    "$OVERLOAD_UNLOADED_CONC"
+	overload_flood unloaded --body-file "$tmp/pool.txt" \
+	    --concurrency "$OVERLOAD_UNLOADED_CONC"
+	ounloaded_per_s=$opushes_per_s
+	ounloaded_line=$oline
+	echo "overload unloaded: $opushes_per_s pushes/s;" \
+	    "flood: $oline"
+	for k in 1 4 8; do
+		rate=$((k * ounloaded_per_s))
+		[ "$rate" -gt 0 ] || rate=1
+		overload_flood "overload-${k}x" --body-file "$tmp/pool.txt" \
+		    --rate "$rate" --concurrency "$OVERLOAD_CONNS" \
+		    --clients "$OVERLOAD_CLIENTS"
+		o_pushes[k]=$opushes_per_s
+		o_ratio[k]=$(ratio "$opushes_per_s" "$ounloaded_per_s")
+		o_line[k]=$oline
+		echo "overload ${k}x: offered $(field "$oline" \
+		    started_per_s)/s, $opushes_per_s pushes/s," \
+		    "${o_ratio[k]} of unloaded; flood: $oline"
+	done
+	stop_proxyd
+	stop_sink overload
+}
+
+# run_hammer: HAMMER_POOL tokens, each requested again long before its
+# window ends (HAMMER_CONC connections): nearly every request is owed,
+# and each device should get one push per window, pool / window pushes a
+# second, each a window after the last. Sets hammer_per_s, hammer_ideal,
+# hammer_ratio, hammer_gaps (the sink's line: gap_* fields).
+run_hammer() {
+	local window_ms
+
+	window_ms=$(duration_ms "$DEBOUNCE")
+	echo "== debounce windows under load: $HAMMER_POOL tokens from" \
+	    "$HAMMER_CONC connections, --debounce $DEBOUNCE, ${DURATION}s"
+	head -n "$HAMMER_POOL" "$tmp/pool.txt" >"$tmp/hammer.txt"
+	sink_name=hammer
+	start_sink hammer --ca "$tmp/pki/ca.pem"
+	start_proxyd "$DEBOUNCE" hammer
+	overload_flood hammer-warm --body-file "$tmp/hammer.txt" \
+	    --requests "$HAMMER_POOL" --concurrency 64
+	overload_flood hammer --body-file "$tmp/hammer.txt" \
+	    --concurrency "$HAMMER_CONC"
+	hammer_per_s=$opushes_per_s
+	hammer_gaps=$ogaps
+	hammer_line=$oline
+	hammer_ideal=$((HAMMER_POOL * 1000 / window_ms))
+	hammer_ratio=$(ratio "$hammer_per_s" "$hammer_ideal")
+	echo "windows under load: $hammer_per_s pushes/s of $hammer_ideal" \
+	    "if every window held ${window_ms} ms ($hammer_ratio); between" \
+	    "two pushes of a device: median $(calc 'printf "%.1f", v / 1000' \
+	    -v v="$(num "$hammer_gaps" gap_p50_us)") ms, shortest" \
+	    "$(calc 'printf "%.1f", v / 1000' \
+	    -v v="$(num "$hammer_gaps" gap_min_us)") ms, p99" \
+	    "$(calc 'printf "%.1f", v / 1000' \
+	    -v v="$(num "$hammer_gaps" gap_p99_us)") ms; flood: $hammer_line"
+	# Two pushes of one device well within a window would break the
+	# promise's "one push per window". A window runs from when its push
+	# was handed to the HTTP/2 client, which writes at the end of the
+	# loop pass: as the sink sees them, two pushes can be a loop pass
+	# (a few ms under this load) closer than the window.
+	[ "$(num "$hammer_gaps" gap_min_us)" -ge $((window_ms * 500)) ] ||
+	    problem "a device got two pushes $(num "$hammer_gaps" \
+	    gap_min_us) us apart, within a ${window_ms} ms window"
+	stop_proxyd
+	stop_sink hammer
+}
+
+declare -a o_pushes o_ratio o_line
+if [ "$OVERLOAD" != 0 ]; then
+	run_overload
+	run_hammer
+fi
 
 # ---- the sink's ceiling, after ----------------------------------------------
 
@@ -799,6 +959,19 @@ target debounce_bytes_per_token "$debounce_bytes" le "$TARGET_DEBOUNCE_BYTES" \
 target owed_notify_ratio "$owed_ratio" ge "$TARGET_OWED_RATIO" \
     "/notify answers per s with owed pushes stored before the 200" \
     "($owed_ok_per_s/s) vs every request a push ($ok_per_s/s), same run"
+if [ "$OVERLOAD" != 0 ]; then
+	for k in 1 4 8; do
+		target "overload_${k}x_ratio" "${o_ratio[k]}" ge \
+		    "$TARGET_OVERLOAD_RATIO" "pushes/s offered ${k}x the" \
+		    "unloaded rate (${o_pushes[k]}/s, answers" \
+		    "$(field "${o_line[k]}" codes)) vs unloaded" \
+		    "(${ounloaded_per_s}/s), same run"
+	done
+	target hammer_ratio "$hammer_ratio" ge "$TARGET_HAMMER_RATIO" \
+	    "pushes/s of $HAMMER_POOL hammered tokens ($hammer_per_s/s) vs" \
+	    "one per token per window ($hammer_ideal/s): windows hold" \
+	    "their length under load"
+fi
 echo "sink: ceiling $ceiling_before/s before (busy $busy_before s/s)," \
     "$ceiling_after/s after (busy $busy_after s/s): proxyd's rate is" \
     "$(ratio "$notify_per_s" "$sink_ceiling") of it"
@@ -806,6 +979,21 @@ echo "load generator: ceiling $flood_ceiling_per_s/s into notify-sink" \
     "(notify-flood ${flood_ceiling_us} us per request, notify-sink on a" \
     "CPU $nsink_busy s/s): proxyd's rate is" \
     "$(ratio "$notify_per_s" "$flood_ceiling_per_s") of it"
+overload_fields=
+if [ "$OVERLOAD" != 0 ]; then
+	overload_fields="overload_unloaded_per_s=$ounloaded_per_s"
+	for k in 1 4 8; do
+		overload_fields+=" overload_${k}x_per_s=${o_pushes[k]}"
+		overload_fields+=" overload_${k}x_ratio=${o_ratio[k]}"
+		overload_fields+=" overload_${k}x_codes=$(field "${o_line[k]}" \
+		    codes)"
+	done
+	overload_fields+=" hammer_per_s=$hammer_per_s"
+	overload_fields+=" hammer_ideal_per_s=$hammer_ideal"
+	overload_fields+=" hammer_ratio=$hammer_ratio"
+	overload_fields+=" hammer_gap_p50_us=$(num "$hammer_gaps" gap_p50_us)"
+	overload_fields+=" hammer_gap_min_us=$(num "$hammer_gaps" gap_min_us)"
+fi
 if [ "$problems" -gt 0 ]; then
 	echo "result: FAILED ($problems problems, see stderr)"
 else
@@ -822,5 +1010,6 @@ echo "proxyd-bench decrypt_per_s=$decrypt_per_s x25519_per_s=$x25519_per_s" \
     "owed_ok_per_s=$owed_ok_per_s owed_ratio=$owed_ratio" \
     "owed_sent=$owed_rows owed_commits=$owed_commits" \
     "owed_cpu_us_per_notify=$owed_cpu_us" \
-    "pool=$POOL debounced=$debounced errors=$((errors + owed_errors))"
+    "pool=$POOL debounced=$debounced errors=$((errors + owed_errors))" \
+    "$overload_fields"
 [ "$problems" -eq 0 ]

@@ -288,8 +288,9 @@ def test_database_0600_under_umask_0(proxyd_factory, fake_apns):
 # ---- registrations per client ----------------------------------------------
 
 def register_from(p, token, source=None, xff=None):
-    """(status, body) of one /register on a connection of its own from
-    `source` (a loopback address), with X-Forwarded-For."""
+    """(status, body, Retry-After or None) of one /register on a
+    connection of its own from `source` (a loopback address), with
+    X-Forwarded-For."""
     import http.client
     conn = http.client.HTTPConnection(
         "127.0.0.1", p.port, timeout=10.0,
@@ -299,16 +300,17 @@ def register_from(p, token, source=None, xff=None):
         conn.request("POST", "/register", json.dumps({"token": token}),
                      headers)
         r = conn.getresponse()
-        return r.status, r.read().decode()
+        return r.status, r.read().decode(), r.getheader("Retry-After")
     finally:
         conn.close()
 
 
 def test_register_rate_per_client(proxyd_factory, fake_apns):
     """--register-rate 5/min: a client gets 5 registrations, then 429
-    saying when to retry (12 s: one more token; in the body, as the
-    intake cannot send a Retry-After for a handler's answer yet), before
-    anything is decrypted or stored; another address has its own
+    saying when to retry (12 s: one more token), in a Retry-After header
+    and in the body, before anything is decrypted or stored (before: in
+    the body only, the intake could not send the header for a handler's
+    answer); another address has its own
     bucket, and so does each client behind a --trusted-proxy (the last
     X-Forwarded-For address). --register-clients 3 forgets the least
     recent client past three (counted)."""
@@ -317,10 +319,12 @@ def test_register_rate_per_client(proxyd_factory, fake_apns):
                                "--trusted-proxy", "127.0.0.9"],
               interval="1h")
     got = [register_from(p, apns_token(), "127.0.0.2") for _ in range(7)]
-    assert [s for s, _ in got] == [200] * 5 + [429] * 2, got
+    assert [s for s, _, _ in got] == [200] * 5 + [429] * 2, got
     m = re.fullmatch(r"too many registrations, retry in (\d+) s\n",
                      got[5][1])
     assert m and 11 <= int(m.group(1)) <= 13, got
+    assert got[5][2] == m.group(1), got
+    assert all(r is None for _, _, r in got[:5]), got
     assert register_from(p, apns_token(), "127.0.0.3")[0] == 200
     for xff in ("192.0.2.1", "192.0.2.2"):
         got = [register_from(p, apns_token(), "127.0.0.9", xff)[0]

@@ -87,8 +87,9 @@ def test_fcm_gone_is_410(proxyd_fcm, fake_fcm, reply):
 
 def test_fcm_throttled_pauses_then_resumes(proxyd_fcm, fake_fcm):
     """429 QUOTA_EXCEEDED with Retry-After: 1 -> 500; the next push waits
-    in the queue until the pause ends, then goes out (200)."""
-    p = proxyd_fcm()
+    in the queue until the pause ends (a pause within --rate-limit-wait;
+    test_proxyd_fairness.py has a longer one), then goes out (200)."""
+    p = proxyd_fcm("--rate-limit-wait", "2s")
     reg1, t1 = fcm_token()
     reg2, t2 = fcm_token()
     fake_fcm.set_replies(reg1, (429, 1))
@@ -135,8 +136,9 @@ def test_fcm_refused_key_is_500_never_410(proxyd_fcm, fake_fcm):
 
 
 def test_fcm_rate_limit(proxyd_fcm, fake_fcm):
-    """--rate-limit fcm=5/s: 10 pushes at once take about a second."""
-    p = proxyd_fcm("--rate-limit", "fcm=5/s")
+    """--rate-limit fcm=5/s: 10 pushes at once take about a second (the
+    last waits 1 s: within --rate-limit-wait 2s)."""
+    p = proxyd_fcm("--rate-limit", "fcm=5/s", "--rate-limit-wait", "2s")
     toks = [fcm_token()[1] for _ in range(10)]
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(10) as ex:
@@ -203,7 +205,10 @@ def test_ubports_too_many_pending_is_500_not_410(proxyd_ub, fake_ubports):
 
 
 def test_ubports_unavailable_pauses_then_resumes(proxyd_ub, fake_ubports):
-    p = proxyd_ub()
+    """503 with Retry-After: 1: the next push waits out the pause in the
+    queue (within --rate-limit-wait 2s; a longer pause is refused at once,
+    test_proxyd_fairness.py)."""
+    p = proxyd_ub("--rate-limit-wait", "2s")
     tok1, t1 = ub_token(fake_ubports)
     tok2, t2 = ub_token(fake_ubports)
     fake_ubports.set_replies(tok1, (503, 1))

@@ -1,6 +1,7 @@
 /* Tests of proxyd/api/api.c over real HTTP on 127.0.0.1: the loop thread runs
  * the API and answers /notify later from a timer (as a push in flight
  * would); a client thread uses libcurl. Checks routing, the body limit,
+ * a Retry-After set by the handler (at once and later, api_reply_retry),
  * and that hundreds of requests can wait suspended at once; and, with
  * the process out of file descriptors, that accepting pauses with one log
  * line and no busy loop, and resumes. */
@@ -32,6 +33,7 @@
 struct answer_later {
 	struct api_request	*req;
 	struct event		*ev;
+	unsigned int		 status, retry_after_s;
 	char			 body[64];
 };
 
@@ -51,7 +53,10 @@ on_later(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	api_reply(l->req, 200, l->body);
+	if (l->retry_after_s > 0)
+		api_reply_retry(l->req, l->status, l->body, l->retry_after_s);
+	else
+		api_reply(l->req, 200, l->body);
 	event_free(l->ev);
 	free(l);
 }
@@ -71,6 +76,11 @@ handler(struct api_request *req, enum api_route route, const char *body,
 		assert_int_equal(api_request_client(req, &client), 0);
 		api_addr_parse("127.0.0.1", 9, &want);
 		assert_true(api_addr_equal(&client, &want));
+		if (len == 5 && memcmp(body, "retry", 5) == 0) {
+			/* at once, with Retry-After */
+			api_reply_retry(req, 429, "slow down\n", 7);
+			return;
+		}
 		api_reply(req, len > 0 ? 200 : 400, "");	/* at once */
 		return;
 	}
@@ -80,7 +90,11 @@ handler(struct api_request *req, enum api_route route, const char *body,
 	l = calloc(1, sizeof(*l));
 	l->req = req;
 	snprintf(l->body, sizeof(l->body), "got %zu bytes", len);
-	(void)body;
+	if (len == 4 && memcmp(body, "shed", 4) == 0) {
+		/* later, with Retry-After */
+		l->status = 503;
+		l->retry_after_s = 3;
+	}
 	l->ev = evtimer_new(w->base, on_later, l);
 	evtimer_add(l->ev, &tv);
 }
@@ -100,6 +114,7 @@ struct result {
 	long	 status;
 	char	 body[128];
 	size_t	 len;
+	char	 retry_after[16];	/* "" if none */
 };
 
 static size_t
@@ -111,6 +126,22 @@ collect(char *p, size_t size, size_t n, void *arg)
 	memcpy(r->body + r->len, p, len < room ? len : room);
 	r->len += len < room ? len : room;
 	r->body[r->len] = '\0';
+	return len;
+}
+
+/* Keeps a Retry-After header's value. */
+static size_t
+header(char *p, size_t size, size_t n, void *arg)
+{
+	struct result *r = arg;
+	size_t len = size * n, v;
+
+	if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
+		for (v = 12; v < len && p[v] == ' '; v++)
+			;
+		snprintf(r->retry_after, sizeof(r->retry_after), "%.*s",
+		    (int)strcspn(p + v, "\r\n"), p + v);
+	}
 	return len;
 }
 
@@ -129,6 +160,8 @@ easy(uint16_t port, const char *path, const char *body, size_t len,
 	}
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, res);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, res);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
 	return c;
 }
@@ -136,7 +169,7 @@ easy(uint16_t port, const char *path, const char *body, size_t len,
 struct client_args {
 	struct world	*w;
 	uint16_t	 port;
-	struct result	 root, notify, reg, big, missing;
+	struct result	 root, notify, reg, big, missing, reg_retry, shed;
 	struct result	 many[CONCURRENT];
 };
 
@@ -165,6 +198,9 @@ client(void *arg)
 	run1(easy(ca->port, "/notify", big, API_MAX_BODY_BYTES + 1, &ca->big),
 	    &ca->big);
 	run1(easy(ca->port, "/nothing", "x", 1, &ca->missing), &ca->missing);
+	run1(easy(ca->port, "/register", "retry", 5, &ca->reg_retry),
+	    &ca->reg_retry);
+	run1(easy(ca->port, "/notify", "shed", 4, &ca->shed), &ca->shed);
 	/* Many at once: each waits 200 ms for its answer. */
 	for (int i = 0; i < CONCURRENT; i++) {
 		hs[i] = easy(ca->port, "/notify", "openpgp:abc", 11,
@@ -218,15 +254,22 @@ test_api_routes_and_suspension(void **state)
 	assert_int_equal(ca->notify.status, 200);
 	assert_string_equal(ca->notify.body, "got 3 bytes");
 	assert_int_equal(ca->reg.status, 200);
+	assert_string_equal(ca->reg.retry_after, "");
 	assert_int_equal(ca->big.status, 413);
 	assert_int_equal(ca->missing.status, 404);
+	assert_int_equal(ca->reg_retry.status, 429);
+	assert_string_equal(ca->reg_retry.body, "slow down\n");
+	assert_string_equal(ca->reg_retry.retry_after, "7");
+	assert_int_equal(ca->shed.status, 503);
+	assert_string_equal(ca->shed.retry_after, "3");
+	assert_string_equal(ca->notify.retry_after, "");
 	for (int i = 0; i < CONCURRENT; i++)
 		if (ca->many[i].status != 200)
 			fail_msg("request %d: status %ld", i,
 			    ca->many[i].status);
 	/* They all waited together, not one after the other. */
 	assert_true(w.max_pending >= CONCURRENT / 2);
-	assert_int_equal(w.notify_calls, CONCURRENT + 1);
+	assert_int_equal(w.notify_calls, CONCURRENT + 2);
 	assert_int_equal(api_pending(w.api), 0);
 
 	api_free(w.api);

@@ -80,7 +80,7 @@ req(struct promise *p, const char *tok, int64_t now)
 	int act = -1;
 
 	snprintf(input, sizeof(input), "openpgp:enc-%s", tok);
-	promise_request(p, tok, strlen(tok), input, strlen(input), now,
+	promise_request(p, tok, strlen(tok), input, strlen(input), NULL, now,
 	    decided, &act);
 	/* the embedded state answers before the call returns */
 	assert_true(act >= 0);
@@ -104,7 +104,7 @@ leading(struct promise *p, const char *tok, enum provider_verdict v,
 {
 	struct provider_result r = result(v, 0);
 
-	return promise_leading_done(p, tok, strlen(tok), &r, now);
+	return promise_leading_done(p, tok, strlen(tok), &r, now, now);
 }
 
 static enum promise_outcome
@@ -348,6 +348,37 @@ test_retry_backoff_and_deadline(void **state)
 	promise_done(p);
 }
 
+/* A push proxyd's own queue did not take (overload) comes back when the
+ * queue said, give or take a quarter, however often it happens: no
+ * back-off toward --owed-retry-max (before: doubling, 8 s here after four,
+ * minutes in production, while every request for the device got 200). */
+static void
+test_overload_retried_without_backoff(void **state)
+{
+	struct promise *p = new_promise(100, 1 << 20);
+	struct owed_item *it = owe(p, "a", T0);
+	int64_t now = T0 + W;
+
+	(void)state;
+	assert_non_null(it);
+	for (int n = 1; n <= 6; n++) {
+		assert_int_equal(trailing(p, it, VERDICT_OVERLOAD, 1500, now),
+		    PROMISE_RETRY);
+		if (it->due_ms - now < 1500 * 3 / 4 ||
+		    it->due_ms - now > 1500 * 5 / 4)
+			fail_msg("overload %d: retry after %lld ms, want about "
+			    "1500", n, (long long)(it->due_ms - now));
+		assert_int_equal(it->attempts, 0);
+		now = it->due_ms;
+		assert_ptr_equal(promise_next(p, now), it);
+	}
+	/* and at least --owed-retry-min when the queue said less */
+	assert_int_equal(trailing(p, it, VERDICT_OVERLOAD, 0, now),
+	    PROMISE_RETRY);
+	assert_true(it->due_ms - now >= RETRY_MIN * 3 / 4);
+	promise_done(p);
+}
+
 /* Every kind of failure is retried; gone is final. */
 static void
 test_verdicts_at_window_end(void **state)
@@ -408,6 +439,117 @@ test_request_while_sending(void **state)
 	assert_int_equal(trailing(p, it, VERDICT_OK, 0, it->due_ms),
 	    PROMISE_DONE);
 	assert_int_equal(owed_count(p), 0);
+	promise_done(p);
+}
+
+/* A window runs from when its push went out, not from its answer: an
+ * owed push handed out at the window's end that went out at once but was
+ * answered 3 s later owes the request that came meanwhile at the end of
+ * the window its sending opened (before: 3 s later, the answer's time
+ * plus the window: under load, windows lasted as long as the pushes'
+ * queues). */
+static void
+test_window_runs_from_send(void **state)
+{
+	struct promise *p = new_promise(100, 1 << 20);
+	struct owed_item *it = owe(p, "a", T0);
+	struct provider_result r = result(VERDICT_OK, 0);
+	int64_t sent = T0 + W + 5;
+
+	(void)state;
+	assert_non_null(it);
+	assert_int_equal(req(p, "a", sent + 100), PROMISE_OWED);
+	r.sent_ms = sent;
+	assert_int_equal(promise_trailing_done(p, it, &r, sent + 3000),
+	    PROMISE_OWED_AGAIN);
+	assert_int_equal(it->due_ms, sent + W);
+	/* answered later than a window after it went out: due at once */
+	it = promise_next(p, sent + W);
+	assert_non_null(it);
+	assert_int_equal(req(p, "a", sent + W + 1), PROMISE_OWED);
+	r.sent_ms = sent + W;
+	assert_int_equal(promise_trailing_done(p, it, &r, sent + 3 * W),
+	    PROMISE_OWED_AGAIN);
+	assert_int_equal(it->due_ms, sent + 3 * W);
+	promise_done(p);
+}
+
+/* A request that came after the owed push was handed out but before it
+ * went out (it waited for the provider's rate limit) is covered by it:
+ * nothing more is owed. One that came after it went out is not. */
+static void
+test_request_before_send_is_covered(void **state)
+{
+	struct promise *p = new_promise(100, 1 << 20);
+	struct owed_item *it = owe(p, "a", T0);
+	struct provider_result r = result(VERDICT_OK, 0);
+
+	(void)state;
+	assert_non_null(it);
+	assert_int_equal(req(p, "a", T0 + W + 10), PROMISE_OWED);
+	r.sent_ms = T0 + W + 500;
+	assert_int_equal(promise_trailing_done(p, it, &r, T0 + W + 600),
+	    PROMISE_DONE);
+	assert_int_equal(owed_count(p), 0);
+	promise_done(p);
+	p = new_promise(100, 1 << 20);
+	it = owe(p, "b", T0);
+	assert_non_null(it);
+	assert_int_equal(req(p, "b", T0 + W + 501), PROMISE_OWED);
+	assert_int_equal(promise_trailing_done(p, it, &r, T0 + W + 600),
+	    PROMISE_OWED_AGAIN);
+	promise_done(p);
+}
+
+/* A leading push that waited 4 s in its provider's queue: the window
+ * starts again from when it went out, and the push owed meanwhile waits a
+ * whole window after that (not W after the request: two pushes 6 s apart
+ * in a 10 s window). */
+static void
+test_leading_late_restarts_window(void **state)
+{
+	struct promise *p = new_promise(100, 1 << 20);
+	struct provider_result r = result(VERDICT_OK, 0);
+
+	(void)state;
+	assert_int_equal(req(p, "a", T0), PROMISE_SEND);
+	assert_int_equal(req(p, "a", T0 + 100), PROMISE_OWED);
+	assert_int_equal(promise_next_deadline(p), T0 + W);
+	r.sent_ms = T0 + 4000;
+	assert_int_equal(promise_leading_done(p, "a", 1, &r, T0, T0 + 4050),
+	    PROMISE_NONE);
+	assert_int_equal(promise_next_deadline(p), T0 + 4000 + W);
+	/* the window too: a request after the first one's end is owed */
+	assert_int_equal(req(p, "b", T0 + 4060), PROMISE_SEND);
+	assert_int_equal(leading(p, "b", VERDICT_OK, T0 + 4060), PROMISE_NONE);
+	assert_int_equal(req(p, "a", T0 + W + 100), PROMISE_OWED);
+	promise_done(p);
+}
+
+/* An owed push keeps the client of the request that made it owed (its
+ * share of the provider's rate limit); one without a client has none. */
+static void
+test_owed_keeps_client(void **state)
+{
+	static const uint8_t client[OWED_CLIENT_LEN] = { 0, 0, 0, 0, 0, 0, 0,
+	    0, 0, 0, 0xff, 0xff, 127, 0, 0, 2 };
+	struct promise *p = new_promise(100, 1 << 20);
+	struct owed_item *it;
+	int act = -1;
+
+	(void)state;
+	assert_int_equal(req(p, "a", T0), PROMISE_SEND);
+	promise_request(p, "a", 1, "in", 2, client, T0 + 1, decided, &act);
+	assert_int_equal(act, PROMISE_OWED);
+	it = promise_next(p, T0 + W);
+	assert_non_null(it);
+	assert_true(it->has_client);
+	assert_memory_equal(it->client, client, OWED_CLIENT_LEN);
+	assert_int_equal(req(p, "b", T0 + 1), PROMISE_SEND);
+	assert_int_equal(req(p, "b", T0 + 2), PROMISE_OWED);
+	it = promise_next(p, T0 + W + 1);
+	assert_non_null(it);
+	assert_false(it->has_client);
 	promise_done(p);
 }
 
@@ -584,7 +726,7 @@ test_random_walk(void **state)
 				last_ok[fl[k].tok] = now;
 			if (fl[k].item == NULL)
 				promise_leading_done(p, tok, strlen(tok), &res,
-				    now);
+				    now, now);
 			else
 				promise_trailing_done(p, fl[k].item, &res, now);
 			fl[k] = fl[--nfl];
@@ -611,7 +753,7 @@ test_random_walk(void **state)
 			last_ok[fl[nfl].tok] = now;
 			if (fl[nfl].item == NULL)
 				promise_leading_done(p, tok, strlen(tok), &ok,
-				    now);
+				    now, now);
 			else
 				promise_trailing_done(p, fl[nfl].item, &ok,
 				    now);
@@ -639,7 +781,12 @@ main(void)
 		cmocka_unit_test(test_owed_while_leading_fails),
 		cmocka_unit_test(test_retry_backoff_and_deadline),
 		cmocka_unit_test(test_verdicts_at_window_end),
+		cmocka_unit_test(test_overload_retried_without_backoff),
 		cmocka_unit_test(test_request_while_sending),
+		cmocka_unit_test(test_window_runs_from_send),
+		cmocka_unit_test(test_request_before_send_is_covered),
+		cmocka_unit_test(test_leading_late_restarts_window),
+		cmocka_unit_test(test_owed_keeps_client),
 		cmocka_unit_test(test_gone_while_sending),
 		cmocka_unit_test(test_full_sends_now),
 		cmocka_unit_test(test_load),

@@ -306,7 +306,7 @@ send_kind(enum push_kind kind, const char *s, uintptr_t ctx)
 	char err[ERR_LEN];
 
 	parse_token(s, t);
-	if (push_send(F.e, kind, t, (void *)ctx, err) != 0)
+	if (push_send(F.e, kind, t, NULL, (void *)ctx, err) != 0)
 		fail_msg("push_send %s: %s", s, err);
 }
 
@@ -470,10 +470,12 @@ test_refusals(void **state)
 	(void)state;
 	engine_start(false, NULL);
 	parse_token(FCM_TOK, &t);
-	assert_int_equal(push_send(F.e, PUSH_VISIBLE, &t, NULL, err), -1);
+	assert_int_equal(push_send(F.e, PUSH_VISIBLE, &t, NULL, NULL, err),
+	    -1);
 	assert_string_equal(err, "FCM is not configured");
 	parse_token(UB_TOK, &t);
-	assert_int_equal(push_send(F.e, PUSH_HEARTBEAT, &t, NULL, err), -1);
+	assert_int_equal(push_send(F.e, PUSH_HEARTBEAT, &t, NULL, NULL, err),
+	    -1);
 	assert_string_equal(err, "UBports takes no heartbeats");
 	assert_int_equal(push_in_flight(F.e), 0);
 
@@ -535,8 +537,10 @@ test_transport_configs(void **state)
 }
 
 /* A provider-wide pause: UBports says 429 with Retry-After; its next
- * pushes, any token, wait (here: refused at once, max_wait 0) until the
- * pause is over; other providers go on. */
+ * pushes, any token, wait (here: refused at once, max_wait 0: 503 with
+ * the pause's rest as Retry-After, nothing sent) until the pause is over;
+ * other providers go on. A push that went out carries when (sent_ms), one
+ * refused carries none. */
 static void
 test_provider_pause(void **state)
 {
@@ -551,10 +555,16 @@ test_provider_pause(void **state)
 	assert_int_equal(verdict(1)->retry_after_ms, 2000);
 	assert_metric("provider_paused_total{provider=\"UBports\"} 1\n");
 
+	assert_int_equal(verdict(1)->sent_ms, T0_MS);
 	from = F.nreq;
+	F.wall += 500;
+	F.mono += 500;
 	send_push(UB_TOK2, 2);
-	assert_verdict(2, VERDICT_TEMPORARY, "rate_limited");
+	assert_verdict(2, VERDICT_OVERLOAD, "queue_wait");
+	assert_int_equal(verdict(2)->retry_after_ms, 1500);
+	assert_int_equal(verdict(2)->sent_ms, 0);
 	assert_int_equal(F.nreq, from);
+	F.mono -= 500;
 	assert_metric("provider_rate_limited_total{provider=\"UBports\"} 1\n");
 	send_push(APNS_HEX, 3);
 	answer(sent(from, "https://apns.test/"), 200, "", -1);

@@ -1,7 +1,8 @@
 /* Unit tests of proxyd/push/ratelimit.c: the gate on a real libevent loop
- * (FIFO order, pauses, the bounded wait and the bounded queue) over the
- * embedded state's buckets, and over a state that answers later, as a
- * shared one would. */
+ * (FIFO order within a client, round-robin between clients, pauses, the
+ * bounded wait refused at admission or when it runs out, the bounded
+ * queue and the bound per client) over the embedded state's buckets, and
+ * over a state that answers later, as a shared one would. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -17,11 +18,13 @@
 #include "ratelimit.h"
 #include "state_local.h"
 
+#define RECORD_MAX	1024
+
 /* What the gate handed back, in order. */
 struct record {
-	int		 order[64];
-	bool		 go[64];
-	int64_t		 at_ms[64];
+	int		 order[RECORD_MAX];
+	bool		 go[RECORD_MAX];
+	int64_t		 at_ms[RECORD_MAX];
 	size_t		 n;
 	struct event_base *base;
 	struct state	*state;
@@ -29,6 +32,36 @@ struct record {
 };
 
 static void	on_go(void *, bool, void *);
+
+/* Clients: one address each (the key's last byte). */
+static const struct ratelimit_client *
+client(uint8_t n)
+{
+	static struct ratelimit_client c[256];
+
+	memset(c[n].key, 0, sizeof(c[n].key));
+	c[n].key[10] = c[n].key[11] = 0xff;
+	c[n].key[12] = 192;
+	c[n].key[15] = n;
+	return &c[n];
+}
+
+static enum ratelimit_refusal last_why;
+static int64_t last_retry_ms;
+
+/* ratelimit_admit for client n; a refusal's why and retry kept. */
+static int
+admit_as(struct ratelimit *rl, uint8_t n, int *item)
+{
+	return ratelimit_admit(rl, client(n), item, &last_why,
+	    &last_retry_ms);
+}
+
+static int
+admit(struct ratelimit *rl, int *item)
+{
+	return admit_as(rl, 1, item);
+}
 
 /* The embedded backend: every answer before the call returns. */
 static struct state *
@@ -95,10 +128,10 @@ test_gate_fifo_at_rate(void **state)
 	size_t i;
 
 	(void)state;
-	assert_int_equal(ratelimit_admit(rl, &ids[0]), 1);
-	assert_int_equal(ratelimit_admit(rl, &ids[1]), 1);
+	assert_int_equal(admit(rl, &ids[0]), 1);
+	assert_int_equal(admit(rl, &ids[1]), 1);
 	for (i = 2; i < 8; i++)
-		assert_int_equal(ratelimit_admit(rl, &ids[i]), 0);
+		assert_int_equal(admit(rl, &ids[i]), 0);
 	assert_int_equal(ratelimit_queued(rl), 6);
 	run_until(&r, 6);
 	for (i = 0; i < 6; i++) {
@@ -123,20 +156,24 @@ test_gate_pause_holds_everything(void **state)
 	int64_t t0 = clock_mono_ms();
 
 	(void)state;
-	assert_int_equal(ratelimit_admit(rl, &a), 1);	/* unlimited */
+	assert_int_equal(admit(rl, &a), 1);	/* unlimited */
 	ratelimit_pause(rl, 100);
 	assert_true(ratelimit_paused(rl));
-	assert_int_equal(ratelimit_admit(rl, &a), 0);
-	assert_int_equal(ratelimit_admit(rl, &b), 0);
+	assert_int_equal(admit(rl, &a), 0);
+	assert_int_equal(admit(rl, &b), 0);
 	run_until(&r, 2);
 	assert_true(r.go[0] && r.go[1]);
 	assert_int_equal(r.order[0], 1);
 	assert_true(r.at_ms[0] - t0 >= 100);
 	assert_false(ratelimit_paused(rl));
-	assert_int_equal(ratelimit_admit(rl, &a), 1);
+	assert_int_equal(admit(rl, &a), 1);
 	gate_free(&r, rl);
 }
 
+/* Nothing is accepted that would wait past max_wait: a pause longer than
+ * it refuses a push at once, saying when to come back. One accepted
+ * within it that then waits max_wait (the pause grew) is refused then,
+ * not after the pause. And the queue is bounded in all. */
 static void
 test_gate_bounded_wait_and_queue(void **state)
 {
@@ -149,9 +186,20 @@ test_gate_bounded_wait_and_queue(void **state)
 
 	(void)state;
 	ratelimit_pause(rl, 10000);		/* Retry-After far away */
-	assert_int_equal(ratelimit_admit(rl, &a), 0);
-	assert_int_equal(ratelimit_admit(rl, &b), 0);
-	assert_int_equal(ratelimit_admit(rl, &c), -1);	/* full */
+	assert_int_equal(admit(rl, &a), -1);
+	assert_int_equal(last_why, RATELIMIT_TOO_LONG);
+	assert_true(last_retry_ms > 9000 && last_retry_ms <= 10000);
+	gate_free(&r, rl);
+
+	memset(&r, 0, sizeof(r));
+	rl = gate_new(&r, &cfg);
+	ratelimit_pause(rl, 30);		/* within max_wait */
+	assert_int_equal(admit(rl, &a), 0);
+	assert_int_equal(admit(rl, &b), 0);
+	assert_int_equal(admit(rl, &c), -1);	/* full */
+	assert_int_equal(last_why, RATELIMIT_QUEUE_FULL);
+	assert_true(last_retry_ms >= 1000);	/* never "at once" */
+	ratelimit_pause(rl, 10000);		/* then it grew */
 	run_until(&r, 2);
 	/* Refused after max_wait, not after the pause. */
 	assert_false(r.go[0]);
@@ -159,6 +207,121 @@ test_gate_bounded_wait_and_queue(void **state)
 	assert_true(r.at_ms[1] - t0 >= 50 && r.at_ms[1] - t0 < 5000);
 	assert_int_equal(ratelimit_refused_total(rl), 3);
 	assert_int_equal(ratelimit_queued(rl), 0);
+	assert_int_equal(ratelimit_clients(rl), 0);
+	gate_free(&r, rl);
+}
+
+/* Clients are served round-robin, each in its own order: one that queued
+ * five pushes before another queued two does not make the other wait for
+ * all five. */
+static void
+test_round_robin_between_clients(void **state)
+{
+	struct ratelimit_config cfg = { .rate = 200, .burst = 1,
+	    .max_queue = 16, .max_wait_ms = 5000 };
+	struct record r = { 0 };
+	struct ratelimit *rl = gate_new(&r, &cfg);
+	int a[6] = { 10, 11, 12, 13, 14, 15 }, b[2] = { 20, 21 };
+	static const int want[] = { 11, 20, 12, 21, 13, 14, 15 };
+	size_t i;
+
+	(void)state;
+	assert_int_equal(admit_as(rl, 1, &a[0]), 1);	/* the burst */
+	for (i = 1; i < 6; i++)
+		assert_int_equal(admit_as(rl, 1, &a[i]), 0);
+	for (i = 0; i < 2; i++)
+		assert_int_equal(admit_as(rl, 2, &b[i]), 0);
+	assert_int_equal(ratelimit_queued(rl), 7);
+	assert_int_equal(ratelimit_clients(rl), 2);
+	run_until(&r, 7);
+	for (i = 0; i < 7; i++) {
+		if (r.order[i] != want[i] || !r.go[i])
+			fail_msg("turn %zu: push %d (go %d), want %d", i,
+			    r.order[i], r.go[i], want[i]);
+	}
+	assert_int_equal(ratelimit_clients(rl), 0);
+	gate_free(&r, rl);
+}
+
+/* A client flooding a provider limited to 100/s: it gets what fits in
+ * max_wait (2 s, about 200 pushes) queued and the rest refused at once
+ * (TOO_LONG, told to come back when its queue would have drained), and
+ * another client's push, queued after all of that, is served within a
+ * couple of tokens, not after the flood's 2 s. */
+static void
+test_flood_does_not_delay_another_client(void **state)
+{
+	struct ratelimit_config cfg = { .rate = 100, .burst = 1,
+	    .max_queue = 10000, .max_client_queue = 1000,
+	    .max_wait_ms = 2000 };
+	struct record r = { 0 };
+	struct ratelimit *rl = gate_new(&r, &cfg);
+	static int flood[600];
+	int mine = 7, queued = 0, refused = 0;
+	int64_t t0;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 600; i++) {
+		flood[i] = 1000 + (int)i;
+		switch (admit_as(rl, 1, &flood[i])) {
+		case 0:
+			queued++;
+			break;
+		case -1:
+			refused++;
+			assert_int_equal(last_why, RATELIMIT_TOO_LONG);
+			assert_true(last_retry_ms > 1900);
+			break;
+		}
+	}
+	assert_true(queued >= 190 && queued <= 201);
+	assert_int_equal(queued + refused, 599);	/* one went at once */
+	t0 = clock_mono_ms();
+	assert_int_equal(admit_as(rl, 2, &mine), 0);
+	run_until(&r, 2);
+	assert_int_equal(r.order[1], mine);
+	assert_true(r.go[1]);
+	if (r.at_ms[1] - t0 > 100)
+		fail_msg("the other client waited %lld ms",
+		    (long long)(r.at_ms[1] - t0));
+	gate_free(&r, rl);
+}
+
+/* The bound per client: its next push is refused (CLIENT_FULL), another
+ * client's is still taken; the bound in all (QUEUE_FULL) holds for
+ * everybody. */
+static void
+test_client_bound(void **state)
+{
+	struct ratelimit_config cfg = { .rate = 1, .burst = 1,
+	    .max_queue = 5, .max_client_queue = 3, .max_wait_ms = 60000 };
+	struct record r = { 0 };
+	struct ratelimit *rl = gate_new(&r, &cfg);
+	int x = 1;
+
+	(void)state;
+	assert_int_equal(admit_as(rl, 1, &x), 1);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(admit_as(rl, 1, &x), 0);
+	assert_int_equal(admit_as(rl, 1, &x), -1);
+	assert_int_equal(last_why, RATELIMIT_CLIENT_FULL);
+	assert_true(last_retry_ms >= 3000);
+	assert_int_equal(admit_as(rl, 2, &x), 0);
+	assert_int_equal(admit_as(rl, 3, &x), 0);
+	assert_int_equal(admit_as(rl, 4, &x), -1);
+	assert_int_equal(last_why, RATELIMIT_QUEUE_FULL);
+	assert_int_equal(ratelimit_queued(rl), 5);
+	assert_int_equal(ratelimit_clients(rl), 3);
+	assert_int_equal(ratelimit_refused_total(rl), 2);
+	assert_string_equal(ratelimit_refusal_name(RATELIMIT_CLIENT_FULL),
+	    "client_queue_full");
+	assert_string_equal(ratelimit_refusal_name(RATELIMIT_QUEUE_FULL),
+	    "queue_full");
+	assert_string_equal(ratelimit_refusal_name(RATELIMIT_TOO_LONG),
+	    "queue_wait");
+	assert_string_equal(ratelimit_refusal_name(RATELIMIT_WAITED),
+	    "queue_waited");
 	gate_free(&r, rl);
 }
 
@@ -176,15 +339,15 @@ static void
 test_free_hands_back_the_queue(void **state)
 {
 	struct ratelimit_config cfg = { .rate = 1, .burst = 1,
-	    .max_queue = 8, .max_wait_ms = 1000 };
+	    .max_queue = 8, .max_wait_ms = 5000 };
 	struct record r = { 0 };
 	struct ratelimit *rl = gate_new(&r, &cfg);
 	int a = 1;
 
 	(void)state;
-	assert_int_equal(ratelimit_admit(rl, &a), 1);
-	assert_int_equal(ratelimit_admit(rl, &a), 0);
-	assert_int_equal(ratelimit_admit(rl, &a), 0);
+	assert_int_equal(admit(rl, &a), 1);
+	assert_int_equal(admit(rl, &a), 0);
+	assert_int_equal(admit(rl, &a), 0);
 	cancelled = 0;
 	ratelimit_free(rl, on_cancel);
 	assert_int_equal(cancelled, 2);
@@ -292,8 +455,8 @@ test_gate_over_a_later_state(void **state)
 	(void)state;
 	/* Each push waits for the state's answer, one take at a time, in
 	 * order: the first is not sent from inside admit. */
-	assert_int_equal(ratelimit_admit(rl, &ids[0]), 0);
-	assert_int_equal(ratelimit_admit(rl, &ids[1]), 0);
+	assert_int_equal(admit(rl, &ids[0]), 0);
+	assert_int_equal(admit(rl, &ids[1]), 0);
 	assert_int_equal(ls->takes, 1);
 	run_until(&r, 2);
 	assert_int_equal(r.order[0], 0);
@@ -302,7 +465,7 @@ test_gate_over_a_later_state(void **state)
 	assert_int_equal(ls->takes, 2);
 	/* "Wait 30 ms": asked again after that, then sent. */
 	ls->wait_ms = 30;
-	assert_int_equal(ratelimit_admit(rl, &ids[2]), 0);
+	assert_int_equal(admit(rl, &ids[2]), 0);
 	event_base_loop(r.base, EVLOOP_ONCE);	/* the answer: wait */
 	assert_int_equal(r.n, 2);
 	ls->wait_ms = 0;
@@ -311,7 +474,7 @@ test_gate_over_a_later_state(void **state)
 	assert_int_equal(ls->takes, 4);
 	/* Freed with an answer outstanding: it finds nobody (ASan watches),
 	 * and the queued push is handed back. */
-	assert_int_equal(ratelimit_admit(rl, &ids[0]), 0);
+	assert_int_equal(admit(rl, &ids[0]), 0);
 	cancelled = 0;
 	ratelimit_free(rl, on_cancel);
 	assert_int_equal(cancelled, 1);
@@ -327,6 +490,9 @@ main(void)
 		cmocka_unit_test(test_gate_fifo_at_rate),
 		cmocka_unit_test(test_gate_pause_holds_everything),
 		cmocka_unit_test(test_gate_bounded_wait_and_queue),
+		cmocka_unit_test(test_round_robin_between_clients),
+		cmocka_unit_test(test_flood_does_not_delay_another_client),
+		cmocka_unit_test(test_client_bound),
 		cmocka_unit_test(test_free_hands_back_the_queue),
 		cmocka_unit_test(test_gate_over_a_later_state),
 	};
