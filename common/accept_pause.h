@@ -16,9 +16,8 @@
  * as connections close one by one and the next accept fails again, is
  * the same episode: no line).
  *
- * metadata-dictd's dict_server.c keeps the same rules in its own fields
- * (struct dict_accept_episode), and proxyd's api_accept.c its own
- * variant; metrics_http.c uses this one.
+ * Used by metadata-dictd's dict_server.c and metrics_http.c; proxyd's
+ * api_accept.c keeps a variant of its own (a fixed retry, no back-off).
  */
 #ifndef ACCEPT_PAUSE_H
 #define ACCEPT_PAUSE_H

@@ -47,7 +47,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
-#include "backoff.h"
+#include "accept_pause.h"
 #include "clock.h"
 #include "dictd.h"
 #include "log.h"
@@ -63,27 +63,9 @@
 #define DICT_SWEEP_MIN_PERIOD_MS	1000
 /* Room for the listen backlog: a burst of new imap processes. */
 #define DICT_LISTEN_BACKLOG	4096
-/* A paused listener (accept failed: out of file descriptors) is tried
- * again after 100 ms, doubling up to 2 s, or as soon as one of our
- * connections is freed. */
-#define DICT_ACCEPT_PAUSE_FIRST_MS	100
-#define DICT_ACCEPT_PAUSE_MAX_MS	2000
-/* An episode of failing accepts ends at the first accept this long after
- * its last failure: while connections close one by one and the next
- * accept fails again, it is the same episode (one log line, not two per
- * connection). */
-#define DICT_ACCEPT_EPISODE_GAP_MS	2000
 /* Bind under this umask: the socket is ours alone (0600) until chmod
  * gives it --socket-mode, never briefly 0777 & ~umask. */
 #define DICT_SOCKET_BIND_UMASK	0177
-
-/* An episode of paused accepting, for its log lines: the first pause is
- * logged at warn, the end (the first accept DICT_ACCEPT_EPISODE_GAP_MS
- * after the last pause) at info, nothing in between. */
-struct dict_accept_episode {
-	unsigned int	 pauses;	/* this episode's; 0: none under way */
-	int64_t		 last_ms;	/* the last pause, monotonic */
-};
 
 /* One accepted connection, as the server holds it: on the open list,
  * then on the closing list until the pass's end frees it. */
@@ -108,8 +90,8 @@ struct dict_server {
 	struct event		*accept_retry;	/* armed: out of fds */
 	bool			 paused_fds;	/* accept_retry is armed */
 	bool			 listening;	/* the listener is enabled */
-	struct dict_accept_episode fds_episode;	/* accept() failed */
-	struct dict_accept_episode full_episode; /* at max_conns */
+	struct accept_pause	 fds_episode;	/* accept() failed */
+	struct accept_pause	 full_episode; /* at max_conns */
 	size_t			 max_conns;	/* --max-connections */
 	struct dict_txn_budget	 txn_budget;
 	struct event		*sweep;
@@ -187,23 +169,6 @@ dict_server_listener_update(struct dict_server *srv)
 	else
 		evconnlistener_disable(srv->listener);
 	srv->listening = on;
-}
-
-/* A pause of ep's kind: true if it starts an episode (log it). */
-static bool
-dict_server_episode_pause(struct dict_accept_episode *ep)
-{
-	ep->last_ms = clock_mono_ms();
-	return ep->pauses++ == 0;
-}
-
-/* An accept: true if it ends ep's episode (the caller logs it with
- * ep->pauses, then zeroes them). */
-static bool
-dict_server_episode_over(const struct dict_accept_episode *ep)
-{
-	return ep->pauses > 0 &&
-	    clock_mono_ms() - ep->last_ms >= DICT_ACCEPT_EPISODE_GAP_MS;
 }
 
 static void
@@ -301,21 +266,19 @@ dict_server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 {
 	struct dict_server *srv = arg;
 	struct dict_server_conn *sc = xcalloc(1, sizeof(*sc));
+	unsigned int ended;
 
 	(void)l;
 	(void)sa;
 	(void)salen;
-	if (dict_server_episode_over(&srv->fds_episode)) {
-		log_info("dict accept recovered failures=%u open=%zu",
-		    srv->fds_episode.pauses, srv->nopen);
-		srv->fds_episode.pauses = 0;
-	}
-	if (dict_server_episode_over(&srv->full_episode)) {
-		log_info("dict connections below --max-connections again "
-		    "pauses=%u open=%zu", srv->full_episode.pauses,
+	if ((ended = accept_pause_accepted(&srv->fds_episode,
+	    clock_mono_ms())) > 0)
+		log_info("dict accept recovered failures=%u open=%zu", ended,
 		    srv->nopen);
-		srv->full_episode.pauses = 0;
-	}
+	if ((ended = accept_pause_accepted(&srv->full_episode,
+	    clock_mono_ms())) > 0)
+		log_info("dict connections below --max-connections again "
+		    "pauses=%u open=%zu", ended, srv->nopen);
 	sc->srv = srv;
 	sc->conn = dict_conn_new(srv->base, fd, srv->next_conn_id++,
 	    &srv->ctx, dict_server_on_conn_closed, sc);
@@ -331,7 +294,7 @@ dict_server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	/* The next ones wait in the backlog (see the top of this file);
 	 * libevent accepts no more in this callback once disabled. */
 	metric_inc(srv->stats.conn_limit_pauses);
-	if (dict_server_episode_pause(&srv->full_episode))
+	if (accept_pause_begin(&srv->full_episode, clock_mono_ms()))
 		log_warnx("dict connections at --max-connections=%zu: "
 		    "accepting paused until one closes (one line per "
 		    "episode)", srv->max_conns);
@@ -352,15 +315,13 @@ dict_server_on_accept_error(struct evconnlistener *l, void *arg)
 
 	(void)l;
 	metric_inc(srv->stats.accept_pauses);
-	if (dict_server_episode_pause(&srv->fds_episode))
+	if (accept_pause_begin(&srv->fds_episode, clock_mono_ms()))
 		log_warnx("dict accept failed: %s; paused until a connection "
 		    "closes (one line per episode) open=%zu",
 		    evutil_socket_error_to_string(e), srv->nopen);
 	srv->paused_fds = true;
 	dict_server_listener_update(srv);
-	delay = backoff_delay_ms(DICT_ACCEPT_PAUSE_FIRST_MS,
-	    srv->fds_episode.pauses < 32 ? srv->fds_episode.pauses : 32,
-	    DICT_ACCEPT_PAUSE_MAX_MS, 0, 0);
+	delay = accept_pause_delay_ms(&srv->fds_episode);
 	tv.tv_sec = delay / 1000;
 	tv.tv_usec = (delay % 1000) * 1000;
 	evtimer_add(srv->accept_retry, &tv);
