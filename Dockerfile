@@ -25,6 +25,7 @@ RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 	ca-certificates libsqlite3-0 libevent-2.1-7 libevent-pthreads-2.1-7 \
 	libmicrohttpd12 libcurl4 libssl3 libnghttp2-14 libjansson4 zlib1g \
+	libhiredis0.14 \
  && rm -rf /var/lib/apt/lists/*
 
 # The central host: proxyd alone, as a fixed unprivileged uid (990) so

@@ -111,6 +111,8 @@ $(BUILD)/fuzz/replay_chatmaild_%: CPPFLAGS += -Imetadata-dictd
 build-fuzz/chatmaild_%: CPPFLAGS += -Imetadata-dictd
 $(BUILD)/fuzz/replay_api_%: CPPFLAGS += $(PROXYD_INC)
 build-fuzz/api_%: CPPFLAGS += $(PROXYD_INC)
+$(BUILD)/fuzz/replay_redis_%: CPPFLAGS += $(PROXYD_INC)
+build-fuzz/redis_%: CPPFLAGS += $(PROXYD_INC)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -139,9 +141,11 @@ $(LIBPROXYD): $(call obj,$(PROXYD_LIB_SRCS))
 $(BUILD)/bin/proxyd: $(call obj,proxyd/main.c) $(LIBPROXYD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ZLIB_LIBS) $(JANSSON_LIBS) \
-		$(CURL_LIBS) $(COMMON_LIBS)
+		$(CURL_LIBS) $(HIREDIS_LIBS) $(COMMON_LIBS)
 
 ZLIB_LIBS := $(call pl,zlib)
+# The shared state (--redis): hiredis's asynchronous client on libevent.
+HIREDIS_LIBS := $(call pl,hiredis)
 JANSSON_LIBS := $(call pl,jansson)
 # metadata-dictd reads JSON: the app versions file, chatmaild's files.
 $(BUILD)/obj/metadata-dictd/%.o: CPPFLAGS += $(call pc,jansson)
@@ -212,7 +216,7 @@ $(BUILD)/bin/apns-sink: $(call obj,tests/bench/apns_sink.c \
 
 CMOCKA_LIBS := $(call pl,cmocka)
 UNIT_LIBS = $(CMOCKA_LIBS) $(CURL_LIBS) $(ZLIB_LIBS) $(JANSSON_LIBS) \
-	$(COMMON_LIBS)
+	$(HIREDIS_LIBS) $(COMMON_LIBS)
 TESTUTIL_OBJ = $(BUILD)/obj/tests/unit/testutil.o
 
 $(BUILD)/tests/common/%: $(BUILD)/obj/tests/unit/common/%.o $(TESTUTIL_OBJ) \
@@ -281,13 +285,14 @@ FUZZ_LIB_fcm_answer = $(FUZZ_LIB_fcm_key) proxyd/providers/fcm/fcm.c \
 	proxyd/providers/ubports/ubports.c
 FUZZ_LIB_api_headers = proxyd/api/api_headers.c
 FUZZ_LIB_api_addr = proxyd/api/api_addr.c common/err.c
+FUZZ_LIB_redis_addr = proxyd/redis/redis_addr.c common/err.c
 
 $(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBDICTD) \
     $(LIBPROXYD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< tests/fuzz/replay.c \
 		$(LIBDICTD) $(LIBPROXYD) $(LIBCOMMON) $(ZLIB_LIBS) \
-		$(JANSSON_LIBS) $(CURL_LIBS) $(COMMON_LIBS)
+		$(JANSSON_LIBS) $(CURL_LIBS) $(HIREDIS_LIBS) $(COMMON_LIBS)
 
 fuzz-replay: $(patsubst %,$(BUILD)/fuzz/replay_%,$(FUZZ_TARGETS))
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -301,7 +306,7 @@ build-fuzz/%: tests/fuzz/fuzz_%.c $$(FUZZ_LIB_$$*)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) \
 		$(COMMON_CFLAGS) $(call pc,libcurl jansson) -o $@ $< \
 		$(FUZZ_LIB_$*) $(ZLIB_LIBS) $(JANSSON_LIBS) $(CURL_LIBS) \
-		$(COMMON_LIBS)
+		$(HIREDIS_LIBS) $(COMMON_LIBS)
 
 fuzz-smoke:
 	@if command -v clang >/dev/null; then \

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include <event2/event.h>
+#include <openssl/crypto.h>
 
 #include "cli.h"
 #include "cliopt.h"
@@ -30,6 +31,9 @@ static const char proxyd_usage[] =
 "  -k, --openpgp-keyring-path PATH  armored secret keys (required)\n"
 "      --host ADDR             listen address (default 127.0.0.1)\n"
 "  -p, --port PORT             listen port (default 9000)\n"
+"      --reuse-port            share --host:--port with other proxyd on this\n"
+"                              host that have it too (SO_REUSEPORT; docs/\n"
+"                              proxyd.md, \"Health and readiness\")\n"
 "      --db PATH               heartbeat registrations and owed pushes\n"
 "                              (default notifiers.db)\n"
 "      --metrics HOST:PORT     serve OpenMetrics at http://HOST:PORT/metrics\n"
@@ -102,6 +106,18 @@ static const char proxyd_usage[] =
 "                              (default 30s)\n"
 "      --max-body-size SIZE    request body (default 16k), then 413\n"
 "      --sync normal|full      SQLite durability (default normal)\n"
+"Shared state, for several instances (docs/scaling.md):\n"
+"      --redis URL             redis://[user:password@]host:port[/db] or\n"
+"                              unix:/path[?db=N]: debounce, owed pushes,\n"
+"                              heartbeats and rate limits shared through it\n"
+"      --redis-sentinel HOST:PORT[,HOST:PORT...]  ask these sentinels for\n"
+"                              the master instead (with --redis-master)\n"
+"      --redis-master NAME     the master's name in Sentinel\n"
+"      --redis-password-file PATH  the password (and user: USER:PASSWORD)\n"
+"                              from a file, e.g. a systemd credential\n"
+"      --redis-timeout DURATION  every wait for Redis (default 250ms); past\n"
+"                              it proxyd serves alone until Redis answers\n"
+"      --redis-max-pending N   commands in flight (default 10000)\n"
 "  -l, --log-level LEVEL       error, warn, info, debug (default info)\n"
 "  -h, --help                  show this help\n";
 
@@ -119,8 +135,15 @@ enum {
 	OPT_CACHE_BYTES, OPT_REQUIRE_ENCRYPTED, OPT_MAX_REGISTRATIONS,
 	OPT_REGISTER_RATE, OPT_REGISTER_CLIENTS,
 	OPT_LIMIT_QUEUE, OPT_LIMIT_CLIENT_QUEUE, OPT_LIMIT_WAIT,
-	OPT_MAX_PUSHES,
+	OPT_MAX_PUSHES, OPT_REUSE_PORT,
+	OPT_REDIS, OPT_REDIS_SENTINEL, OPT_REDIS_MASTER, OPT_REDIS_PASSWORD_FILE,
+	OPT_REDIS_TIMEOUT, OPT_REDIS_MAX_PENDING,
 };
+
+#define PROXYD_REDIS_TIMEOUT_MS		250
+/* Commands waiting for Redis's answer: at 30,000 pushes/s, two each,
+ * a 250 ms timeout has 15,000 in flight at most. */
+#define PROXYD_REDIS_MAX_PENDING	10000
 
 #define PROXYD_LIMIT_QUEUE	10000	/* pushes waiting per provider */
 /* One client's pushes waiting per provider: a relay's notifierd has 256
@@ -352,6 +375,94 @@ proxyd_fit_nofile(struct api_limits *l)
 	l->max_connections = fit > 0 ? (unsigned int)fit : 1;
 }
 
+/* --redis-password-file: "PASSWORD" or "USER:PASSWORD" on its first
+ * line. */
+static void
+proxyd_redis_password(const char *path, struct redis_addr *a)
+{
+	char line[2 * REDIS_ADDR_SECRET_MAX + 4], *colon;
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL)
+		fatal("--redis-password-file %s", path);
+	if (fgets(line, sizeof(line), f) == NULL)
+		line[0] = '\0';
+	fclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	colon = strchr(line, ':');
+	if (line[0] == '\0' || strlen(line) > 2 * REDIS_ADDR_SECRET_MAX ||
+	    (colon != NULL && ((size_t)(colon - line) > REDIS_ADDR_SECRET_MAX ||
+	    strlen(colon + 1) > REDIS_ADDR_SECRET_MAX)) ||
+	    (colon == NULL && strlen(line) > REDIS_ADDR_SECRET_MAX))
+		fatalx("--redis-password-file %s: one line, PASSWORD or "
+		    "USER:PASSWORD, each at most %d bytes", path,
+		    REDIS_ADDR_SECRET_MAX);
+	/* The lengths were checked above. */
+	if (colon != NULL) {
+		memcpy(a->user, line, (size_t)(colon - line));
+		a->user[colon - line] = '\0';
+		memcpy(a->password, colon + 1, strlen(colon + 1) + 1);
+	} else
+		memcpy(a->password, line, strlen(line) + 1);
+	OPENSSL_cleanse(line, sizeof(line));
+}
+
+/* The shared state's flags (proxy.h's redis_*). */
+static void
+proxyd_redis_option(int ch, const char *arg, struct proxy_config *c,
+    const char **password_file)
+{
+	char err[ERR_LEN];
+	int n;
+
+	switch (ch) {
+	case OPT_REDIS:
+		if (redis_addr_parse(arg, &c->redis, err) < 0)
+			fatalx("%s", err);
+		c->redis_on = true;
+		break;
+	case OPT_REDIS_SENTINEL:
+		if ((n = redis_sentinels_parse(arg, c->redis_sentinels,
+		    REDIS_ADDR_SENTINELS, err)) < 0)
+			fatalx("%s", err);
+		c->redis_nsentinels = (size_t)n;
+		c->redis_on = true;
+		break;
+	case OPT_REDIS_MASTER:
+		c->redis_master = arg;
+		break;
+	case OPT_REDIS_PASSWORD_FILE:
+		*password_file = arg;
+		break;
+	case OPT_REDIS_TIMEOUT:
+		c->redis_timeout_ms = cliopt_duration_ms("redis-timeout", arg);
+		if (c->redis_timeout_ms < 1)
+			fatalx("--redis-timeout: at least 1ms");
+		break;
+	case OPT_REDIS_MAX_PENDING:
+		c->redis_max_pending = cliopt_uint("redis-max-pending", arg, 1,
+		    1000000);
+		break;
+	}
+}
+
+/* The shared state's flags together. */
+static void
+proxyd_redis_check(struct proxy_config *c, const char *password_file)
+{
+	if (c->redis_nsentinels > 0 && c->redis.ep.host[0] != '\0')
+		fatalx("--redis and --redis-sentinel: one or the other");
+	if (c->redis_nsentinels > 0 && c->redis_master == NULL)
+		fatalx("--redis-sentinel needs --redis-master NAME");
+	if (c->redis_master != NULL && c->redis_nsentinels == 0)
+		fatalx("--redis-master goes with --redis-sentinel");
+	if (password_file != NULL && !c->redis_on)
+		fatalx("--redis-password-file goes with --redis or "
+		    "--redis-sentinel");
+	if (password_file != NULL)
+		proxyd_redis_password(password_file, &c->redis);
+}
+
 static void
 proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 {
@@ -359,6 +470,16 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 		{ "openpgp-keyring-path", required_argument, NULL, 'k' },
 		{ "host", required_argument, NULL, OPT_HOST },
 		{ "port", required_argument, NULL, 'p' },
+		{ "reuse-port", no_argument, NULL, OPT_REUSE_PORT },
+		{ "redis", required_argument, NULL, OPT_REDIS },
+		{ "redis-sentinel", required_argument, NULL,
+		    OPT_REDIS_SENTINEL },
+		{ "redis-master", required_argument, NULL, OPT_REDIS_MASTER },
+		{ "redis-password-file", required_argument, NULL,
+		    OPT_REDIS_PASSWORD_FILE },
+		{ "redis-timeout", required_argument, NULL, OPT_REDIS_TIMEOUT },
+		{ "redis-max-pending", required_argument, NULL,
+		    OPT_REDIS_MAX_PENDING },
 		{ "db", required_argument, NULL, OPT_DB },
 		{ "metrics", required_argument, NULL, OPT_METRICS },
 		{ "interval", required_argument, NULL, OPT_INTERVAL },
@@ -427,6 +548,7 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct proxy_config *c = &o->cfg;
+	const char *redis_password_file = NULL;
 	int ch;
 
 	memset(o, 0, sizeof(*o));
@@ -460,6 +582,8 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 		c->push.limits[p].max_wait_ms = PROXYD_LIMIT_WAIT_MS;
 	}
 	c->max_pushes_in_flight = PROXYD_MAX_PUSHES_IN_FLIGHT;
+	c->redis_timeout_ms = PROXYD_REDIS_TIMEOUT_MS;
+	c->redis_max_pending = PROXYD_REDIS_MAX_PENDING;
 	o->level = LOG_LEVEL_INFO;
 	while ((ch = getopt_long(argc, argv, "k:p:l:h", longopts, NULL)) !=
 	    -1) {
@@ -470,6 +594,7 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 			c->port = (uint16_t)cliopt_uint("port", optarg, 0,
 			    65535);
 			break;
+		case OPT_REUSE_PORT: c->reuse_port = true; break;
 		case OPT_DB: c->db_path = optarg; break;
 		case OPT_METRICS: c->metrics_addr = optarg; break;
 		case OPT_INTERVAL:
@@ -564,6 +689,12 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 		case OPT_LIMIT_WAIT: case OPT_MAX_PUSHES:
 			proxyd_overload_option(ch, optarg, c);
 			break;
+		case OPT_REDIS: case OPT_REDIS_SENTINEL: case OPT_REDIS_MASTER:
+		case OPT_REDIS_PASSWORD_FILE: case OPT_REDIS_TIMEOUT:
+		case OPT_REDIS_MAX_PENDING:
+			proxyd_redis_option(ch, optarg, c,
+			    &redis_password_file);
+			break;
 		case OPT_SYNC:
 			if (db_sync_parse(optarg, &c->sync) < 0)
 				fatalx("--sync: expected normal or full");
@@ -581,6 +712,7 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 	}
 	if (c->owed_retry_max_ms < c->owed_retry_min_ms)
 		fatalx("--owed-retry-max must be at least --owed-retry-min");
+	proxyd_redis_check(c, redis_password_file);
 	if (o->print_vapid)
 		credentials_print_vapid(o->cred.vapid_key_path);
 	if (optind != argc || c->keyring_path == NULL) {

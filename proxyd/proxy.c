@@ -13,12 +13,14 @@
  *
  * Everything runs on the loop thread but the decryption itself.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "api.h"
@@ -26,6 +28,7 @@
 #include "clock.h"
 #include "heartbeat_store.h"
 #include "state_local.h"
+#include "state_redis.h"
 #include "log.h"
 #include "log_limit.h"
 #include "metrics_http.h"
@@ -810,6 +813,45 @@ proxy_on_request(struct api_request *req, enum api_route route,
 	proxy_register_admit(j, req);
 }
 
+/* GET /health and /ready, for a load balancer in front of several
+ * instances (docs/proxyd.md "Health and readiness"). Both 503 once a
+ * graceful stop has begun, so that the balancer drains this instance
+ * while its requests in flight get their answers. Health is 200
+ * otherwise, "degraded" when the state backend says so (its shared
+ * server unreachable): this instance still pushes with what it has, and
+ * taking it out would not help, the others share the same server.
+ * Ready waits for the keyring and every configured provider's credential
+ * (FCM's access token comes over the network after the start), then
+ * stays: a credential lost later (the provider's token endpoint down) is
+ * every instance's trouble, and taking them all out would stop the other
+ * providers' pushes too. */
+static unsigned int
+proxy_on_probe(enum api_probe probe, char *body, size_t size, void *arg)
+{
+	struct proxy *px = arg;
+	const char *why;
+
+	if (px->stopping) {
+		snprintf(body, size, "stopping\n");
+		return 503;
+	}
+	if (probe == API_PROBE_READY) {
+		if (!px->ready && px->keyring != NULL &&
+		    push_ready(px->push)) {
+			px->ready = true;
+			log_info("proxy ready: keyring and credentials in");
+		}
+		snprintf(body, size, px->ready ? "ready\n" : "not ready\n");
+		return px->ready ? 200 : 503;
+	}
+	if ((why = state_degraded(px->state)) != NULL) {
+		snprintf(body, size, "degraded: %s\n", why);
+		return 200;
+	}
+	snprintf(body, size, "ok\n");
+	return 200;
+}
+
 /* ---- set-up and tear-down -------------------------------------------- */
 
 /* log_limit.h's hook: any thread may call it. */
@@ -900,6 +942,81 @@ proxy_on_push_cancel(void *ctx, void *arg)
 	proxy_job_free(j);
 }
 
+/* The key that names the shared state's keys: the same in every
+ * instance, which share the keyring, and secret as the keyring is. */
+static int
+proxy_redis_key(const char *keyring_path, uint8_t out[SIPHASH_KEY_LEN],
+    char err[ERR_LEN])
+{
+	static const char label[] = "chatmail-push proxyd redis key names v1";
+	unsigned char md[SHA256_DIGEST_LENGTH], buf[8192];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	FILE *f = fopen(keyring_path, "rb");
+	size_t n;
+	int ok;
+
+	if (f == NULL || ctx == NULL) {
+		err_set(err, "%s: cannot read the keyring for the shared "
+		    "state's key", keyring_path);
+		if (f != NULL)
+			fclose(f);
+		EVP_MD_CTX_free(ctx);
+		return -1;
+	}
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+	    EVP_DigestUpdate(ctx, label, sizeof(label));
+	while (ok && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+		ok = EVP_DigestUpdate(ctx, buf, n);
+	ok = ok && !ferror(f) && EVP_DigestFinal_ex(ctx, md, NULL);
+	fclose(f);
+	EVP_MD_CTX_free(ctx);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (!ok) {
+		err_set(err, "%s: cannot hash the keyring", keyring_path);
+		return -1;
+	}
+	memcpy(out, md, SIPHASH_KEY_LEN);
+	OPENSSL_cleanse(md, sizeof(md));
+	return 0;
+}
+
+/* A Web Push origin's pause another instance heard of. */
+static void
+proxy_on_shared_pause(void *arg, const char *scope, int64_t ms)
+{
+	struct proxy *px = arg;
+
+	if (px->push != NULL)
+		push_apply_pause(px->push, scope, ms);
+}
+
+/* The shared state (--redis), with sc as its fallback. */
+static struct state *
+proxy_state_redis(struct proxy *px, const struct state_local_config *sc,
+    char err[ERR_LEN])
+{
+	const struct proxy_config *cfg = &px->cfg;
+	struct state_redis_config rc;
+	struct state *s = NULL;
+
+	memset(&rc, 0, sizeof(rc));
+	rc.local = *sc;
+	rc.addr = cfg->redis;
+	memcpy(rc.sentinels, cfg->redis_sentinels, sizeof(rc.sentinels));
+	rc.nsentinels = cfg->redis_nsentinels;
+	rc.master_name = cfg->redis_master;
+	rc.timeout_ms = cfg->redis_timeout_ms;
+	rc.max_pending = cfg->redis_max_pending;
+	rc.metrics = px->metrics;
+	rc.on_takeover = proxy_owed_adopt;
+	rc.on_pause = proxy_on_shared_pause;
+	rc.arg = px;
+	if (proxy_redis_key(cfg->keyring_path, rc.key_key, err) == 0)
+		s = state_redis_new(&rc, err);
+	OPENSSL_cleanse(&rc, sizeof(rc));
+	return s;
+}
+
 struct proxy *
 proxy_new(struct event_base *base, const struct proxy_config *cfg,
     char err[ERR_LEN])
@@ -933,7 +1050,10 @@ proxy_new(struct event_base *base, const struct proxy_config *cfg,
 	RAND_bytes(sc.client_key, sizeof(sc.client_key));
 	sc.db = px->db.db;
 	sc.base = base;
-	px->state = state_local_new(&sc, err);
+	if (cfg->redis_on)
+		px->state = proxy_state_redis(px, &sc, err);
+	else
+		px->state = state_local_new(&sc, err);
 	OPENSSL_cleanse(&sc, sizeof(sc));		/* the key */
 	if (px->state == NULL || proxy_owed_open(px, err) < 0)
 		goto fail;
@@ -941,6 +1061,9 @@ proxy_new(struct event_base *base, const struct proxy_config *cfg,
 	if ((px->push = push_engine_new(base, &cfg->push, px->state, px->metrics,
 	    proxy_on_push_done, px, err)) == NULL)
 		goto fail;
+	/* FCM's access token now, not on the first push: GET /ready waits
+	 * for it, and a key Google refuses shows at the start. */
+	push_engine_prefetch(px->push);
 	if ((px->decrypt = workq_new(base, cfg->workers, PROXY_DECRYPT_QUEUE,
 	    proxy_decrypt_work, proxy_decrypt_done, px, err)) == NULL)
 		goto fail;
@@ -951,11 +1074,15 @@ proxy_new(struct event_base *base, const struct proxy_config *cfg,
 	memset(&ac, 0, sizeof(ac));
 	ac.host = cfg->host;
 	ac.port = cfg->port;
+	ac.reuse_port = cfg->reuse_port;
 	ac.limits = cfg->intake;
 	ac.metrics = px->metrics;
+	ac.probe = proxy_on_probe;
+	ac.probe_arg = px;
 	if ((px->api = api_new(base, &ac, proxy_on_request, px, err)) == NULL)
 		goto fail;
-	log_info("proxy listening on %s:%u", cfg->host, api_port(px->api));
+	log_info("proxy listening on %s:%u%s", cfg->host, api_port(px->api),
+	    cfg->reuse_port ? " (shared: --reuse-port)" : "");
 	if (cfg->metrics_addr != NULL && (px->metrics_http =
 	    metrics_http_start(px->metrics, cfg->metrics_addr, err)) == NULL)
 		goto fail;
@@ -1018,6 +1145,7 @@ proxy_free(struct proxy *px)
 	proxy_db_close(&px->db);
 	decrypt_cache_free(px->cache);
 	openpgp_keyring_free(px->keyring);
+	redis_addr_clear(&px->cfg.redis);
 	log_limit_set_hook(NULL, NULL);		/* the counter goes */
 	metrics_free(px->metrics);
 	free(px);

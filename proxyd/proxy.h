@@ -3,7 +3,8 @@
  *
  * proxyd's rooms, in the order a token goes through them:
  *
- *   api/             HTTP intake (/notify, /register, /) on libmicrohttpd
+ *   api/             HTTP intake (/notify, /register, /, /health,
+ *                    /ready) on libmicrohttpd
  *   openpgp/         decryption of openpgp: tokens (RFC 9580 subset);
  *                    openpgp.h is its only face
  *   token/           what a decrypted token is (APNs, FCM, Web Push, ...)
@@ -49,6 +50,7 @@
 #include "db.h"
 #include "err.h"
 #include "push.h"
+#include "redis_addr.h"
 
 struct event_base;
 struct proxy;
@@ -57,6 +59,7 @@ struct proxy_config {
 	const char	*keyring_path;
 	const char	*host;
 	uint16_t	 port;
+	bool		 reuse_port;		/* --reuse-port */
 	const char	*db_path;		/* heartbeats, owed pushes */
 	enum db_sync	 sync;
 	const char	*metrics_addr;
@@ -82,12 +85,23 @@ struct proxy_config {
 	 * many are (pushes_sending) gets 503 instead. */
 	size_t		 max_pushes_in_flight;
 	struct push_config push;
+	/* The shared state (docs/scaling.md): with redis_on, the debounce,
+	 * the owed pushes, the heartbeat schedule and the providers' rate
+	 * limits are shared through Redis; without, this process's. */
+	bool		 redis_on;
+	struct redis_addr redis;		/* --redis (or password, db) */
+	struct redis_endpoint redis_sentinels[REDIS_ADDR_SENTINELS];
+	size_t		 redis_nsentinels;	/* --redis-sentinel */
+	const char	*redis_master;		/* --redis-master */
+	int64_t		 redis_timeout_ms;	/* --redis-timeout */
+	size_t		 redis_max_pending;	/* --redis-max-pending */
 };
 
 struct proxy *proxy_new(struct event_base *, const struct proxy_config *,
 	    char err[ERR_LEN]);
-/* Stop accepting; requests in flight get their answers, then the loop
- * breaks. */
+/* Stop taking requests (503; /health and /ready say so, for a load
+ * balancer to drain this instance); requests in flight get their
+ * answers, then the loop breaks. */
 void	proxy_stop(struct proxy *);
 void	proxy_free(struct proxy *);
 

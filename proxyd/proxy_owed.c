@@ -464,6 +464,48 @@ proxy_owed_on_load(evutil_socket_t fd, short what, void *arg)
 }
 
 void
+proxy_owed_adopt(void *arg, const char *input, size_t len, int64_t first_ms)
+{
+	struct proxy *px = arg;
+	struct proxy_job *j;
+
+	if (px->stopping)
+		return;		/* another instance takes it over */
+	j = proxy_job_new(px, PURPOSE_LOAD, NULL, input, len);
+	j->adopted = true;
+	j->row.first_ms = first_ms;
+	j->row.due_ms = clock_wall_ms();
+	if (proxy_start_load(j) < 0) {
+		log_err("proxy owed push taken over from another instance "
+		    "dropped: the decryption queue is full");
+		metric_inc(px->st.owed_dropped);
+		proxy_job_free(j);
+	}
+}
+
+/* An adopted push decrypted (or not). */
+static void
+proxy_owed_adopted(struct proxy_job *j)
+{
+	struct proxy *px = j->px;
+	enum promise_outcome out = PROMISE_DROPPED_GONE;
+	char err[ERR_LEN];
+
+	if (j->plain != NULL && token_parse(j->plain, strlen(j->plain),
+	    &j->token, err) == 0)
+		out = promise_load(px->ow.promise, j->plain, strlen(j->plain),
+		    j->row.first_ms, j->row.due_ms, 0, clock_wall_ms());
+	if (out != PROMISE_LOADED) {
+		log_err("proxy owed push taken over from another instance "
+		    "dropped (%s)", j->plain == NULL ? "does not decrypt" :
+		    promise_outcome_name(out));
+		metric_inc(px->st.owed_dropped);
+	}
+	proxy_job_free(j);
+	proxy_owed_kick(px);
+}
+
+void
 proxy_owed_loaded(struct proxy_job *j)
 {
 	struct proxy *px = j->px;
@@ -473,6 +515,10 @@ proxy_owed_loaded(struct proxy_job *j)
 	enum promise_outcome out;
 	char err[ERR_LEN];
 
+	if (j->adopted) {
+		proxy_owed_adopted(j);
+		return;
+	}
 	ow->load_pending--;
 	if (j->plain != NULL)
 		owed_key(o, j->plain, strlen(j->plain), key);

@@ -53,6 +53,8 @@ struct proxy_job {
 	int64_t			 asked_ms;	/* when the promise was asked */
 	struct owed_item	*item;		/* PURPOSE_TRAILING */
 	struct owed_row		 row;		/* PURPOSE_LOAD (input NULL) */
+	bool			 adopted;	/* PURPOSE_LOAD: taken over
+						 * from another instance */
 	TAILQ_ENTRY(proxy_job)	 link;		/* waiting for a commit */
 };
 TAILQ_HEAD(proxy_job_list, proxy_job);
@@ -118,6 +120,7 @@ struct proxy {
 	struct log_limit		 lim_shed;	/* 503s */
 	uint64_t			 clients_forgotten_seen;  /* counted */
 	bool				 stopping;
+	bool				 ready;	/* GET /ready: once, for good */
 	int64_t				 stop_deadline_ms;
 	struct event			*stop_ev;
 };
@@ -160,6 +163,10 @@ void	proxy_owed_trailing_done(struct proxy_job *,
 	    const struct provider_result *);
 /* A stored owed push was decrypted again (the job is freed). */
 void	proxy_owed_loaded(struct proxy_job *);
+/* A push another instance owed and can no longer send (the shared
+ * state's takeover, state_redis.h): owed here, at once. */
+void	proxy_owed_adopt(void *px, const char *input, size_t len,
+	    int64_t first_ms);
 /* Something changed: store it (once per loop pass) and re-arm. */
 void	proxy_owed_kick(struct proxy *);
 /* Stores what is left before the process ends. */

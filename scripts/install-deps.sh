@@ -10,9 +10,12 @@ set -eu
 
 BUILD_PACKAGES="build-essential pkg-config
 libsqlite3-dev libevent-dev libmicrohttpd-dev libcurl4-openssl-dev
-libssl-dev libnghttp2-dev libjansson-dev zlib1g-dev"
+libssl-dev libnghttp2-dev libjansson-dev zlib1g-dev libhiredis-dev"
+# redis-server, redis-sentinel, haproxy: several proxyd sharing state
+# behind a balancer (issue 15), as the e2e tests run them.
 PACKAGES="$BUILD_PACKAGES clang libcmocka-dev sqlite3
 dovecot-core dovecot-imapd dovecot-lmtpd
+redis-server redis-sentinel haproxy
 python3-pytest python3-h2 python3-cryptography python3-jwt
 iproute2 valgrind openssl curl nghttp2-client"
 build_only=false
@@ -52,8 +55,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-# Dovecot's packages start a system service on install; we never use it and
-# it must not grab ports 143/993 that a machine may need.
+# Dovecot's, Redis's and HAProxy's packages start a system service on
+# install; we never use them and they must not grab ports (143/993, 6379,
+# 26379) that a machine may need: the tests start their own.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
 	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 	chmod 755 /usr/sbin/policy-rc.d

@@ -341,10 +341,11 @@ api_check_headers(struct api_request *r, const struct api_headers *h,
 }
 
 /* The client a request counts against: the peer, or, from a trusted
- * proxy, the address it appended to X-Forwarded-For. */
+ * proxy, the address it appended to X-Forwarded-For. A proxy's own
+ * requests without one (its health checks: GET) are not worth a line. */
 static void
 api_client_key(struct api *a, const struct api_conn *c,
-    const struct api_headers *h, struct api_addr *key_out)
+    const struct api_headers *h, bool post, struct api_addr *key_out)
 {
 	struct api_addr xff;
 	char peer[API_ADDR_STRLEN];
@@ -355,10 +356,13 @@ api_client_key(struct api *a, const struct api_conn *c,
 			api_addr_client(&xff, key_out);
 			return;
 		}
-		api_addr_format(&c->peer, peer);
-		log_limited(&a->lim.xff, LOG_LEVEL_WARN, "api request from "
-		    "trusted proxy %s without an address in "
-		    "X-Forwarded-For: counted as the proxy's own", peer);
+		if (post) {
+			api_addr_format(&c->peer, peer);
+			log_limited(&a->lim.xff, LOG_LEVEL_WARN, "api request "
+			    "from trusted proxy %s without an address in "
+			    "X-Forwarded-For: counted as the proxy's own",
+			    peer);
+		}
 	}
 	api_addr_client(&c->peer, key_out);
 }
@@ -366,7 +370,7 @@ api_client_key(struct api *a, const struct api_conn *c,
 /* Counts r against its client: true, or false after a 429. */
 static bool
 api_count_client(struct api_request *r, const struct api_headers *h,
-    enum MHD_Result *ret_out)
+    bool post, enum MHD_Result *ret_out)
 {
 	struct api *a = r->api;
 	struct api_client *cl;
@@ -375,7 +379,7 @@ api_count_client(struct api_request *r, const struct api_headers *h,
 
 	if (r->ac == NULL)
 		return true;
-	api_client_key(a, r->ac, h, &key);
+	api_client_key(a, r->ac, h, post, &key);
 	cl = api_clients_get(a->clients, &key);
 	if (cl->requests >= a->limits.max_requests_per_client) {
 		api_clients_put(a->clients, cl);
@@ -415,7 +419,8 @@ api_request_start(struct api *a, struct MHD_Connection *conn,
 	api_headers_init(&h, info != NULL ? method : NULL,
 	    info != NULL ? info->header_size : 0);
 	MHD_get_connection_values_n(conn, MHD_HEADER_KIND, api_on_header, &h);
-	if (api_check_headers(r, &h, &ret) || !api_count_client(r, &h, &ret))
+	if (api_check_headers(r, &h, &ret) || !api_count_client(r, &h,
+	    strcmp(method, "POST") == 0, &ret))
 		return ret;
 	if (strcmp(method, "POST") == 0) {
 		if (strcmp(url, "/notify") == 0) {
@@ -453,6 +458,42 @@ api_request_body(struct api_request *r, const char *data, size_t len)
 	}
 }
 
+/* A request that is no POST to a handler's path: /, the probes, or 404.
+ * Answered here, at once: a load balancer's probe costs its answer and
+ * nothing more, whatever else waits. MHD leaves the body out of an
+ * answer to HEAD. */
+static enum MHD_Result
+api_answer_get(struct api_request *r, const char *url, const char *method)
+{
+	struct api *a = r->api;
+	enum api_probe probe;
+	char body[API_PROBE_BODY_MAX];
+	unsigned int status;
+
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return api_queue(r->conn, MHD_HTTP_NOT_FOUND, "not found\n",
+		    0);
+	if (strcmp(url, "/") == 0)
+		return api_queue(r->conn, MHD_HTTP_OK, "Hello, world!", 0);
+	if (strcmp(url, "/health") == 0)
+		probe = API_PROBE_HEALTH;
+	else if (strcmp(url, "/ready") == 0)
+		probe = API_PROBE_READY;
+	else
+		return api_queue(r->conn, MHD_HTTP_NOT_FOUND, "not found\n",
+		    0);
+	if (a->probe == NULL) {
+		status = MHD_HTTP_OK;
+		snprintf(body, sizeof(body), "%s\n", probe == API_PROBE_HEALTH ?
+		    "ok" : "ready");
+	} else {
+		body[0] = '\0';
+		status = a->probe(probe, body, sizeof(body), a->probe_arg);
+		body[sizeof(body) - 1] = '\0';
+	}
+	return api_queue(r->conn, status, body, 0);
+}
+
 /* The whole body is in: answer or hand to the handler. */
 static enum MHD_Result
 api_request_ready(struct api_request *r, const char *url, const char *method)
@@ -467,14 +508,8 @@ api_request_ready(struct api_request *r, const char *url, const char *method)
 		return api_queue(r->conn, MHD_HTTP_CONTENT_TOO_LARGE,
 		    "request body too large\n", 0);
 	}
-	if (!r->routed) {
-		if (strcmp(url, "/") == 0 && (strcmp(method, "GET") == 0 ||
-		    strcmp(method, "HEAD") == 0))
-			return api_queue(r->conn, MHD_HTTP_OK, "Hello, world!",
-			    0);
-		return api_queue(r->conn, MHD_HTTP_NOT_FOUND, "not found\n",
-		    0);
-	}
+	if (!r->routed)
+		return api_answer_get(r, url, method);
 	if (r->body.data == NULL)
 		buf_append(&r->body, "", 0);
 	/* An answer given inside the handler (debounced, malformed,
@@ -730,6 +765,8 @@ api_new(struct event_base *base, const struct api_config *cfg,
 	a->base = base;
 	a->handler = handler;
 	a->arg = arg;
+	a->probe = cfg->probe;
+	a->probe_arg = cfg->probe_arg;
 	a->limits = cfg->limits;
 	a->listen_fd = -1;
 	a->sweep_at = -1;
@@ -757,7 +794,8 @@ api_new(struct event_base *base, const struct api_config *cfg,
 		api_free(a);
 		return NULL;
 	}
-	if (api_accept_listen(a, cfg->host, cfg->port, err) < 0) {
+	if (api_accept_listen(a, cfg->host, cfg->port, cfg->reuse_port,
+	    err) < 0) {
 		api_free(a);
 		return NULL;
 	}

@@ -7,7 +7,9 @@
  * by api_reply(): thousands of requests waiting on Apple cost memory, not
  * threads.
  *
- *   GET  /          200 "Hello, world!" (health)
+ *   GET  /          200 "Hello, world!"
+ *   GET  /health    for a load balancer: answered by the probe
+ *   GET  /ready     the same (api_probe_fn)
  *   POST /notify    body = token; answered by the notify handler
  *   POST /register  body = {"token": "..."}; answered by the register
  *                   handler
@@ -33,6 +35,7 @@
 #ifndef API_H
 #define API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,6 +60,22 @@ enum api_route {
 typedef void api_handler_fn(struct api_request *, enum api_route,
     const char *body, size_t len, void *arg);
 
+/* What a load balancer asks (GET or HEAD). */
+enum api_probe {
+	API_PROBE_HEALTH,	/* /health: keep sending it requests? */
+	API_PROBE_READY,	/* /ready: may it have requests yet? */
+};
+
+/* The longest answer to a probe, its NUL included. */
+#define API_PROBE_BODY_MAX	256
+
+/* Answers a probe on the loop thread: the status, and the body written
+ * into body (size bytes, NUL-terminated; cut if longer). Asked every
+ * few seconds by every balancer, so it only looks at what its owner
+ * already knows. */
+typedef unsigned int api_probe_fn(enum api_probe, char *body, size_t size,
+    void *arg);
+
 /* The intake's bounds; api_limits_default() gives the documented
  * defaults (docs/proxyd.md). */
 struct api_limits {
@@ -72,8 +91,15 @@ struct api_limits {
 struct api_config {
 	const char	*host;		/* numeric address */
 	uint16_t	 port;		/* 0: any free port */
+	/* SO_REUSEPORT: other processes that set it too listen on the same
+	 * host:port, and the kernel spreads the connections among them. */
+	bool		 reuse_port;
 	struct api_limits limits;
 	struct metrics	*metrics;	/* borrowed; NULL: counted privately */
+	/* /health and /ready; NULL: 200 "ok" and "ready" (an intake that
+	 * answers is all there is to know). */
+	api_probe_fn	*probe;
+	void		*probe_arg;
 };
 
 void	api_limits_default(struct api_limits *);

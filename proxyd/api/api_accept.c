@@ -234,12 +234,17 @@ api_accept_sockaddr(const char *host, uint16_t port,
 }
 
 /* Bound and listening, as libmicrohttpd did it: SO_REUSEADDR, and an
- * IPv6 address listens for IPv6 only. */
+ * IPv6 address listens for IPv6 only. With reuse_port, SO_REUSEPORT:
+ * several processes (one host, one user) that all set it listen on the
+ * same port, each with a queue of its own that the kernel fills by a
+ * hash of the peer, so that one that stops takes only its own queue
+ * with it. Without it a second process finds the port taken, and says
+ * so rather than quietly sharing it. */
 static int
 api_accept_socket(const struct sockaddr_storage *ss, socklen_t len,
-    const char *host, uint16_t port, char err[ERR_LEN])
+    const char *host, uint16_t port, bool reuse_port, char err[ERR_LEN])
 {
-	int s, on = 1;
+	int s, e, on = 1;
 
 	s = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0);
@@ -251,10 +256,21 @@ api_accept_socket(const struct sockaddr_storage *ss, socklen_t len,
 	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
 	if (ss->ss_family == AF_INET6)
 		setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	if (reuse_port && setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &on,
+	    sizeof(on)) < 0) {
+		err_set(err, "cannot listen on %s:%u: SO_REUSEPORT: %s", host,
+		    port, strerror(errno));
+		close(s);
+		return -1;
+	}
 	if (bind(s, (const struct sockaddr *)ss, len) < 0 ||
 	    listen(s, API_ACCEPT_BACKLOG) < 0) {
-		err_set(err, "cannot listen on %s:%u: %s", host, port,
-		    strerror(errno));
+		e = errno;
+		err_set(err, "cannot listen on %s:%u: %s%s", host, port,
+		    strerror(e), e != EADDRINUSE ? "" : reuse_port ?
+		    " (by a process without --reuse-port, or another user's)" :
+		    " (several processes share a port only when each has "
+		    "--reuse-port)");
 		close(s);
 		return -1;
 	}
@@ -263,13 +279,14 @@ api_accept_socket(const struct sockaddr_storage *ss, socklen_t len,
 
 int
 api_accept_listen(struct api *a, const char *host, uint16_t port,
-    char err[ERR_LEN])
+    bool reuse_port, char err[ERR_LEN])
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
 
 	if (api_accept_sockaddr(host, port, &ss, &len, err) < 0 ||
-	    (a->listen_fd = api_accept_socket(&ss, len, host, port, err)) < 0)
+	    (a->listen_fd = api_accept_socket(&ss, len, host, port,
+	    reuse_port, err)) < 0)
 		return -1;
 	len = sizeof(ss);
 	if (getsockname(a->listen_fd, (struct sockaddr *)&ss, &len) == 0)

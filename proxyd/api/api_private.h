@@ -56,6 +56,8 @@ struct api {
 	struct event		*run;		/* run MHD soon / its timer */
 	api_handler_fn		*handler;
 	void			*arg;
+	api_probe_fn		*probe;		/* /health, /ready; or NULL */
+	void			*probe_arg;
 	struct api_request	*pending;
 	size_t			 npending;
 	uint16_t		 port;
@@ -87,9 +89,10 @@ void	api_schedule(struct api *);
 void	api_conn_shut(struct api *, struct api_conn *c);
 
 /* api_accept.c */
-/* Opens host:port and starts accepting: 0, or -1 and err. */
+/* Opens host:port (with SO_REUSEPORT if reuse_port) and starts
+ * accepting: 0, or -1 and err. */
 int	api_accept_listen(struct api *, const char *host, uint16_t port,
-	    char err[ERR_LEN]);
+	    bool reuse_port, char err[ERR_LEN]);
 /* A connection closed or became idle: accepting resumes if it waited
  * for room or for a file descriptor (a try that fails again pauses it
  * again, without a line). */

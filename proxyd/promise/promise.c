@@ -159,7 +159,15 @@ promise_on_window(void *arg, enum state_window w, int64_t end_ms)
 	struct owed_item *it;
 	enum promise_action act = PROMISE_SEND;
 
-	if (w == STATE_WINDOW_OPEN) {
+	if (w == STATE_WINDOW_COVERED) {
+		/* A shared state: the push at the window's end is owed
+		 * already (here, or by the instance that owes it). */
+		if ((it = owed_find(p->owed, a->key)) != NULL)
+			promise_cover(p, it, a->now_ms);
+		else
+			p->st.owed_total++;
+		act = PROMISE_OWED;
+	} else if (w == STATE_WINDOW_OPEN) {
 		if ((it = owed_find(p->owed, a->key)) != NULL) {
 			/* owed since the question was asked */
 			promise_cover(p, it, a->now_ms);
@@ -215,7 +223,8 @@ promise_request(struct promise *p, const char *token, size_t len,
 	a->input = a->token + len + 1;
 	memcpy(a->input, input, input_len);
 	a->input[input_len] = '\0';
-	state_window_hit(p->state, a->token, len, now_ms, promise_on_window, a);
+	state_window_hit(p->state, a->token, len, a->input, input_len, now_ms,
+	    promise_on_window, a);
 }
 
 /* When a push went out: when it was handed to its transport, else (an
@@ -281,6 +290,7 @@ promise_next(struct promise *p, int64_t now_ms)
 	if (it == NULL || it->due_ms > now_ms)
 		return NULL;
 	owed_set_sending(p->owed, it, true);
+	state_window_owed_out(p->state, it->token, it->token_len, now_ms);
 	return it;
 }
 

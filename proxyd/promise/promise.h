@@ -17,6 +17,11 @@
  *                                   owed push is stored (the journal),
  *                                   on the asking client's share of the
  *                                   provider's rate limit
+ *   request, window open and its
+ *   push owed by another instance
+ *   (a shared state)             -> PROMISE_OWED at once: that
+ *                                   instance sends it, or another one if
+ *                                   it dies (docs/scaling.md)
  *   leading push ok              -> window stays (owed pushes wait for
  *                                   its end); if the push waited in its
  *                                   provider's queue, the window runs

@@ -186,6 +186,9 @@ struct provider_ops {
 		    struct provider_result *fail, char err[ERR_LEN]);
 	const char	*renewal_name;	/* "access token": for logs */
 	enum transport_kind renewal_transport;
+	/* Optional, with them: whether a usable credential is in hand now
+	 * (GET /ready). NULL: the credential came with the settings. */
+	bool	(*credential_ready)(const struct provider *, int64_t now_ms);
 
 	/* Optional: a PAUSE narrower than the whole provider (Web Push: the
 	 * endpoint's origin, as anyone can make an endpoint that answers
@@ -193,6 +196,14 @@ struct provider_ops {
 	 * PROVIDER_DECIDED (PAUSE, "paused") until it ends. NULL: the engine
 	 * pauses the whole provider (its rate limiter). */
 	void	(*pause)(struct provider *, const struct token *t, int64_t ms,
+		    int64_t mono_ms);
+	/* Optional, with pause: the name of what t's pause covers (Web
+	 * Push: the origin) into out (0, or -1: none), so that a shared
+	 * state tells the other instances (docs/scaling.md); pause_named
+	 * applies a pause another instance heard of. */
+	int	(*pause_name)(const struct provider *, const struct token *t,
+		    char *out, size_t len);
+	void	(*pause_named)(struct provider *, const char *name, int64_t ms,
 		    int64_t mono_ms);
 
 	/* Optional, TRANSPORT_HTTP only: whether its transport may connect

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "push.h"
+#include "state.h"
 #include "xmalloc.h"
 
 /* A provider that says "slow down" without Retry-After pauses this long;
@@ -28,6 +29,11 @@
 /* A push that waited its provider's queue out is told to come back this
  * much later (the queue's own refusals say how long, ratelimit.h). */
 #define PUSH_OVERLOAD_RETRY_MS	1000
+/* After push_engine_prefetch, how often the credentials fetched over the
+ * network are looked at: a renewal starts when its provider says one is
+ * due (ahead of expiry, or after a failure's back-off), so this is only
+ * how late that may be noticed. */
+#define PUSH_RENEW_CHECK_MS	1000
 #define PUSH_USER_AGENT		"chatmail-proxyd"
 
 struct push_provider;
@@ -83,6 +89,7 @@ struct push_engine {
 	struct push_provider	 pp[PROVIDERS_MAX];
 	struct push_call_list	 later;		/* verdicts to hand back */
 	struct event		*later_ev;
+	struct event		*renew_ev;	/* push_engine_prefetch */
 };
 
 static void	push_start(struct push_call *);
@@ -218,6 +225,25 @@ push_transport_request(const struct provider_request *pr,
 	q->body_len = pr->body_len;
 }
 
+void
+push_apply_pause(struct push_engine *e, const char *scope, int64_t ms)
+{
+	const char *colon = strchr(scope, ':');
+
+	if (colon == NULL || ms <= 0)
+		return;
+	for (size_t i = 0; i < PROVIDERS_MAX; i++) {
+		struct push_provider *pp = &e->pp[i];
+
+		if (pp->ops == NULL || pp->p == NULL ||
+		    pp->ops->pause_named == NULL ||
+		    strlen(pp->ops->name) != (size_t)(colon - scope) ||
+		    strncmp(pp->ops->name, scope, (size_t)(colon - scope)) != 0)
+			continue;
+		pp->ops->pause_named(pp->p, colon + 1, ms, push_mono_ms(e));
+	}
+}
+
 /* A transport's answer in the providers' terms. */
 static void
 push_answer(const struct httpc_response *resp, struct provider_answer *a)
@@ -238,9 +264,19 @@ push_pause(struct push_call *c, int64_t ms, const char *reason)
 {
 	struct push_provider *pp = c->pp;
 
-	if (pp->ops->pause != NULL)
+	char scope[PUSH_SCOPE_MAX];
+	size_t n;
+
+	if (pp->ops->pause != NULL) {
 		pp->ops->pause(pp->p, &c->token, ms, push_mono_ms(c->e));
-	else
+		/* Told to the other instances of a shared state. */
+		n = (size_t)snprintf(scope, sizeof(scope), "%s:",
+		    pp->ops->name);
+		if (pp->ops->pause_name != NULL && n < sizeof(scope) &&
+		    pp->ops->pause_name(pp->p, &c->token, scope + n,
+		    sizeof(scope) - n) == 0)
+			state_scope_pause(c->e->state, scope, ms);
+	} else
 		ratelimit_pause(pp->gate, ms);
 	metric_inc(pp->m.paused);
 	log_info("push %s asks us to wait %lld ms (%s)", pp->ops->label,
@@ -378,6 +414,58 @@ push_renew(struct push_provider *pp)
 	log_warnx("push %s %s: %s", pp->ops->label, pp->ops->renewal_name,
 	    err);
 	push_waiting_fail(pp, &fail);
+}
+
+/* Renewals without a push: each provider that fetches its credential
+ * over the network is asked whether one is due, every
+ * PUSH_RENEW_CHECK_MS. */
+static void
+push_on_renew_check(evutil_socket_t fd, short what, void *arg)
+{
+	static const struct timeval next = { PUSH_RENEW_CHECK_MS / 1000,
+	    (PUSH_RENEW_CHECK_MS % 1000) * 1000 };
+	struct push_engine *e = arg;
+	size_t i;
+
+	(void)fd;
+	(void)what;
+	for (i = 0; i < providers_count; i++)
+		if (e->pp[i].p != NULL && e->pp[i].ops->renewal_start != NULL)
+			push_renew(&e->pp[i]);
+	evtimer_add(e->renew_ev, &next);
+}
+
+void
+push_engine_prefetch(struct push_engine *e)
+{
+	static const struct timeval now = { 0, 0 };
+	size_t i;
+
+	if (e->renew_ev != NULL)
+		return;
+	for (i = 0; i < providers_count; i++)
+		if (e->pp[i].p != NULL && e->pp[i].ops->renewal_start != NULL)
+			break;
+	if (i == providers_count)
+		return;		/* nothing to fetch: no timer */
+	e->renew_ev = evtimer_new(e->base, push_on_renew_check, e);
+	evtimer_add(e->renew_ev, &now);		/* the first at the next pass */
+}
+
+bool
+push_ready(const struct push_engine *e)
+{
+	const struct push_provider *pp;
+	int64_t now = push_wall_ms(e);
+	size_t i;
+
+	for (i = 0; i < providers_count; i++) {
+		pp = &e->pp[i];
+		if (pp->p != NULL && pp->ops->credential_ready != NULL &&
+		    !pp->ops->credential_ready(pp->p, now))
+			return false;
+	}
+	return true;
 }
 
 /* ---- sending --------------------------------------------------------- */
@@ -712,6 +800,8 @@ push_engine_free(struct push_engine *e, void (*cancel)(void *, void *))
 	push_cancel_list(e, &e->later);
 	if (e->later_ev != NULL)
 		event_free(e->later_ev);
+	if (e->renew_ev != NULL)
+		event_free(e->renew_ev);
 	for (i = 0; i < providers_count; i++)
 		if (e->pp[i].p != NULL)
 			e->pp[i].ops->free(e->pp[i].p);

@@ -78,8 +78,22 @@ bool	push_enabled(const struct push_engine *, const struct provider_ops *);
 int	push_send(struct push_engine *, enum push_kind, const struct token *t,
 	    const struct ratelimit_client *client, void *ctx,
 	    char err[ERR_LEN]);
+/* Credentials that come over the network (FCM's access token) are
+ * fetched from the next loop pass on, not on the first push, then kept
+ * usable without traffic (renewed ahead of expiry, retried after the
+ * provider's back-off), so that push_ready() turns true by itself and an
+ * idle instance does not wait for a credential on its next push. */
+void	push_engine_prefetch(struct push_engine *);
+/* Whether every configured provider has a usable credential now (a
+ * provider without one configured does not count): for GET /ready. */
+bool	push_ready(const struct push_engine *);
 /* Pushes sent and not yet ended (waiting, in flight, or being answered). */
 size_t	push_in_flight(const struct push_engine *);
+/* A pause another instance heard of (the shared state's, scope
+ * "PROVIDER:NAME", state.h's scope_pause): applied as if this one had
+ * heard it. */
+#define PUSH_SCOPE_MAX	300
+void	push_apply_pause(struct push_engine *, const char *scope, int64_t ms);
 /* Of those, the ones handed to a transport (not waiting for a rate limit
  * or a credential). */
 size_t	push_sending(const struct push_engine *);

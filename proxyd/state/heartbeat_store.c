@@ -16,6 +16,7 @@ enum hb_stmt {
 	HB_NEXT,
 	HB_COUNT,
 	HB_HAS,
+	HB_SCAN,
 	HB_NSTMTS,
 };
 
@@ -28,6 +29,8 @@ static const char *const hb_sql[HB_NSTMTS] = {
 	[HB_NEXT] = "SELECT min(next_at) FROM heartbeat",
 	[HB_COUNT] = "SELECT count(*) FROM heartbeat",
 	[HB_HAS] = "SELECT count(*) FROM heartbeat WHERE token = ?1",
+	[HB_SCAN] = "SELECT token, next_at FROM heartbeat WHERE token > ?1 "
+	    "ORDER BY token LIMIT ?2",
 };
 
 struct heartbeat_store {
@@ -82,16 +85,14 @@ heartbeat_store_remove(struct heartbeat_store *h, const char *token,
 	return sqlite3_changes(h->db) > 0;
 }
 
-int
-heartbeat_store_due(struct heartbeat_store *h, int64_t now_ms, size_t max,
-    struct heartbeat_due *out, char err[ERR_LEN])
+/* Up to max rows of st (bound already) into out. */
+static int
+heartbeat_store_rows(sqlite3_stmt *st, size_t max, struct heartbeat_due *out,
+    char err[ERR_LEN])
 {
-	sqlite3_stmt *st = db_stmt_ready(h->st[HB_DUE]);
 	size_t n = 0;
-	int rc;
+	int rc = SQLITE_DONE;
 
-	sqlite3_bind_int64(st, 1, now_ms);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
 	while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		out[n].token = xmemdup0(sqlite3_column_text(st, 0),
 		    (size_t)sqlite3_column_bytes(st, 0));
@@ -104,6 +105,29 @@ heartbeat_store_due(struct heartbeat_store *h, int64_t now_ms, size_t max,
 	}
 	sqlite3_reset(st);
 	return (int)n;
+}
+
+int
+heartbeat_store_due(struct heartbeat_store *h, int64_t now_ms, size_t max,
+    struct heartbeat_due *out, char err[ERR_LEN])
+{
+	sqlite3_stmt *st = db_stmt_ready(h->st[HB_DUE]);
+
+	sqlite3_bind_int64(st, 1, now_ms);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+	return heartbeat_store_rows(st, max, out, err);
+}
+
+int
+heartbeat_store_scan(struct heartbeat_store *h, const char *after,
+    size_t max, struct heartbeat_due *out, char err[ERR_LEN])
+{
+	sqlite3_stmt *st = db_stmt_ready(h->st[HB_SCAN]);
+
+	sqlite3_bind_text(st, 1, after != NULL ? after : "", -1,
+	    SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+	return heartbeat_store_rows(st, max, out, err);
 }
 
 void

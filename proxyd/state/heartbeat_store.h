@@ -40,6 +40,11 @@ int	heartbeat_store_remove(struct heartbeat_store *, const char *token,
 int	heartbeat_store_due(struct heartbeat_store *, int64_t now_ms,
 	    size_t max, struct heartbeat_due *out, char err[ERR_LEN]);
 void	heartbeat_due_clear(struct heartbeat_due *, size_t n);
+/* Up to max registrations with a token after `after` (NULL: from the
+ * first), in token order: the count or -1. For a walk over all of them
+ * (the shared schedule seeded again, state_redis.c). */
+int	heartbeat_store_scan(struct heartbeat_store *, const char *after,
+	    size_t max, struct heartbeat_due *out, char err[ERR_LEN]);
 /* Earliest next_at: 1 and *at_out, 0 when empty, -1 error. */
 int	heartbeat_store_next(struct heartbeat_store *, int64_t *at_out,
 	    char err[ERR_LEN]);

@@ -36,6 +36,10 @@ enum state_window {
 	STATE_WINDOW_OPEN,	/* one is open until end_ms: coalesce */
 	STATE_WINDOW_NONE,	/* none was open and none could be (full):
 				 * send now, nothing is debounced */
+	STATE_WINDOW_COVERED,	/* one is open and a push at its end is
+				 * owed already, by this instance or
+				 * another (a shared state): nothing more
+				 * to owe */
 };
 typedef void state_window_fn(void *arg, enum state_window, int64_t end_ms);
 
@@ -73,9 +77,13 @@ struct state_ops {
 	const char *name;
 
 	/* ---- debounce windows (keyed by the decrypted token) ---- */
-	/* A request for token at now_ms: answers with the window. */
+	/* A request for token at now_ms: answers with the window. input
+	 * is the token as it arrived (encrypted): a shared state keeps it
+	 * with a window that answers STATE_WINDOW_OPEN, so that another
+	 * instance can send the push owed at its end if this one dies. */
 	void	(*window_hit)(struct state *, const char *token, size_t len,
-		    int64_t now_ms, state_window_fn *, void *arg);
+		    const char *input, size_t input_len, int64_t now_ms,
+		    state_window_fn *, void *arg);
 	/* Close the token's window: its leading push failed, so nothing
 	 * went out in it. */
 	void	(*window_cancel)(struct state *, const char *token,
@@ -83,6 +91,12 @@ struct state_ops {
 	/* A push for the token just went out (an owed one): its window
 	 * starts anew at now_ms. */
 	void	(*window_reopen)(struct state *, const char *token,
+		    size_t len, int64_t now_ms);
+	/* The push owed at a window's end is handed out to be sent at
+	 * now_ms: a shared state forgets the input it kept and starts the
+	 * next window (later requests owe a push again). Optional (NULL:
+	 * the owed pushes are this process's alone). */
+	void	(*window_owed_out)(struct state *, const char *token,
 		    size_t len, int64_t now_ms);
 
 	/* ---- the heartbeat schedule (decrypted APNs tokens) ---- */
@@ -111,6 +125,12 @@ struct state_ops {
 	void	(*bucket_pause)(struct state *, const char *name, int64_t ms,
 		    int64_t now_ms);
 
+	/* A provider's pause narrower than itself (scope: "webpush:" and
+	 * the origin) for ms: a shared state tells the other instances,
+	 * which apply it through their on_pause callback (state_redis.h).
+	 * Optional (NULL: this process's alone). */
+	void	(*scope_pause)(struct state *, const char *scope, int64_t ms);
+
 	/* ---- per-client buckets (what one client address may do) ---- */
 	/* Take one token from the bucket of client key (len bytes, at most
 	 * 16: an address), refilled at rate per second up to burst; a
@@ -127,6 +147,15 @@ struct state_ops {
 	 * store or claim with err), so that no caller's context is left
 	 * waiting; NULL-safe through state_free. */
 	void	(*free)(struct state *);
+
+	/* Optional (NULL: never): why the backend cannot do its whole job
+	 * now while the instance goes on serving (a shared backend that
+	 * lost its server answers from what it has), as a short string,
+	 * static or the backend's own until its next call; NULL when all
+	 * is well. GET /health asks it every few seconds per load
+	 * balancer, so it does no I/O: it tells what the backend already
+	 * knows. */
+	const char *(*degraded)(struct state *);
 };
 
 /* Every backend's handle starts with this. */
@@ -136,9 +165,10 @@ struct state {
 
 static inline void
 state_window_hit(struct state *s, const char *token, size_t len,
-    int64_t now_ms, state_window_fn *fn, void *arg)
+    const char *input, size_t input_len, int64_t now_ms,
+    state_window_fn *fn, void *arg)
 {
-	s->ops->window_hit(s, token, len, now_ms, fn, arg);
+	s->ops->window_hit(s, token, len, input, input_len, now_ms, fn, arg);
 }
 
 static inline void
@@ -152,6 +182,14 @@ state_window_reopen(struct state *s, const char *token, size_t len,
     int64_t now_ms)
 {
 	s->ops->window_reopen(s, token, len, now_ms);
+}
+
+static inline void
+state_window_owed_out(struct state *s, const char *token, size_t len,
+    int64_t now_ms)
+{
+	if (s->ops->window_owed_out != NULL)
+		s->ops->window_owed_out(s, token, len, now_ms);
 }
 
 static inline void
@@ -189,6 +227,13 @@ state_bucket_pause(struct state *s, const char *name, int64_t ms,
 }
 
 static inline void
+state_scope_pause(struct state *s, const char *scope, int64_t ms)
+{
+	if (s->ops->scope_pause != NULL)
+		s->ops->scope_pause(s, scope, ms);
+}
+
+static inline void
 state_client_take(struct state *s, const void *key, size_t len, double rate,
     double burst, int64_t now_ms, state_bucket_fn *fn, void *arg)
 {
@@ -199,6 +244,12 @@ static inline void
 state_get_stats(struct state *s, struct state_stats *out)
 {
 	s->ops->get_stats(s, out);
+}
+
+static inline const char *
+state_degraded(struct state *s)
+{
+	return s->ops->degraded != NULL ? s->ops->degraded(s) : NULL;
 }
 
 static inline void

@@ -78,6 +78,12 @@ state_local_on_expiry(evutil_socket_t fd, short what, void *arg)
 	state_local_arm(l);
 }
 
+struct heartbeat_store *
+state_local_heartbeats(struct state *s)
+{
+	return state_local(s)->hb;
+}
+
 void
 state_local_expire(struct state *s, int64_t now_ms)
 {
@@ -86,13 +92,16 @@ state_local_expire(struct state *s, int64_t now_ms)
 
 static void
 state_local_window_hit(struct state *s, const char *token, size_t len,
-    int64_t now_ms, state_window_fn *fn, void *arg)
+    const char *input, size_t input_len, int64_t now_ms, state_window_fn *fn,
+    void *arg)
 {
 	struct state_local *l = state_local(s);
 	int64_t end = -1;
-	enum debounce_action a = debounce_hit(l->windows, token, len, now_ms,
-	    &end);
+	enum debounce_action a;
 
+	(void)input;		/* the owed pushes are this process's */
+	(void)input_len;
+	a = debounce_hit(l->windows, token, len, now_ms, &end);
 	if (a == DEBOUNCE_SEND_NOW && end >= 0 &&
 	    debounce_next_deadline(l->windows) == end)
 		state_local_arm(l);	/* the only window: arm for it */
@@ -336,6 +345,7 @@ static const struct state_ops state_local_ops = {
 	.client_take = state_local_client_take,
 	.get_stats = state_local_get_stats,
 	.free = state_local_free,
+	/* .degraded NULL: everything is in this process, nothing to lose. */
 };
 
 struct state *

@@ -40,6 +40,9 @@ struct state_local_config {
 /* A new embedded backend (state_free frees it), or NULL and err. */
 struct state	*state_local_new(const struct state_local_config *,
 		    char err[ERR_LEN]);
+/* Its heartbeat schedule (NULL without a database), borrowed: the
+ * shared backend walks it to seed the shared schedule again. */
+struct heartbeat_store *state_local_heartbeats(struct state *);
 /* Drop the windows that ended by now_ms (the timer does it otherwise). */
 void		 state_local_expire(struct state *, int64_t now_ms);
 

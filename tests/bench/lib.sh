@@ -50,3 +50,37 @@ ratio() {
 	awk -v a="$1" -v b="$2" -v d="${3:-2}" \
 	    'BEGIN { if (b > 0) printf "%.*f", d, a / b; else print "n/a" }'
 }
+
+# calc EXPR [-v VAR=VALUE...]: awk arithmetic, printed as EXPR's printf
+# says.  Comparisons go in parentheses: a bare > after printf is awk's
+# redirection to a file.
+calc() {
+	local expr=$1
+
+	shift
+	awk "$@" "BEGIN { $expr }"
+}
+
+# duration_ms D: proxyd's durations with the units the benches use (ms, s,
+# m), in milliseconds.
+duration_ms() {
+	case $1 in
+	*ms) echo "${1%ms}" ;;
+	*s) echo $((${1%s} * 1000)) ;;
+	*m) echo $((${1%m} * 60000)) ;;
+	*) echo "$1" ;;
+	esac
+}
+
+# target NAME VALUE ge|le LIMIT TEXT: one line, met or MISSED (a target is
+# reported, never a failed check).
+target() {
+	local verdict
+
+	verdict=$(calc 'print ((op == "ge" ? v >= l : v <= l) ? "met" : \
+	    "MISSED")' \
+	    -v v="$2" -v op="$3" -v l="$4")
+	printf 'target %s: %s %s %s %s: %s\n' "$1" "$2" \
+	    "$([ "$3" = ge ] && echo '>=' || echo '<=')" "$4" "$verdict" \
+	    "${*:5}"
+}

@@ -52,6 +52,25 @@ metadata-dictd with an empty database):
                   (sandbox, keyring, debounce, interval, p12, password, ...)
   proxyd          proxyd_factory() with its defaults (cert auth, --debounce
                   1s, keyring-v6.asc)
+  redis_factory   redis_factory(name=None, start=True, **options) starts a
+                  redis_harness.RedisServer in tmpdir/<name> (names redis,
+                  redis1, ...); options as in RedisServer (port, password,
+                  replicaof, persistence, extra_conf)
+  sentinel_factory
+                  sentinel_factory(master, name=None, start=True,
+                  **options): a redis_harness.RedisSentinel watching
+                  `master` (a RedisServer or (host, port)); options
+                  master_name ("mymaster"), quorum (2), down_after_ms
+                  (1000), failover_timeout_ms (5000), ...
+  haproxy_factory haproxy_factory(servers, name="haproxy", start=True,
+                  wait_up=True, **options): a redis_harness.HAProxy on the
+                  shipped deploy/haproxy/haproxy.cfg in front of `servers`
+                  (Proxyd objects, "host:port" or (name, "host:port")),
+                  TLS with apns_pki's server certificate; wait_up waits
+                  for every server's first good health check; options
+                  health_path, template, maxconn
+                  These three skip the test when their binary is missing,
+                  or fail it when the environment has CI set.
   openpgp_js      (session scope) harness.openpgp_js_encrypt once
                   tests/e2e/openpgp_js/node_modules is there: `npm ci` runs
                   if it is missing (an npm failure fails the tests that need
@@ -425,3 +444,114 @@ def vapid_key(tmp_path_factory):
     subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey",
                     "-noout", "-out", path], check=True)
     return path
+
+
+# ---- Redis, Sentinel, HAProxy (issue 15: proxyd instances sharing state) --
+
+
+def _need_binary(path, package):
+    """The binary's path; skips the test when it is missing, or fails it
+    under CI (where scripts/install-deps.sh must have installed it)."""
+    from redis_harness import find_binary
+    found = find_binary(path)
+    if found is None:
+        msg = ("%s is not installed (Debian package %s; "
+               "scripts/install-deps.sh installs it)"
+               % (os.path.basename(path), package))
+        if os.environ.get("CI"):
+            pytest.fail(msg + "; CI is set, so this is an error",
+                        pytrace=False)
+        pytest.skip(msg)
+    return found
+
+
+def _stop_all(made, what):
+    """Stop each (SIGTERM, exit 0 required; killed ones are left alone)
+    and fail the test with every error."""
+    errors = []
+    for d in reversed(made):
+        try:
+            d.stop()
+        except (DaemonError, OSError) as e:
+            errors.append("%s: %s" % (what, e))
+    if errors:
+        pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def redis_factory(tmpdir, request):
+    """redis_factory(name=None, start=True, **options): a started
+    redis_harness.RedisServer in tmpdir/<name>; stopped in teardown (exit
+    0 required), also when the test failed."""
+    from redis_harness import REDIS_SERVER, RedisServer
+    binary = _need_binary(REDIS_SERVER, "redis-server")
+    made = []
+
+    def make(name=None, start=True, **options):
+        name = name or "redis%s" % (len(made) or "")
+        r = RedisServer(os.path.join(tmpdir, name), name=name,
+                        binary=binary, **options)
+        made.append(r)
+        _register_log(request, "redis log", r.log_path)
+        if start:
+            r.start()
+        return r
+
+    yield make
+    _stop_all(made, "redis-server")
+
+
+@pytest.fixture
+def sentinel_factory(tmpdir, request):
+    """sentinel_factory(master, name=None, start=True, **options): a
+    started redis_harness.RedisSentinel watching `master`; stopped in
+    teardown (exit 0 required)."""
+    from redis_harness import REDIS_SENTINEL, RedisSentinel
+    binary = _need_binary(REDIS_SENTINEL, "redis-sentinel")
+    made = []
+
+    def make(master, name=None, start=True, **options):
+        name = name or "sentinel%s" % (len(made) or "")
+        s = RedisSentinel(os.path.join(tmpdir, name), master, name=name,
+                          binary=binary, **options)
+        made.append(s)
+        _register_log(request, "sentinel log", s.log_path)
+        if start:
+            s.start()
+        return s
+
+    yield make
+    _stop_all(made, "redis-sentinel")
+
+
+@pytest.fixture
+def haproxy_factory(tmpdir, request, apns_pki):
+    """haproxy_factory(servers, name="haproxy", start=True, wait_up=True,
+    **options): a started redis_harness.HAProxy on the shipped
+    deploy/haproxy/haproxy.cfg in front of `servers`; stopped in teardown
+    (exit 0 required)."""
+    from redis_harness import HAPROXY, HAProxy
+    binary = _need_binary(HAPROXY, "haproxy")
+    made = []
+
+    def make(servers, name="haproxy", start=True, wait_up=True, **options):
+        addrs = []
+        for s in servers:
+            if isinstance(s, Proxyd):
+                addrs.append((os.path.splitext(
+                    os.path.basename(s.log_path))[0],
+                    "127.0.0.1:%d" % s.port))
+            else:
+                addrs.append(s)
+        h = HAProxy(os.path.join(tmpdir, name), addrs, apns_pki,
+                    binary=binary, **options)
+        made.append(h)
+        _register_log(request, "haproxy log", h.log_path)
+        if start:
+            h.start()
+            if wait_up:
+                h.wait_servers()
+        return h
+
+    yield make
+    _stop_all(made, "haproxy")

@@ -356,6 +356,16 @@ fcm_op_renewal_done(struct provider *p, const struct provider_answer *a,
 	return 0;
 }
 
+/* Whether a usable access token is in hand: until the first renewal
+ * answers there is none, and every push would wait for it. */
+static bool
+fcm_op_credential_ready(const struct provider *p, int64_t now_ms)
+{
+	const struct fcm *f = (const struct fcm *)p;
+
+	return fcm_auth_token(f->auth, now_ms, NULL) != NULL;
+}
+
 /* A 401: the token of this generation is dropped (unless another answer
  * dropped it already), and the push waits for a new one, once. */
 static bool
@@ -384,4 +394,5 @@ const struct provider_ops fcm_ops = {
 	.renewal_done = fcm_op_renewal_done,
 	.renewal_name = "access token",
 	.renewal_transport = TRANSPORT_HTTP,
+	.credential_ready = fcm_op_credential_ready,
 };

@@ -282,14 +282,13 @@ webpush_origin_paused(struct webpush *w, const struct token *t,
 }
 
 static void
-webpush_op_pause(struct provider *p, const struct token *t, int64_t ms,
+webpush_op_pause_named(struct provider *p, const char *origin, int64_t ms,
     int64_t mono_ms)
 {
 	struct webpush *w = (struct webpush *)p;
-	char origin[VAPID_AUDIENCE_MAX_BYTES], err[ERR_LEN];
 	struct webpush_pause *wp;
 
-	if (webpush_origin(t, origin, err) < 0)
+	if (strlen(origin) >= sizeof(wp->origin))
 		return;
 	if ((wp = webpush_pause_find(w, origin)) == NULL) {
 		wp = &w->pauses[w->pause_next];
@@ -300,6 +299,29 @@ webpush_op_pause(struct provider *p, const struct token *t, int64_t ms,
 	/* A shorter Retry-After does not end a longer pause early. */
 	if (wp->until_ms < mono_ms + ms)
 		wp->until_ms = mono_ms + ms;
+}
+
+static int
+webpush_op_pause_name(const struct provider *p, const struct token *t,
+    char *out, size_t len)
+{
+	char origin[VAPID_AUDIENCE_MAX_BYTES], err[ERR_LEN];
+
+	(void)p;
+	if (webpush_origin(t, origin, err) < 0 || strlen(origin) >= len)
+		return -1;
+	memcpy(out, origin, strlen(origin) + 1);
+	return 0;
+}
+
+static void
+webpush_op_pause(struct provider *p, const struct token *t, int64_t ms,
+    int64_t mono_ms)
+{
+	char origin[VAPID_AUDIENCE_MAX_BYTES];
+
+	if (webpush_op_pause_name(p, t, origin, sizeof(origin)) == 0)
+		webpush_op_pause_named(p, origin, ms, mono_ms);
 }
 
 static enum provider_build
@@ -339,5 +361,7 @@ const struct provider_ops webpush_ops = {
 	.build = webpush_op_build,
 	.classify = webpush_classify,
 	.pause = webpush_op_pause,
+	.pause_name = webpush_op_pause_name,
+	.pause_named = webpush_op_pause_named,
 	.allow_address = webpush_op_allow_address,
 };

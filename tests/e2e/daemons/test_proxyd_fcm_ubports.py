@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from harness import http_request, register_secret
+from harness import http_request, register_secret, wait_until
 
 PACKAGE = "chat.delta"
 
@@ -125,12 +125,17 @@ def test_fcm_revoked_token_is_renewed_and_retried(proxyd_fcm, fake_fcm):
 
 def test_fcm_refused_key_is_500_never_410(proxyd_fcm, fake_fcm):
     """The token endpoint refuses our assertion: every push 500 (config),
-    nothing sent."""
+    nothing delivered. proxyd fetches its access token at start (GET
+    /ready waits for it), so the key is refused at the renewal after that
+    token stopped working (test_proxyd_health.py has a key refused from
+    the start)."""
     p = proxyd_fcm()
+    wait_until(lambda: http_request(p.port, "GET", "/ready")[0] == 200)
     fake_fcm.script_token_endpoint(("invalid_grant",
                                     "Invalid JWT Signature."))
+    fake_fcm.revoke_tokens()
     assert p.notify(fcm_token()[1])[0] == 500
-    assert fake_fcm.sends == []
+    assert [s.info["error"] for s in fake_fcm.sends] == ["UNAUTHENTICATED"]
     ((prov, reason, details),) = p.failures().keys()
     assert (prov, reason, details) == ("FCM", "config", "oauth")
 

@@ -775,6 +775,86 @@ test_fcm_unsignable(void **state)
 	assert_int_equal(F.nreq, 0);
 }
 
+/* Runs the loop long enough (real time) for the engine's renewal check,
+ * a timer of a second, to run at least once. */
+static void
+wait_renew_check(void)
+{
+	struct timeval tv = { 1, 100000 };
+
+	event_base_loopexit(F.base, &tv);
+	event_base_dispatch(F.base);
+	spin();
+}
+
+/* Nothing fetched over the network (no FCM key): ready at once, and
+ * push_engine_prefetch sends nothing. */
+static void
+test_ready_without_fetch(void **state)
+{
+	(void)state;
+	engine_start(false, NULL);
+	assert_true(push_ready(F.e));	/* APNs, Web Push, UBports */
+	push_engine_prefetch(F.e);
+	spin();
+	assert_int_equal(F.nreq, 0);
+	assert_true(push_ready(F.e));
+}
+
+/* push_engine_prefetch: FCM's access token is fetched without a push
+ * (at the next loop pass), and push_ready turns true with it; it is
+ * renewed ahead of its expiry, and after a failed renewal again once the
+ * back-off is over, still without a push. */
+static void
+test_prefetch_and_ready(void **state)
+{
+	struct fake_req *tok;
+	size_t from;
+
+	(void)state;
+	engine_start(true, NULL);
+	assert_false(push_ready(F.e));
+	push_engine_prefetch(F.e);
+	assert_int_equal(F.nreq, 0);	/* not inside the call */
+	spin();
+	tok = sent(0, OAUTH_URL);
+	assert_int_equal(F.nreq, 1);
+	assert_false(push_ready(F.e));
+	answer(tok, 200, FCM_ACCESS(1), -1);
+	assert_true(push_ready(F.e));
+	/* The first push waits for no renewal. */
+	send_push(FCM_TOK, 1);
+	assert_int_equal(F.nreq, 2);
+	assert_string_equal(sent(1, "https://fcm.test/")->auth,
+	    "Bearer ya29.tok1");
+	answer(&F.req[1], 200, "{\"name\":\"projects/x/messages/1\"}", -1);
+	assert_verdict(1, VERDICT_OK, "200");
+
+	/* 5 minutes before its expiry (3599 s): renewed on the timer
+	 * alone, while the old token stays in use. */
+	F.wall += 3599 * 1000 - 5 * MIN_MS;
+	from = F.nreq;
+	wait_renew_check();
+	tok = sent(from, OAUTH_URL);
+	assert_true(push_ready(F.e));
+	/* That renewal fails: none during the back-off (1 s)... */
+	answer(tok, 0, "connection refused", -1);
+	from = F.nreq;
+	wait_renew_check();
+	assert_int_equal(F.nreq, from);
+	assert_true(push_ready(F.e));
+	/* ...and once the token has run out, not ready until the next
+	 * renewal answers. */
+	F.wall += 5 * MIN_MS;
+	assert_false(push_ready(F.e));
+	wait_renew_check();
+	tok = sent(from, OAUTH_URL);
+	assert_false(push_ready(F.e));
+	answer(tok, 200, FCM_ACCESS(2), -1);
+	assert_true(push_ready(F.e));
+	assert_int_equal(push_in_flight(F.e), 0);
+}
+
 /* At the end every push still running or waiting is handed to cancel,
  * once: in a transport, waiting for a credential, with its verdict not
  * yet handed back, behind a pause. */
@@ -830,6 +910,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fcm_unsignable, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_at_free, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_ready_without_fetch, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_prefetch_and_ready, setup,
 		    teardown),
 	};
 

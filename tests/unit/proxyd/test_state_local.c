@@ -89,7 +89,7 @@ hit(struct state *s, const char *tok, int64_t now)
 {
 	struct answer a = { 0 };
 
-	state_window_hit(s, tok, strlen(tok), now, on_window, &a);
+	state_window_hit(s, tok, strlen(tok), "", 0, now, on_window, &a);
 	assert_int_equal(a.n, 1);	/* answered before returning */
 	return a;
 }
@@ -298,6 +298,28 @@ test_client_buckets(void **state)
 	assert_int_equal(st.clients_forgotten, 2);		/* C went */
 }
 
+static const char *
+say_degraded(struct state *s)
+{
+	(void)s;
+	return "shared state unreachable";
+}
+
+/* GET /health asks state_degraded: the embedded backend never is (its
+ * operation is NULL); a backend's own answer comes through as it is. */
+static void
+test_degraded(void **state)
+{
+	struct fixture *f = *state;
+	static const struct state_ops ops = { .name = "fake",
+	    .degraded = say_degraded };
+	struct state fake = { .ops = &ops };
+
+	assert_null(f->s->ops->degraded);
+	assert_null(state_degraded(f->s));
+	assert_string_equal(state_degraded(&fake), "shared state unreachable");
+}
+
 int
 main(void)
 {
@@ -309,6 +331,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_heartbeat_bound, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_client_buckets, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_degraded, setup,
 		    teardown),
 	};
 
