@@ -771,6 +771,111 @@ test_random_walk(void **state)
 	promise_done(p);
 }
 
+/* ---- a shared state's answers (state_redis.c) ------------------------- */
+
+/* A state that answers what the test scripts and records the owed
+ * pushes handed out, as a shared backend would see them. */
+struct scripted_state {
+	struct state		 base;
+	enum state_window	 answer;
+	int64_t			 end_ms;
+	char			 input[64];	/* the last hit's */
+	int			 owed_out;
+	char			 out_token[64];
+};
+
+static void
+scripted_hit(struct state *s, const char *token, size_t len,
+    const char *input, size_t input_len, int64_t now_ms, state_window_fn *fn,
+    void *arg)
+{
+	struct scripted_state *ss = (struct scripted_state *)s;
+
+	(void)token;
+	(void)len;
+	(void)now_ms;
+	snprintf(ss->input, sizeof(ss->input), "%.*s", (int)input_len, input);
+	fn(arg, ss->answer, ss->end_ms);
+}
+
+static void
+scripted_owed_out(struct state *s, const char *token, size_t len,
+    int64_t now_ms)
+{
+	struct scripted_state *ss = (struct scripted_state *)s;
+
+	(void)now_ms;
+	ss->owed_out++;
+	snprintf(ss->out_token, sizeof(ss->out_token), "%.*s", (int)len,
+	    token);
+}
+
+static void
+scripted_noop(struct state *s, const char *token, size_t len, int64_t now)
+{
+	(void)s;
+	(void)token;
+	(void)len;
+	(void)now;
+}
+
+static void
+test_shared_state_covered_and_owed_out(void **state)
+{
+	static const struct state_ops ops = {
+		.name = "scripted",
+		.window_hit = scripted_hit,
+		.window_reopen = scripted_noop,
+		.window_owed_out = scripted_owed_out,
+	};
+	struct scripted_state ss;
+	struct promise_config c;
+	struct promise *p;
+	struct owed_item *it;
+	char err[ERR_LEN];
+
+	(void)state;
+	memset(&ss, 0, sizeof(ss));
+	ss.base.ops = &ops;
+	memset(&c, 0, sizeof(c));
+	c.state = &ss.base;
+	c.window_ms = W;
+	c.owed_max = 100;
+	c.owed_max_bytes = 1 << 20;
+	c.owed_deadline_ms = DEADLINE;
+	c.retry_min_ms = RETRY_MIN;
+	c.retry_max_ms = RETRY_MAX;
+	p = promise_new(&c, err);
+	assert_non_null(p);
+
+	/* Another instance owes the push at the window's end: this one
+	 * answers 200 and owes nothing. */
+	ss.answer = STATE_WINDOW_COVERED;
+	ss.end_ms = T0 + W;
+	assert_int_equal(req(p, "tokA", T0), PROMISE_OWED);
+	assert_string_equal(ss.input, "openpgp:enc-tokA");	/* kept there */
+	assert_int_equal(owed_count(p), 0);
+	assert_null(promise_next(p, T0 + 2 * W));
+
+	/* This one owes it: handed out at the end, and the shared state
+	 * hears of it (the next window starts, the input goes). */
+	ss.answer = STATE_WINDOW_OPEN;
+	assert_int_equal(req(p, "tokB", T0 + 1), PROMISE_OWED);
+	assert_int_equal(owed_count(p), 1);
+	assert_null(promise_next(p, T0 + W - 1));
+	assert_int_equal(ss.owed_out, 0);
+	it = promise_next(p, T0 + W);
+	assert_non_null(it);
+	assert_int_equal(ss.owed_out, 1);
+	assert_string_equal(ss.out_token, "tokB");
+	/* A request covered while it is in flight: owed again here. */
+	ss.answer = STATE_WINDOW_COVERED;
+	assert_int_equal(req(p, "tokB", T0 + W + 1), PROMISE_OWED);
+	assert_int_equal(trailing(p, it, VERDICT_OK, 0, T0 + W + 5),
+	    PROMISE_OWED_AGAIN);
+	promise_free(p);
+}
+
 int
 main(void)
 {
@@ -792,6 +897,7 @@ main(void)
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_journal_kept_on_failure),
 		cmocka_unit_test(test_random_walk),
+		cmocka_unit_test(test_shared_state_covered_and_owed_out),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
