@@ -385,7 +385,8 @@ deps:
 OPERATOR_DOCS = docs/operator-relay.md docs/operator-proxy.md \
 	docs/metadata-dictd.md docs/notifierd.md docs/proxyd.md \
 	docs/debounce.md docs/openpgp.md docs/architecture.md \
-	docs/push-providers.md docs/dovecot-dict-protocol.md
+	docs/push-providers.md docs/dovecot-dict-protocol.md \
+	docs/scaling.md docs/threat-model.md
 UNIT_SED = -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g'
 
 install: $(PROGRAMS)
@@ -405,8 +406,11 @@ install: $(PROGRAMS)
 	chmod 644 $(DESTDIR)$(DOVECOT_CONFDIR)/conf.d/95-chatmail-push.conf
 	install -m 644 dovecot-conf/push.lua $(DESTDIR)$(DOVECOT_CONFDIR)/
 	install -m 644 $(OPERATOR_DOCS) $(DESTDIR)$(DOCDIR)/
+	install -d $(DESTDIR)$(DOCDIR)/examples
+	install -m 644 deploy/haproxy/haproxy.cfg \
+		$(DESTDIR)$(DOCDIR)/examples/haproxy.cfg
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-*
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

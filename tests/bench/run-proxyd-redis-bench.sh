@@ -549,11 +549,15 @@ stop_proxyds() {
 # they stand still. With Redis, read them again after a tick of the
 # shared state (500 ms): the redis_* counters move on that tick only.
 settled() {
-	"$PYTHON" "$helper" wait-settled "$SETTLE_TIMEOUT_S" \
-	    "${metrics_ports[@]}" || return
+	local line
+
+	line=$("$PYTHON" "$helper" wait-settled "$SETTLE_TIMEOUT_S" \
+	    "${metrics_ports[@]}") || { echo "$line"; return 1; }
 	if [ "${1:-}" = redis ]; then
 		sleep 0.6
 		"$PYTHON" "$helper" metrics "${metrics_ports[@]}"
+	else
+		echo "$line"
 	fi
 }
 
