@@ -669,8 +669,53 @@ redis_conn_why(const struct redis_conn *rc)
 	return rc->phase == REDIS_UP ? "" : rc->why;
 }
 
-int
-redis_conn_command(struct redis_conn *rc, redis_reply_fn *fn, void *arg,
+void
+redis_args_init(struct redis_args *a)
+{
+	a->n = 0;
+	a->overflow = false;
+}
+
+void
+redis_args_add(struct redis_args *a, const char *s, size_t len)
+{
+	if (a->n == REDIS_ARGS_MAX) {
+		a->overflow = true;
+		return;
+	}
+	a->v[a->n] = s;
+	a->len[a->n++] = len;
+}
+
+void
+redis_args_str(struct redis_args *a, const char *s)
+{
+	redis_args_add(a, s, strlen(s));
+}
+
+void
+redis_args_int(struct redis_args *a, int64_t v)
+{
+	if (a->n < REDIS_ARGS_MAX) {
+		snprintf(a->num[a->n], sizeof(a->num[a->n]), "%lld",
+		    (long long)v);
+		redis_args_str(a, a->num[a->n]);
+	} else
+		a->overflow = true;
+}
+
+void
+redis_args_double(struct redis_args *a, double v)
+{
+	if (a->n < REDIS_ARGS_MAX) {
+		snprintf(a->num[a->n], sizeof(a->num[a->n]), "%.6f", v);
+		redis_args_str(a, a->num[a->n]);
+	} else
+		a->overflow = true;
+}
+
+static int
+redis_conn_send(struct redis_conn *rc, redis_reply_fn *fn, void *arg,
     int argc, const char **argv, const size_t *lens)
 {
 	if (rc->phase != REDIS_UP || rc->data == NULL ||
@@ -682,14 +727,26 @@ redis_conn_command(struct redis_conn *rc, redis_reply_fn *fn, void *arg,
 }
 
 int
-redis_conn_script(struct redis_conn *rc, size_t i, redis_reply_fn *fn,
-    void *arg, int nkeys, int argc, const char **argv, const size_t *lens)
+redis_conn_command(struct redis_conn *rc, redis_reply_fn *fn, void *arg,
+    const struct redis_args *a)
 {
-	const char *av[16];
-	size_t lv[16];
-	char nk[8];
+	const char *av[REDIS_ARGS_MAX];
 
-	if (i >= rc->cfg.nscripts || argc < 0 || argc > 13 || nkeys > argc)
+	if (a->overflow || a->n == 0)
+		return -1;
+	memcpy(av, a->v, sizeof(*av) * (size_t)a->n);
+	return redis_conn_send(rc, fn, arg, a->n, av, a->len);
+}
+
+int
+redis_conn_script(struct redis_conn *rc, size_t i, int nkeys,
+    redis_reply_fn *fn, void *arg, const struct redis_args *a)
+{
+	const char *av[3 + REDIS_ARGS_MAX];
+	size_t lv[3 + REDIS_ARGS_MAX];
+	char nk[16];
+
+	if (i >= rc->cfg.nscripts || a->overflow || nkeys < 0 || nkeys > a->n)
 		return -1;
 	snprintf(nk, sizeof(nk), "%d", nkeys);
 	av[0] = "EVALSHA";
@@ -698,11 +755,11 @@ redis_conn_script(struct redis_conn *rc, size_t i, redis_reply_fn *fn,
 	lv[1] = REDIS_SHA_HEX - 1;
 	av[2] = nk;
 	lv[2] = strlen(nk);
-	for (int j = 0; j < argc; j++) {
-		av[3 + j] = argv[j];
-		lv[3 + j] = lens[j];
+	for (int j = 0; j < a->n; j++) {
+		av[3 + j] = a->v[j];
+		lv[3 + j] = a->len[j];
 	}
-	return redis_conn_command(rc, fn, arg, 3 + argc, av, lv);
+	return redis_conn_send(rc, fn, arg, 3 + a->n, av, lv);
 }
 
 void

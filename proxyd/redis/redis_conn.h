@@ -85,16 +85,32 @@ bool		 redis_conn_up(const struct redis_conn *);
 /* Why it is not up ("" when it is). */
 const char	*redis_conn_why(const struct redis_conn *);
 
+/* A command's arguments, built in place: strings are borrowed (they
+ * must live until the command is sent), numbers are formatted into the
+ * struct. Past REDIS_ARGS_MAX the command is refused when sent. */
+#define REDIS_ARGS_MAX	16
+struct redis_args {
+	int		 n;
+	bool		 overflow;
+	const char	*v[REDIS_ARGS_MAX];
+	size_t		 len[REDIS_ARGS_MAX];
+	char		 num[REDIS_ARGS_MAX][32];
+};
+
+void		 redis_args_init(struct redis_args *);
+void		 redis_args_add(struct redis_args *, const char *s, size_t len);
+void		 redis_args_str(struct redis_args *, const char *s);
+void		 redis_args_int(struct redis_args *, int64_t);
+void		 redis_args_double(struct redis_args *, double);
+
 /* Sends a command: 0 (fn is called once, later, never before this
  * returns), or -1 (down, or too many in flight: fn is never called). fn
  * may be NULL (fire and forget). */
 int		 redis_conn_command(struct redis_conn *, redis_reply_fn *fn,
-		    void *arg, int argc, const char **argv,
-		    const size_t *lens);
-/* EVALSHA of script i with nkeys keys then args (argv holds both). */
-int		 redis_conn_script(struct redis_conn *, size_t i,
-		    redis_reply_fn *fn, void *arg, int nkeys, int argc,
-		    const char **argv, const size_t *lens);
+		    void *arg, const struct redis_args *);
+/* EVALSHA of script i, whose first nkeys arguments are keys. */
+int		 redis_conn_script(struct redis_conn *, size_t i, int nkeys,
+		    redis_reply_fn *fn, void *arg, const struct redis_args *);
 void		 redis_conn_get_stats(const struct redis_conn *,
 		    struct redis_conn_stats *);
 

@@ -117,19 +117,23 @@ state_redis_ask_free(struct state_redis_ask *a)
 	free(a);
 }
 
-/* "proxyd:<what><hex digest of the token>" into out. */
-static size_t
+/* A token's keys: "proxyd:<what><D>", D the hex digest of the token. */
+struct state_redis_key {
+	char	 key[STATE_REDIS_KEY_MAX];
+	char	 hex[2 * SIPHASH_DIGEST_LEN + 1];
+};
+
+static void
 state_redis_key(const struct state_redis *r, const char *what,
-    const char *token, size_t len, char out[STATE_REDIS_KEY_MAX],
-    char hex[33])
+    const char *token, size_t len, struct state_redis_key *k)
 {
 	uint8_t d[SIPHASH_DIGEST_LEN];
 
 	siphash128(&r->key, token, len, d);
 	for (size_t i = 0; i < sizeof(d); i++)
-		snprintf(hex + 2 * i, 3, "%02x", d[i]);
-	return (size_t)snprintf(out, STATE_REDIS_KEY_MAX, "%s%s%s",
-	    STATE_REDIS_PREFIX, what, hex);
+		snprintf(k->hex + 2 * i, 3, "%02x", d[i]);
+	snprintf(k->key, sizeof(k->key), "%s%s%s", STATE_REDIS_PREFIX, what,
+	    k->hex);
 }
 
 static void
@@ -185,9 +189,8 @@ state_redis_window_hit(struct state *s, const char *token, size_t len,
 {
 	struct state_redis *r = state_redis(s);
 	struct state_redis_ask *a;
-	char key[STATE_REDIS_KEY_MAX], hex[33], wms[24], keep[24];
-	const char *argv[7];
-	size_t lens[7];
+	struct state_redis_key k;
+	struct redis_args args;
 
 	if (!redis_conn_up(r->rc)) {
 		state_redis_fallback(r);
@@ -198,24 +201,17 @@ state_redis_window_hit(struct state *s, const char *token, size_t len,
 	a = state_redis_ask_new(r, token, len, input, input_len, arg);
 	a->fn.window = fn;
 	a->now_ms = now_ms;
-	lens[0] = state_redis_key(r, "w:", token, len, key, hex);
-	argv[0] = key;
-	argv[1] = STATE_REDIS_PREFIX "owed";
-	lens[1] = strlen(argv[1]);
-	snprintf(wms, sizeof(wms), "%" PRId64, r->window_ms);
-	snprintf(keep, sizeof(keep), "%d", STATE_REDIS_KEEP_MS);
-	argv[2] = wms;
-	lens[2] = strlen(wms);
-	argv[3] = input;
-	lens[3] = input_len;
-	argv[4] = r->id;
-	lens[4] = STATE_REDIS_ID_LEN;
-	argv[5] = hex;
-	lens[5] = 32;
-	argv[6] = keep;
-	lens[6] = strlen(keep);
-	if (redis_conn_script(r->rc, SCRIPT_HIT, state_redis_on_hit, a, 2, 7,
-	    argv, lens) < 0) {
+	state_redis_key(r, "w:", token, len, &k);
+	redis_args_init(&args);
+	redis_args_str(&args, k.key);
+	redis_args_str(&args, STATE_REDIS_PREFIX "owed");
+	redis_args_int(&args, r->window_ms);
+	redis_args_add(&args, input, input_len);
+	redis_args_str(&args, r->id);
+	redis_args_str(&args, k.hex);
+	redis_args_int(&args, STATE_REDIS_KEEP_MS);
+	if (redis_conn_script(r->rc, SCRIPT_HIT, 2, state_redis_on_hit, a,
+	    &args) < 0) {
 		state_redis_ask_free(a);
 		state_redis_fallback(r);
 		state_window_hit(r->local, token, len, input, input_len, now_ms,
@@ -229,44 +225,36 @@ static void
 state_redis_out(struct state_redis *r, const char *token, size_t len,
     bool owed_out)
 {
-	char key[STATE_REDIS_KEY_MAX], hex[33], wms[24];
-	const char *argv[6];
-	size_t lens[6];
+	struct state_redis_key k;
+	struct redis_args args;
 
 	if (!redis_conn_up(r->rc))
 		return;
-	lens[0] = state_redis_key(r, "w:", token, len, key, hex);
-	argv[0] = key;
-	argv[1] = STATE_REDIS_PREFIX "owed";
-	lens[1] = strlen(argv[1]);
-	snprintf(wms, sizeof(wms), "%" PRId64, r->window_ms);
-	argv[2] = wms;
-	lens[2] = strlen(wms);
-	argv[3] = hex;
-	lens[3] = 32;
-	argv[4] = r->id;
-	lens[4] = STATE_REDIS_ID_LEN;
-	argv[5] = owed_out ? "1" : "0";
-	lens[5] = 1;
-	(void)redis_conn_script(r->rc, SCRIPT_OUT, NULL, NULL, 2, 6, argv,
-	    lens);
+	state_redis_key(r, "w:", token, len, &k);
+	redis_args_init(&args);
+	redis_args_str(&args, k.key);
+	redis_args_str(&args, STATE_REDIS_PREFIX "owed");
+	redis_args_int(&args, r->window_ms);
+	redis_args_str(&args, k.hex);
+	redis_args_str(&args, r->id);
+	redis_args_int(&args, owed_out);
+	(void)redis_conn_script(r->rc, SCRIPT_OUT, 2, NULL, NULL, &args);
 }
 
 static void
 state_redis_window_cancel(struct state *s, const char *token, size_t len)
 {
 	struct state_redis *r = state_redis(s);
-	char key[STATE_REDIS_KEY_MAX], hex[33];
-	const char *argv[1];
-	size_t lens[1];
+	struct state_redis_key k;
+	struct redis_args args;
 
 	state_window_cancel(r->local, token, len);
 	if (!redis_conn_up(r->rc))
 		return;
-	lens[0] = state_redis_key(r, "w:", token, len, key, hex);
-	argv[0] = key;
-	(void)redis_conn_script(r->rc, SCRIPT_CANCEL, NULL, NULL, 1, 1, argv,
-	    lens);
+	state_redis_key(r, "w:", token, len, &k);
+	redis_args_init(&args);
+	redis_args_str(&args, k.key);
+	(void)redis_conn_script(r->rc, SCRIPT_CANCEL, 1, NULL, NULL, &args);
 }
 
 static void
@@ -317,28 +305,19 @@ static int
 state_redis_hb_send(struct state_redis *r, const char *token, int64_t next,
     int64_t max, bool nx, redis_reply_fn *fn, void *arg)
 {
-	char key[STATE_REDIS_KEY_MAX], hex[33], nbuf[24], mbuf[24];
-	const char *argv[7];
-	size_t lens[7];
+	struct state_redis_key k;
+	struct redis_args args;
 
-	argv[0] = STATE_REDIS_PREFIX "hb";
-	lens[0] = strlen(argv[0]);
-	lens[1] = state_redis_key(r, "hb:", token, strlen(token), key, hex);
-	argv[1] = key;
-	argv[2] = token;
-	lens[2] = strlen(token);
-	snprintf(nbuf, sizeof(nbuf), "%" PRId64, next);
-	snprintf(mbuf, sizeof(mbuf), "%" PRId64, max);
-	argv[3] = nbuf;
-	lens[3] = strlen(nbuf);
-	argv[4] = hex;
-	lens[4] = 32;
-	argv[5] = mbuf;
-	lens[5] = strlen(mbuf);
-	argv[6] = nx ? "1" : "0";
-	lens[6] = 1;
-	return redis_conn_script(r->rc, SCRIPT_HB_PUT, fn, arg, 2, 7, argv,
-	    lens);
+	state_redis_key(r, "hb:", token, strlen(token), &k);
+	redis_args_init(&args);
+	redis_args_str(&args, STATE_REDIS_PREFIX "hb");
+	redis_args_str(&args, k.key);
+	redis_args_str(&args, token);
+	redis_args_int(&args, next);
+	redis_args_str(&args, k.hex);
+	redis_args_int(&args, max);
+	redis_args_int(&args, nx);
+	return redis_conn_script(r->rc, SCRIPT_HB_PUT, 2, fn, arg, &args);
 }
 
 /* The embedded backend stored it (or refused): then Redis. */
@@ -385,25 +364,22 @@ static void
 state_redis_heartbeat_remove(struct state *s, const char *token)
 {
 	struct state_redis *r = state_redis(s);
-	char key[STATE_REDIS_KEY_MAX], hex[33];
-	const char *argv[3];
-	size_t lens[3];
+	struct state_redis_key k;
+	struct redis_args args;
 
 	state_heartbeat_remove(r->local, token);
 	if (!redis_conn_up(r->rc))
 		return;
-	lens[1] = state_redis_key(r, "hb:", token, strlen(token), key, hex);
-	argv[0] = "DEL";
-	lens[0] = 3;
-	argv[1] = key;
-	(void)redis_conn_command(r->rc, NULL, NULL, 2, argv, lens);
-	argv[0] = "ZREM";
-	lens[0] = 4;
-	argv[1] = STATE_REDIS_PREFIX "hb";
-	lens[1] = strlen(argv[1]);
-	argv[2] = hex;
-	lens[2] = 32;
-	(void)redis_conn_command(r->rc, NULL, NULL, 3, argv, lens);
+	state_redis_key(r, "hb:", token, strlen(token), &k);
+	redis_args_init(&args);
+	redis_args_str(&args, "DEL");
+	redis_args_str(&args, k.key);
+	(void)redis_conn_command(r->rc, NULL, NULL, &args);
+	redis_args_init(&args);
+	redis_args_str(&args, "ZREM");
+	redis_args_str(&args, STATE_REDIS_PREFIX "hb");
+	redis_args_str(&args, k.hex);
+	(void)redis_conn_command(r->rc, NULL, NULL, &args);
 }
 
 static void
@@ -441,9 +417,7 @@ state_redis_heartbeat_claim(struct state *s, int64_t now_ms, size_t max,
 {
 	struct state_redis *r = state_redis(s);
 	struct state_redis_ask *a;
-	char nbuf[24], mbuf[24], xbuf[24];
-	const char *argv[4];
-	size_t lens[4];
+	struct redis_args args;
 
 	if (!redis_conn_up(r->rc)) {
 		/* Paused: other instances may be sending them all. */
@@ -454,20 +428,14 @@ state_redis_heartbeat_claim(struct state *s, int64_t now_ms, size_t max,
 		max = STATE_REDIS_CLAIM_MAX;
 	a = state_redis_ask_new(r, "", 0, NULL, 0, arg);
 	a->fn.due = fn;
-	argv[0] = STATE_REDIS_PREFIX "hb";
-	lens[0] = strlen(argv[0]);
-	snprintf(nbuf, sizeof(nbuf), "%" PRId64, now_ms);
-	snprintf(mbuf, sizeof(mbuf), "%zu", max);
+	redis_args_init(&args);
+	redis_args_str(&args, STATE_REDIS_PREFIX "hb");
+	redis_args_int(&args, now_ms);
+	redis_args_int(&args, (int64_t)max);
 	/* One next time for the batch: the jitter spreads batches. */
-	snprintf(xbuf, sizeof(xbuf), "%" PRId64, next_at(next_arg));
-	argv[1] = nbuf;
-	lens[1] = strlen(nbuf);
-	argv[2] = mbuf;
-	lens[2] = strlen(mbuf);
-	argv[3] = xbuf;
-	lens[3] = strlen(xbuf);
-	if (redis_conn_script(r->rc, SCRIPT_HB_CLAIM, state_redis_on_claim, a,
-	    1, 4, argv, lens) < 0) {
+	redis_args_int(&args, next_at(next_arg));
+	if (redis_conn_script(r->rc, SCRIPT_HB_CLAIM, 1, state_redis_on_claim,
+	    a, &args) < 0) {
 		state_redis_ask_free(a);
 		fn(arg, NULL, 0, 0, NULL);
 	}
@@ -554,9 +522,8 @@ state_redis_bucket_take(struct state *s, const char *name, double rate,
 {
 	struct state_redis *r = state_redis(s);
 	struct state_redis_ask *a;
-	char key[STATE_REDIS_KEY_MAX], rbuf[32], bbuf[32];
-	const char *argv[3];
-	size_t lens[3];
+	char key[STATE_REDIS_KEY_MAX];
+	struct redis_args args;
 
 	if (rate <= 0) {		/* unlimited: nothing to share */
 		fn(arg, 0);
@@ -572,17 +539,13 @@ state_redis_bucket_take(struct state *s, const char *name, double rate,
 	a->rate = rate;
 	a->burst = burst;
 	a->now_ms = now_ms;
-	lens[0] = (size_t)snprintf(key, sizeof(key), "%sb:%.40s",
-	    STATE_REDIS_PREFIX, name);
-	argv[0] = key;
-	snprintf(rbuf, sizeof(rbuf), "%.6f", rate);
-	snprintf(bbuf, sizeof(bbuf), "%.6f", burst);
-	argv[1] = rbuf;
-	lens[1] = strlen(rbuf);
-	argv[2] = bbuf;
-	lens[2] = strlen(bbuf);
-	if (redis_conn_script(r->rc, SCRIPT_BUCKET_TAKE, state_redis_on_bucket,
-	    a, 1, 3, argv, lens) < 0) {
+	snprintf(key, sizeof(key), "%sb:%.40s", STATE_REDIS_PREFIX, name);
+	redis_args_init(&args);
+	redis_args_str(&args, key);
+	redis_args_double(&args, rate);
+	redis_args_double(&args, burst);
+	if (redis_conn_script(r->rc, SCRIPT_BUCKET_TAKE, 1,
+	    state_redis_on_bucket, a, &args) < 0) {
 		state_redis_ask_free(a);
 		state_redis_fallback(r);
 		state_bucket_take(r->local, name, rate, burst, now_ms, fn, arg);
@@ -594,42 +557,34 @@ state_redis_bucket_pause(struct state *s, const char *name, int64_t ms,
     int64_t now_ms)
 {
 	struct state_redis *r = state_redis(s);
-	char key[STATE_REDIS_KEY_MAX], mbuf[24];
-	const char *argv[2];
-	size_t lens[2];
+	char key[STATE_REDIS_KEY_MAX];
+	struct redis_args args;
 
 	state_bucket_pause(r->local, name, ms, now_ms);
 	if (!redis_conn_up(r->rc))
 		return;
-	lens[0] = (size_t)snprintf(key, sizeof(key), "%sb:%.40s",
-	    STATE_REDIS_PREFIX, name);
-	argv[0] = key;
-	snprintf(mbuf, sizeof(mbuf), "%" PRId64, ms);
-	argv[1] = mbuf;
-	lens[1] = strlen(mbuf);
-	(void)redis_conn_script(r->rc, SCRIPT_BUCKET_PAUSE, NULL, NULL, 1, 2,
-	    argv, lens);
+	snprintf(key, sizeof(key), "%sb:%.40s", STATE_REDIS_PREFIX, name);
+	redis_args_init(&args);
+	redis_args_str(&args, key);
+	redis_args_int(&args, ms);
+	(void)redis_conn_script(r->rc, SCRIPT_BUCKET_PAUSE, 1, NULL, NULL,
+	    &args);
 }
 
 static void
 state_redis_scope_pause(struct state *s, const char *scope, int64_t ms)
 {
 	struct state_redis *r = state_redis(s);
-	char mbuf[24];
-	const char *argv[3];
-	size_t lens[3];
+	struct redis_args args;
 
 	if (!redis_conn_up(r->rc) || ms <= 0)
 		return;
-	argv[0] = STATE_REDIS_PREFIX "pauses";
-	lens[0] = strlen(argv[0]);
-	argv[1] = scope;
-	lens[1] = strlen(scope);
-	snprintf(mbuf, sizeof(mbuf), "%" PRId64, ms);
-	argv[2] = mbuf;
-	lens[2] = strlen(mbuf);
-	(void)redis_conn_script(r->rc, SCRIPT_SCOPE_PAUSE, NULL, NULL, 1, 3,
-	    argv, lens);
+	redis_args_init(&args);
+	redis_args_str(&args, STATE_REDIS_PREFIX "pauses");
+	redis_args_str(&args, scope);
+	redis_args_int(&args, ms);
+	(void)redis_conn_script(r->rc, SCRIPT_SCOPE_PAUSE, 1, NULL, NULL,
+	    &args);
 }
 
 static void
@@ -706,9 +661,8 @@ static void
 state_redis_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct state_redis *r = arg;
-	char key[STATE_REDIS_KEY_MAX], ms[24], wms[24], grace[24], max[24];
-	const char *argv[5];
-	size_t lens[5];
+	char key[STATE_REDIS_KEY_MAX];
+	struct redis_args args;
 
 	(void)fd;
 	(void)what;
@@ -724,46 +678,32 @@ state_redis_on_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	/* I am alive, for STATE_REDIS_LIVE_MS. */
-	argv[0] = "SET";
-	lens[0] = 3;
-	lens[1] = (size_t)snprintf(key, sizeof(key), "%slive:%s",
-	    STATE_REDIS_PREFIX, r->id);
-	argv[1] = key;
-	argv[2] = "1";
-	lens[2] = 1;
-	argv[3] = "PX";
-	lens[3] = 2;
-	snprintf(ms, sizeof(ms), "%d", STATE_REDIS_LIVE_MS);
-	argv[4] = ms;
-	lens[4] = strlen(ms);
-	(void)redis_conn_command(r->rc, NULL, NULL, 5, argv, lens);
+	snprintf(key, sizeof(key), "%slive:%s", STATE_REDIS_PREFIX, r->id);
+	redis_args_init(&args);
+	redis_args_str(&args, "SET");
+	redis_args_str(&args, key);
+	redis_args_str(&args, "1");
+	redis_args_str(&args, "PX");
+	redis_args_int(&args, STATE_REDIS_LIVE_MS);
+	(void)redis_conn_command(r->rc, NULL, NULL, &args);
 	if (!r->poll_wait) {
-		argv[0] = STATE_REDIS_PREFIX "pauses";
-		lens[0] = strlen(argv[0]);
-		snprintf(max, sizeof(max), "%d", STATE_REDIS_PAUSES_MAX);
-		argv[1] = max;
-		lens[1] = strlen(max);
-		if (redis_conn_script(r->rc, SCRIPT_SCOPE_POLL,
-		    state_redis_on_pauses, r, 1, 2, argv, lens) == 0)
+		redis_args_init(&args);
+		redis_args_str(&args, STATE_REDIS_PREFIX "pauses");
+		redis_args_int(&args, STATE_REDIS_PAUSES_MAX);
+		if (redis_conn_script(r->rc, SCRIPT_SCOPE_POLL, 1,
+		    state_redis_on_pauses, r, &args) == 0)
 			r->poll_wait = true;
 	}
 	if (r->takeover_wait)
 		return;
-	argv[0] = STATE_REDIS_PREFIX "owed";
-	lens[0] = strlen(argv[0]);
-	argv[1] = r->id;
-	lens[1] = STATE_REDIS_ID_LEN;
-	snprintf(wms, sizeof(wms), "%" PRId64, r->window_ms);
-	snprintf(grace, sizeof(grace), "%d", STATE_REDIS_GRACE_MS);
-	snprintf(max, sizeof(max), "%d", STATE_REDIS_TAKEOVER_MAX);
-	argv[2] = wms;
-	lens[2] = strlen(wms);
-	argv[3] = grace;
-	lens[3] = strlen(grace);
-	argv[4] = max;
-	lens[4] = strlen(max);
-	if (redis_conn_script(r->rc, SCRIPT_TAKEOVER, state_redis_on_takeover,
-	    r, 1, 5, argv, lens) == 0)
+	redis_args_init(&args);
+	redis_args_str(&args, STATE_REDIS_PREFIX "owed");
+	redis_args_str(&args, r->id);
+	redis_args_int(&args, r->window_ms);
+	redis_args_int(&args, STATE_REDIS_GRACE_MS);
+	redis_args_int(&args, STATE_REDIS_TAKEOVER_MAX);
+	if (redis_conn_script(r->rc, SCRIPT_TAKEOVER, 1,
+	    state_redis_on_takeover, r, &args) == 0)
 		r->takeover_wait = true;
 }
 
