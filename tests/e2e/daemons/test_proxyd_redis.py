@@ -406,3 +406,29 @@ def test_a_stalled_redis_never_holds_a_request(proxyd_factory,
     finally:
         os.kill(redis.proc.pid, signal.SIGCONT)
     wait_until(lambda: p.metric("redis_up") == 1, timeout=10)
+
+
+def test_schedule_seeded_again_when_redis_comes_back_empty(
+        proxyd_factory, redis_factory, fake_apns):
+    """Redis restarted without its data: each instance writes the
+    registrations of its own --db back into the shared schedule, and
+    they are heartbeated again, once each."""
+    redis = redis_factory()
+    px = instances(proxyd_factory, 2, redis.url, "--interval", "3s",
+                   "--register-rate", "100000/s")
+    toks = [apns_token() for _ in range(100)]
+    for i, t in enumerate(toks):
+        assert px[i % 2].register(t)[0] == 200
+    assert redis.cli("ZCARD", "proxyd:hb") == 100
+    redis.kill()
+    redis.start()                       # empty: no persistence
+    assert redis.cli("ZCARD", "proxyd:hb") == 0
+    wait_until(lambda: redis.cli("ZCARD", "proxyd:hb") == 100, timeout=10,
+               what="the schedule seeded again")
+    assert sum(p.metric("redis_seeded_total") for p in px) == 100
+    t_back = time.time()
+    time.sleep(3 * 1.2 + 1)
+    seen = heartbeat_times(fake_apns)
+    for t in toks:
+        after = [x for x in seen.get(t, []) if x > t_back]
+        assert len(after) == 1, (t[:8], [x - t_back for x in after])
