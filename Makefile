@@ -361,6 +361,11 @@ bench: all
 	tests/bench/run-notifierd-bench.sh $(BUILD)/bin
 	tests/bench/run-proxyd-bench.sh $(BUILD)/bin
 
+# proxyd with its state in Redis (needs redis-server; tests/bench/README.md).
+.PHONY: bench-redis
+bench-redis: all
+	tests/bench/run-proxyd-redis-bench.sh $(BUILD)/bin
+
 # Build in parallel (make -j2 test), run one suite after the other.
 test:
 	$(MAKE) all

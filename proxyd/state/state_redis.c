@@ -127,13 +127,20 @@ static void
 state_redis_key(const struct state_redis *r, const char *what,
     const char *token, size_t len, struct state_redis_key *k)
 {
+	static const char digits[] = "0123456789abcdef";
+	size_t plen = strlen(STATE_REDIS_PREFIX), wlen = strlen(what);
 	uint8_t d[SIPHASH_DIGEST_LEN];
 
+	/* Once or twice per push: no printf. */
 	siphash128(&r->key, token, len, d);
-	for (size_t i = 0; i < sizeof(d); i++)
-		snprintf(k->hex + 2 * i, 3, "%02x", d[i]);
-	snprintf(k->key, sizeof(k->key), "%s%s%s", STATE_REDIS_PREFIX, what,
-	    k->hex);
+	for (size_t i = 0; i < sizeof(d); i++) {
+		k->hex[2 * i] = digits[d[i] >> 4];
+		k->hex[2 * i + 1] = digits[d[i] & 0xf];
+	}
+	k->hex[2 * sizeof(d)] = '\0';
+	memcpy(k->key, STATE_REDIS_PREFIX, plen);
+	memcpy(k->key + plen, what, wlen);
+	memcpy(k->key + plen + wlen, k->hex, sizeof(k->hex));
 }
 
 static void
@@ -143,6 +150,22 @@ state_redis_fallback(struct state_redis *r)
 }
 
 /* ---- windows ------------------------------------------------------------- */
+
+/* HSET w:D i <the token as it arrived>: fire and forget. */
+static void
+state_redis_keep_input(struct state_redis *r, const struct state_redis_ask *a)
+{
+	struct state_redis_key k;
+	struct redis_args args;
+
+	state_redis_key(r, "w:", a->token, a->len, &k);
+	redis_args_init(&args);
+	redis_args_str(&args, "HSET");
+	redis_args_str(&args, k.key);
+	redis_args_str(&args, "i");
+	redis_args_add(&args, a->input, a->input_len);
+	(void)redis_conn_command(r->rc, NULL, NULL, &args);
+}
 
 static void
 state_redis_on_hit(void *arg, const redisReply *rep)
@@ -166,11 +189,18 @@ state_redis_on_hit(void *arg, const redisReply *rep)
 	case 0:
 		w = STATE_WINDOW_OPENED;
 		break;
-	case 2:
-		w = STATE_WINDOW_COVERED;
+	case 1:
+		/* This instance owes the push: the token as it arrived goes
+		 * with it, for another instance to send it if this one
+		 * dies. Next on the connection, so before any takeover
+		 * could look (the window has not ended). */
+		state_redis_keep_input(r, a);
+		/* FALLTHROUGH */
+	case 3:
+		w = STATE_WINDOW_OPEN;
 		break;
 	default:
-		w = STATE_WINDOW_OPEN;
+		w = STATE_WINDOW_COVERED;
 		break;
 	}
 	/* Redis's clock gave a duration: the end on ours, from when the
@@ -206,7 +236,6 @@ state_redis_window_hit(struct state *s, const char *token, size_t len,
 	redis_args_str(&args, k.key);
 	redis_args_str(&args, STATE_REDIS_PREFIX "owed");
 	redis_args_int(&args, r->window_ms);
-	redis_args_add(&args, input, input_len);
 	redis_args_str(&args, r->id);
 	redis_args_str(&args, k.hex);
 	redis_args_int(&args, STATE_REDIS_KEEP_MS);

@@ -44,15 +44,18 @@ enum state_redis_script {
 };
 
 static const char *const state_redis_scripts[SCRIPT_COUNT] = {
-	/* KEYS: w:D, owed. ARGV: window ms, input, instance, D, keep ms.
-	 * -> {0 opened | 1 open, owe it | 2 covered | 3 open, owed by the
-	 * caller already, ms to the window's end} */
+	/* KEYS: w:D, owed. ARGV: window ms, instance, D, keep ms.
+	 * -> {0 opened | 1 open, the caller owes it | 2 covered | 3 open,
+	 * owed by the caller already, ms to the window's end}. The caller
+	 * that owes it sends the token as it arrived right after (HSET i,
+	 * on the same connection): most requests open a window, and those
+	 * need not carry the token to Redis at all. */
 	[SCRIPT_HIT] = STATE_REDIS_NOW
 	"local w = tonumber(ARGV[1])\n"
 	"local h = redis.call('HMGET', KEYS[1], 'e', 'o')\n"
 	"local e = tonumber(h[1])\n"
 	"if h[2] then\n"
-	"  if h[2] == ARGV[3] then return {3, (e or now) - now} end\n"
+	"  if h[2] == ARGV[2] then return {3, (e or now) - now} end\n"
 	"  return {2, (e or now) - now}\n"
 	"end\n"
 	"if e == nil or e <= now then\n"
@@ -60,9 +63,9 @@ static const char *const state_redis_scripts[SCRIPT_COUNT] = {
 	"  redis.call('PEXPIRE', KEYS[1], w + 1000)\n"
 	"  return {0, w}\n"
 	"end\n"
-	"redis.call('HSET', KEYS[1], 'i', ARGV[2], 'o', ARGV[3])\n"
-	"redis.call('ZADD', KEYS[2], e, ARGV[4])\n"
-	"redis.call('PEXPIRE', KEYS[1], e - now + tonumber(ARGV[5]))\n"
+	"redis.call('HSET', KEYS[1], 'o', ARGV[2])\n"
+	"redis.call('ZADD', KEYS[2], e, ARGV[3])\n"
+	"redis.call('PEXPIRE', KEYS[1], e - now + tonumber(ARGV[4]))\n"
 	"return {1, e - now}\n",
 
 	/* A push for D goes out now (ARGV[4] 1: the owed one, handed out):
@@ -101,20 +104,21 @@ static const char *const state_redis_scripts[SCRIPT_COUNT] = {
 	"for _, d in ipairs(due) do\n"
 	"  local k = p .. 'w:' .. d\n"
 	"  local h = redis.call('HMGET', k, 'i', 'o', 'e')\n"
-	"  if not h[1] then\n"
+	"  if not h[2] then\n"
 	"    redis.call('ZREM', KEYS[1], d)\n"
 	"  else\n"
 	"    local e = tonumber(h[3]) or now\n"
-	"    local alive = h[2] and redis.call('EXISTS', p .. 'live:' .. "
-	"h[2]) == 1\n"
+	"    local alive = redis.call('EXISTS', p .. 'live:' .. h[2]) == 1\n"
 	"    if h[2] ~= ARGV[1] and (not alive or now - e > "
 	"tonumber(ARGV[3])) then\n"
 	"      redis.call('ZREM', KEYS[1], d)\n"
 	"      redis.call('HDEL', k, 'i', 'o')\n"
 	"      redis.call('HSET', k, 'e', now + w)\n"
 	"      redis.call('PEXPIRE', k, w + 1000)\n"
-	"      table.insert(out, h[1])\n"
-	"      table.insert(out, now - e)\n"
+	"      if h[1] then\n"
+	"        table.insert(out, h[1])\n"
+	"        table.insert(out, now - e)\n"
+	"      end\n"
 	"    end\n"
 	"  end\n"
 	"end\n"

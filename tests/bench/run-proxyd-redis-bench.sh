@@ -42,12 +42,13 @@
 # Environment: DURATION (seconds per flood, default 5), ROUNDS (a/b pairs,
 # default 2), POOL (default 10000), CONCURRENCY (default 256), DEBOUNCE
 # (default 50ms), REGISTER (registrations, default 10000), WINDOWS (open
-# windows, at most POOL, default 10000), REUSE (0: skip part 3), WORKERS
+# windows, at most POOL, default 10000), REUSE (rounds of part 3, each
+# x1/x2 embedded then x1/x2 with Redis; default 2, 0 skips it), WORKERS
 # (default 2), CACHE_SIZE (default 20000), CEILING_SECS (the load
 # generator's ceiling, 0: skip; default 3), REDIS_SERVER (default
 # redis-server), REDIS_CLI (default redis-cli when installed, else a
 # small RESP client in Python; set it empty to force that), TESTDATA,
-# OPENPGP_JS_DIR, PYTHON, NODE (as run-proxyd-bench.sh).  About 100 s.
+# OPENPGP_JS_DIR, PYTHON, NODE (as run-proxyd-bench.sh).  About 2 minutes.
 #
 # Exit status 0 if every check passed (a missed target is reported, not
 # failed), 1 if a check failed (details on stderr), 2 if a program is
@@ -66,7 +67,7 @@ CONCURRENCY=${CONCURRENCY:-256}
 DEBOUNCE=${DEBOUNCE:-50ms}
 REGISTER=${REGISTER:-10000}
 WINDOWS=${WINDOWS:-10000}
-REUSE=${REUSE:-1}
+REUSE=${REUSE:-2}
 WORKERS=${WORKERS:-2}
 CACHE_SIZE=${CACHE_SIZE:-20000}
 CEILING_SECS=${CEILING_SECS:-3}
@@ -577,8 +578,9 @@ per() {
 # Sets f_line (notify-flood's line), f_ok (answers 200), f_secs, f_pushes
 # (at the sink during the flood), f_req_per_s, f_push_per_s, f_cpu (proxyd
 # CPU seconds, all instances), f_rcpu (redis-server's), f_r (Redis INFO
-# deltas: cmds, in, out), f_m0/f_m1 (metrics), f_split (each instance's
-# share of the pushes), f_misses (decrypt cache misses in the flood).
+# deltas cmds, in, out, and the commands proxyd sent), f_mix (the
+# commands Redis ran per push, by name), f_split (each instance's share
+# of the pushes), f_misses (decrypt cache misses in the flood).
 run_flood() {
 	local name=$1 mode=$2 n=$3 passes=$4 warm s0 p0 p1 r0 r1 m0 m1 rc=0
 	local errors idx each before total
@@ -935,37 +937,60 @@ echo "owed: used_memory -> $(num "$r2" mem), keys -> $(num "$r2" keys):" \
 # ---- 3. one vs two instances on one port ------------------------------------
 
 reuse_fields=
-declare -A reuse_req
-if [ "$REUSE" != 0 ]; then
+declare -A reuse_ok reuse_secs reuse_pairs
+if [ "$REUSE" -gt 0 ]; then
 	echo "== 3. one vs two proxyd with --reuse-port on one port, same" \
-	    "load (${DURATION}s each; two instances get $REUSE_WARM_PASSES" \
-	    "warm passes)"
-	for mode in embedded redis; do
-		for n in 1 2; do
-			passes=1
-			[ "$n" -eq 1 ] || passes=$REUSE_WARM_PASSES
-			run_flood "reuse-$mode-$n" "$mode" "$n" "$passes" \
-			    --reuse-port
-			reuse_req[$mode$n]=$f_req_per_s
-			extra=
-			[ "$n" -eq 1 ] || extra=", split $f_split"
-			[ "$mode" = embedded ] ||
-			    extra+="; redis-server $(kpush "$f_rcpu" \
-			    "$f_pushes") cpu s per 1,000 pushes, proxyd sent $(per \
-			    "$(num "$f_r" sent)" "$f_pushes") commands per push"
-			echo "$mode x$n: $f_req_per_s /notify/s, $f_push_per_s" \
-			    "pushes/s; proxyd $(kpush "$f_cpu" "$f_pushes")" \
-			    "cpu s per 1,000 pushes (all instances)$extra;" \
-			    "$f_misses cache misses"
-			echo "  flood: $f_line"
+	    "load, x1/x2 x $REUSE for each backend (${DURATION}s each; two" \
+	    "instances get $REUSE_WARM_PASSES warm passes)"
+	for k in embedded1 embedded2 redis1 redis2; do
+		reuse_ok[$k]=0 reuse_secs[$k]=0
+	done
+	for round in $(seq "$REUSE"); do
+		for mode in embedded redis; do
+			for n in 1 2; do
+				passes=1
+				[ "$n" -eq 1 ] || passes=$REUSE_WARM_PASSES
+				run_flood "reuse$round-$mode-$n" "$mode" "$n" \
+				    "$passes" --reuse-port
+				reuse_ok[$mode$n]=$((reuse_ok[$mode$n] + f_ok))
+				reuse_secs[$mode$n]=$(calc 'print a + b' \
+				    -v a="${reuse_secs[$mode$n]}" -v b="$f_secs")
+				extra=
+				if [ "$n" -eq 1 ]; then
+					one_per_s=$f_req_per_s
+				else
+					extra=", split $f_split"
+					reuse_pairs[$mode]+="${reuse_pairs[$mode]:+ }"
+					reuse_pairs[$mode]+=$(ratio "$f_req_per_s" \
+					    "$one_per_s")
+				fi
+				if [ "$mode" = redis ]; then
+					extra+="; redis-server $(kpush \
+					    "$f_rcpu" "$f_pushes") cpu s per"
+					extra+=" 1,000 pushes, proxyd sent $(per \
+					    "$(num "$f_r" sent)" "$f_pushes")"
+					extra+=" commands per push"
+				fi
+				echo "round $round $mode x$n: $f_req_per_s" \
+				    "/notify/s, $f_push_per_s pushes/s; proxyd" \
+				    "$(kpush "$f_cpu" "$f_pushes") cpu s per 1,000" \
+				    "pushes (all instances)$extra; $f_misses" \
+				    "cache misses"
+				echo "  flood: $f_line"
+			done
 		done
-		rr=$(ratio "${reuse_req[${mode}2]}" "${reuse_req[${mode}1]}")
-		echo "$mode: two instances / one: $rr (/notify/s" \
-		    "${reuse_req[${mode}1]} -> ${reuse_req[${mode}2]};" \
-		    "$(nproc) cpus shared with notify-flood and apns-sink;" \
-		    "the load generator alone: $flood_ceiling_per_s/s)"
-		reuse_fields+=" reuse_${mode}_1_per_s=${reuse_req[${mode}1]}"
-		reuse_fields+=" reuse_${mode}_2_per_s=${reuse_req[${mode}2]}"
+	done
+	for mode in embedded redis; do
+		one=$(per "${reuse_ok[${mode}1]}" "${reuse_secs[${mode}1]}" %.0f)
+		two=$(per "${reuse_ok[${mode}2]}" "${reuse_secs[${mode}2]}" %.0f)
+		rr=$(ratio "$two" "$one")
+		echo "$mode: two instances / one: $rr (round by round:" \
+		    "${reuse_pairs[$mode]}; /notify/s $one -> $two; $(nproc)" \
+		    "cpus shared with notify-flood and apns-sink$([ \
+		    "$mode" = embedded ] || echo " and redis-server"); the" \
+		    "load generator alone: $flood_ceiling_per_s/s)"
+		reuse_fields+=" reuse_${mode}_1_per_s=$one"
+		reuse_fields+=" reuse_${mode}_2_per_s=$two"
 		reuse_fields+=" reuse_${mode}_ratio=$rr"
 	done
 fi
