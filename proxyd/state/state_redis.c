@@ -34,7 +34,9 @@
 #define STATE_REDIS_SEED_BATCH	256	/* registrations per seeding step */
 #define STATE_REDIS_ID_LEN	16	/* hex digits */
 #define STATE_REDIS_KEY_MAX	64
-#define STATE_REDIS_PAUSES_MAX	64	/* shared pauses read per tick */
+/* Shared pauses kept and read per tick: as many as Web Push's own table
+ * holds (webpush.h's WEBPUSH_ORIGIN_PAUSES). */
+#define STATE_REDIS_PAUSES_MAX	64
 
 struct state_redis {
 	struct state		 base;		/* first: what callers see */
@@ -612,6 +614,7 @@ state_redis_scope_pause(struct state *s, const char *scope, int64_t ms)
 	redis_args_str(&args, STATE_REDIS_PREFIX "pauses");
 	redis_args_str(&args, scope);
 	redis_args_int(&args, ms);
+	redis_args_int(&args, STATE_REDIS_PAUSES_MAX);
 	(void)redis_conn_script(r->rc, SCRIPT_SCOPE_PAUSE, 1, NULL, NULL,
 	    &args);
 }

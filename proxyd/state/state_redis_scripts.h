@@ -189,9 +189,14 @@ static const char *const state_redis_scripts[SCRIPT_COUNT] = {
 	"redis.call('PEXPIRE', KEYS[1], 600000)\n"
 	"return 0\n",
 
-	/* KEYS: pauses. ARGV: scope, ms. */
+	/* KEYS: pauses. ARGV: scope, ms, max: past max pauses (anyone can
+	 * make a push service answer 429) the one ending first goes, as an
+	 * instance's own table keeps no more either. */
 	[SCRIPT_SCOPE_PAUSE] = STATE_REDIS_NOW
 	"redis.call('ZADD', KEYS[1], 'GT', now + tonumber(ARGV[2]), ARGV[1])\n"
+	"if redis.call('ZCARD', KEYS[1]) > tonumber(ARGV[3]) then\n"
+	"  redis.call('ZPOPMIN', KEYS[1])\n"
+	"end\n"
 	"return 0\n",
 
 	/* The pauses still running, ended ones dropped. KEYS: pauses.
