@@ -44,12 +44,7 @@ BENCH_NAME=run-notifierd-bench
 NOTIFIERD=$BINDIR/notifierd
 SINK=$BINDIR/notify-sink
 FLOOD=$BINDIR/http-flood
-for b in "$NOTIFIERD" "$SINK" "$FLOOD" "$PYTHON"; do
-	if [ ! -x "$b" ]; then
-		echo "run-notifierd-bench: $b: not found or not executable" >&2
-		exit 2
-	fi
-done
+need_programs "$NOTIFIERD" "$SINK" "$FLOOD" "$PYTHON"
 if ! "$PYTHON" -c 'import sqlite3, zlib' 2>/dev/null; then
 	echo "run-notifierd-bench: $PYTHON lacks the sqlite3 module" >&2
 	exit 2
@@ -80,9 +75,10 @@ problems=0
 # The database side, in Python for its sqlite3 module (no sqlite3 CLI
 # needed) and its zlib, whose crc32 and adler32 make the same body keys as
 # notify-sink's.
-cat >"$helper" <<'EOF'
-import base64, hashlib, os, socket, sqlite3, sys, time, urllib.request, zlib
+write_helper "$helper" <<'EOF'
+import base64, hashlib, sqlite3, zlib
 
+@command("fill", str, int)
 def fill(db, jobs):
     """Queue `jobs` jobs, each with a token of its own (and a user of its
     own), due now; print the digest notify-sink must report."""
@@ -108,6 +104,7 @@ def fill(db, jobs):
     con.close()
     print("digest=%016x" % (digest % 2**64))
 
+@command("count", str)
 def count(db):
     con = sqlite3.connect(db, isolation_level=None)
     con.execute("PRAGMA busy_timeout=5000")
@@ -116,26 +113,7 @@ def count(db):
     t = con.execute("SELECT count(*) FROM tokens").fetchone()[0]
     print("queue=%d in_flight=%d tokens=%d" % (q[0], q[1], t))
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    print(s.getsockname()[1])
-    s.close()
-
-def alive(pid):
-    # A child of the shell that died stays a zombie until the shell
-    # waits for it: kill(pid, 0) would still succeed.
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-def cpu_secs(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        st = f.read().rsplit(")", 1)[1].split()
-    return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
-
+@command("wait-empty", str, int, float, int)
 def wait_empty(db, pid, timeout, metrics_port):
     """Poll until the queue is empty; print when (epoch seconds), the
     daemon's CPU time so far and its counters."""
@@ -156,18 +134,12 @@ def wait_empty(db, pid, timeout, metrics_port):
             print("error=timeout jobs_left=%d" % left)
             return 1
         time.sleep(0.05)
-    cpu = cpu_secs(pid)
-    m = {}
-    url = "http://127.0.0.1:%d/metrics" % metrics_port
+    cpu = cpu_secs("/proc/%d/stat" % pid)
     try:
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        m = scrape(metrics_port)
     except OSError as e:
         print("error=metrics-unreadable (%s)" % e)
         return 1
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            m[name] = float(value)
     g = lambda name: int(m.get(name, 0))
     lat_n = m.get("notifierd_request_duration_seconds_count", 0)
     lat_s = m.get("notifierd_request_duration_seconds_sum", 0)
@@ -181,46 +153,20 @@ def wait_empty(db, pid, timeout, metrics_port):
           g("notifierd_gone_total"),
           1000 * lat_s / lat_n if lat_n else 0))
     return 0
-
-cmd = sys.argv[1]
-if cmd == "fill":
-    fill(sys.argv[2], int(sys.argv[3]))
-elif cmd == "count":
-    count(sys.argv[2])
-elif cmd == "free-port":
-    free_port()
-elif cmd == "wait-empty":
-    sys.exit(wait_empty(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]),
-                        int(sys.argv[5])))
 EOF
 
 # start_sink NAME: start a fresh notify-sink, set sink_pid and sink_port.
 start_sink() {
-	local deadline=$((SECONDS + READY_TIMEOUT_S))
-
-	"$SINK" >"$tmp/sink.$1.out" 2>"$tmp/sink.$1.err" &
-	sink_pid=$!
-	until sink_port=$(field "$(head -n 1 "$tmp/sink.$1.out")" port) &&
-	    [ -n "$sink_port" ]; do
-		if ! kill -0 "$sink_pid" 2>/dev/null; then
-			sink_pid=
-			show_log "$tmp/sink.$1.err"
-			die "notify-sink died at start"
-		fi
-		[ "$SECONDS" -lt "$deadline" ] ||
-		    die "notify-sink gave no port in ${READY_TIMEOUT_S}s"
-		sleep 0.05
-	done
+	spawn sink_pid notify-sink "$tmp/sink.$1.out" "$tmp/sink.$1.err" \
+	    "$SINK"
+	sink_port=$port
 }
 
 # stop_sink NAME: stop it, check its exit status, set sink_line.
 stop_sink() {
 	local status
 
-	stop "$sink_pid"
-	wait "$sink_pid"
-	status=$?
-	sink_pid=
+	reap sink_pid
 	[ "$status" -eq 0 ] || problem "notify-sink exited $status"
 	sink_line=$(tail -n 1 "$tmp/sink.$1.out")
 	if [ "$(field "$sink_line" errors)" != 0 ]; then
@@ -274,10 +220,7 @@ until grep -qs 'notify started' "$tmp/schema.log"; do
 	fi
 	sleep 0.05
 done
-stop "$notifierd_pid"
-wait "$notifierd_pid"
-status=$?
-notifierd_pid=
+reap notifierd_pid
 if [ "$status" -ne 0 ]; then
 	show_log "$tmp/schema.log"
 	die "notifierd exited $status after SIGTERM on an empty queue"
@@ -312,10 +255,7 @@ for c in $CONCURRENCY; do
 	drain_line=$("$PYTHON" "$helper" wait-empty "$db" "$notifierd_pid" \
 	    "$DRAIN_TIMEOUT" "$mport")
 	rc=$?
-	stop "$notifierd_pid"
-	wait "$notifierd_pid"
-	status=$?
-	notifierd_pid=
+	reap notifierd_pid
 	stop_sink "notifierd.$c"
 	nd_sink_line=$sink_line
 	echo "notifierd $drain_line"

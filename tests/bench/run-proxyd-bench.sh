@@ -84,23 +84,15 @@ WORKERS=${WORKERS:-2}
 CACHE_SIZE=${CACHE_SIZE:-20000}
 CEILING_SECS=${CEILING_SECS:-3}
 TESTDATA=${TESTDATA:-$REPO/tests/data}
-# OpenPGP.js: the e2e tests' copy if it is installed, else one of our own
-# in a cache directory, installed on the first run.
-if [ -z "${OPENPGP_JS_DIR:-}" ]; then
-	OPENPGP_JS_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/pushstack-bench
-	OPENPGP_JS_DIR=$OPENPGP_JS_DIR/openpgp-js
-	[ -e "$REPO/tests/e2e/openpgp_js/node_modules/openpgp/package.json" ] &&
-	    OPENPGP_JS_DIR=$REPO/tests/e2e/openpgp_js
-fi
-PYTHON=${PYTHON:-/usr/bin/python3}
-NODE=${NODE:-node}
 READY_TIMEOUT_S=10		# start of a daemon, checked by polling
 STOP_TIMEOUT_S=10		# exit after SIGTERM
+SETTLE_TIMEOUT_S=10		# debounce windows closing, pushes landing
 
 BENCH_NAME=run-proxyd-bench
 # shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
-SETTLE_TIMEOUT_S=10		# debounce windows closing, pushes landing
+. "$HERE/lib.sh"
+# shellcheck source=proxyd_lib.sh
+. "$HERE/proxyd_lib.sh"
 
 # The issue's targets.
 TARGET_DECRYPT_RATIO=0.80
@@ -110,110 +102,29 @@ TARGET_OWED_RATIO=0.90		# /notify rate storing owed pushes, vs none
 TARGET_OVERLOAD_RATIO=0.80	# pushes/s under overload, vs unloaded
 TARGET_HAMMER_RATIO=0.80	# pushes/s of hammered tokens, vs pool/window
 
-PROXYD=$BINDIR/proxyd
-SINK=$BINDIR/apns-sink
-FLOOD=$BINDIR/notify-flood
-NSINK=$BINDIR/notify-sink
 SPEED=$BINDIR/openpgp-speed
 DEBMEM=$BINDIR/debounce-mem
-KEYRING=$TESTDATA/openpgp/keyring-v6.asc
-CERT=$TESTDATA/openpgp/cert-v6.asc
 
-for b in "$PROXYD" "$SINK" "$FLOOD" "$NSINK" "$SPEED" "$DEBMEM" \
-    "$PYTHON"; do
-	if [ ! -x "$b" ]; then
-		echo "run-proxyd-bench: $b: not found or not executable" >&2
-		exit 2
-	fi
-done
-for p in h2load:nghttp2-client "$NODE":nodejs; do
-	if ! command -v "${p%%:*}" >/dev/null; then
-		echo "run-proxyd-bench: ${p%%:*} not found" \
-		    "(apt-get install ${p##*:})" >&2
-		exit 2
-	fi
-done
-for f in "$KEYRING" "$CERT"; do
-	if [ ! -r "$f" ]; then
-		echo "run-proxyd-bench: $f: not readable (set TESTDATA)" >&2
-		exit 2
-	fi
-done
-if ! "$PYTHON" -c 'import cryptography' 2>/dev/null; then
-	echo "run-proxyd-bench: $PYTHON lacks the cryptography module" \
-	    "(tests/e2e/fakes/pki.py needs it)" >&2
-	exit 2
-fi
+need_programs "$PROXYD" "$SINK" "$FLOOD" "$NSINK" "$SPEED" "$DEBMEM" \
+    "$PYTHON"
+need_commands h2load:nghttp2-client "$NODE":nodejs
+need_test_data
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/proxyd-bench.XXXXXX") || exit 2
-helper=$tmp/helper.py
-proxyd_pid=
-sink_pid=
-nsink_pid=
-
-
-# Whatever happens, leave no process and no temp dir behind.
-cleanup() {
-	[ -n "$proxyd_pid" ] && stop "$proxyd_pid"
-	[ -n "$sink_pid" ] && stop "$sink_pid"
-	[ -n "$nsink_pid" ] && stop "$nsink_pid"
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
+make_tmp proxyd-bench
 problems=0
 
+# The helper's part of this bench: the owed-push counters, and the event
+# loop's CPU.
+write_proxyd_helper <<'EOF'
+EXTRA_FIELDS = [
+    ("owed_retries", "owed_push_retries_total"),
+    ("owed_full", "owed_pushes_full_total"),
+    ("owed_commits", "owed_store_commits_total"),
+    ("owed_store_failures", "owed_store_failures_total"),
+]
 
-
-
-
-# calc EXPR [-v VAR=VALUE...]: awk arithmetic, printed as EXPR's printf
-# says.  Comparisons go in parentheses: a bare > after printf is awk's
-# redirection to a file.
-calc() {
-	local expr=$1
-
-	shift
-	awk "$@" "BEGIN { $expr }"
-}
-
-# duration_ms D: proxyd's durations with the units used here (ms, s).
-duration_ms() {
-	case $1 in
-	*ms) echo "${1%ms}" ;;
-	*s) echo $((${1%s} * 1000)) ;;
-	*) echo "$1" ;;
-	esac
-}
-
-
-# /proc and /metrics, in Python for urllib.
-cat >"$helper" <<'EOF'
-import os, socket, sys, time, urllib.request
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    print(s.getsockname()[1])
-    s.close()
-
-def alive(pid):
-    # A child of the shell that died stays a zombie until the shell
-    # waits for it: kill(pid, 0) would still succeed.
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-def ticks(path):
-    with open(path) as f:
-        st = f.read().rsplit(")", 1)[1].split()
-    return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
-
-def cpu(pid):
+@command("cpu-main", int)
+def cpu_main(pid):
     """All threads' user + system seconds, and the main thread's: proxyd's
     event loop (HTTP in, curl out) runs there.  For the main thread also
     the scheduler's count, in nanoseconds (schedstat): time on a CPU, and
@@ -221,156 +132,16 @@ def cpu(pid):
     with open("/proc/%d/task/%d/schedstat" % (pid, pid)) as f:
         run_ns, wait_ns = f.read().split()[:2]
     print("cpu_secs=%.2f main_secs=%.2f main_run=%.3f main_wait=%.3f" % (
-        ticks("/proc/%d/stat" % pid), ticks("/proc/%d/task/%d/stat" %
-                                            (pid, pid)),
+        cpu_secs("/proc/%d/stat" % pid),
+        cpu_secs("/proc/%d/task/%d/stat" % (pid, pid)),
         int(run_ns) / 1e9, int(wait_ns) / 1e9))
-
-def scrape(port):
-    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
-                                  timeout=5).read().decode()
-    m = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            m[name] = float(value)
-    return m
-
-def metrics_line(m):
-    g = lambda name: int(m.get(name, 0))
-    fail = sum(int(v) for k, v in m.items()
-               if k.startswith("notification_failures_total"))
-    return ("direct=%d debounced=%d open_windows=%d cache_hits=%d "
-            "decrypt_failures=%d queue_full=%d push_failures=%d owed=%d "
-            "owed_sent=%d owed_retries=%d owed_full=%d owed_commits=%d "
-            "owed_store_failures=%d" % (
-            g("direct_notifications_total"),
-            g("debounced_notifications_total"), g("debounced_set_size"),
-            g("decrypt_cache_hits_total"),
-            g("openpgp_decryption_failures_total"),
-            g("decrypt_queue_full_total"), fail, g("owed_pushes"),
-            g("owed_pushes_sent_total"), g("owed_push_retries_total"),
-            g("owed_pushes_full_total"), g("owed_store_commits_total"),
-            g("owed_store_failures_total")))
-
-def metrics(port):
-    try:
-        print(metrics_line(scrape(port)))
-    except OSError as e:
-        print("error=metrics-unreadable (%s)" % e)
-        return 1
-    return 0
-
-def wait_ready(pid, port, timeout):
-    """Poll /metrics until it answers: proxyd opens it after its API."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            scrape(port)
-            return 0
-        except OSError:
-            pass
-        if not alive(pid):
-            print("proxyd died at start")
-            return 1
-        if time.monotonic() > deadline:
-            print("proxyd not ready in %ds" % timeout)
-            return 1
-        time.sleep(0.05)
-
-def wait_settled(port, timeout):
-    """Poll until no debounce window is open and no push is owed (so no
-    trailing push is pending) and the counters stop moving; print the
-    counters."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            m = scrape(port)
-        except OSError as e:
-            print("error=metrics-unreadable (%s)" % e)
-            return 1
-        line = metrics_line(m)
-        if (m.get("debounced_set_size", 0) == 0 and
-                m.get("owed_pushes", 0) == 0 and line == last):
-            print(line)
-            return 0
-        if time.monotonic() > deadline:
-            print("error=not-settled " + line)
-            return 1
-        last = line
-        time.sleep(0.05)
-
-cmd = sys.argv[1]
-if cmd == "free-port":
-    free_port()
-elif cmd == "cpu":
-    cpu(int(sys.argv[2]))
-elif cmd == "metrics":
-    sys.exit(metrics(int(sys.argv[2])))
-elif cmd == "wait-ready":
-    sys.exit(wait_ready(int(sys.argv[2]), int(sys.argv[3]),
-                        float(sys.argv[4])))
-elif cmd == "wait-settled":
-    sys.exit(wait_settled(int(sys.argv[2]), float(sys.argv[3])))
 EOF
 
-# proc_cpu PID: "cpu_secs=... main_secs=..." of a running process.
-proc_cpu() {
-	"$PYTHON" "$helper" cpu "$1" 2>/dev/null ||
+# loop_cpu PID: "cpu_secs=... main_secs=... main_run=... main_wait=..."
+# of a running proxyd (cpu-main above).
+loop_cpu() {
+	"$PYTHON" "$helper" cpu-main "$1" 2>/dev/null ||
 	    echo "cpu_secs=0 main_secs=0 main_run=0 main_wait=0"
-}
-
-# start_sink NAME ARGS...: a fresh apns-sink, sets sink_pid and sink_port.
-start_sink() {
-	local name=$1 deadline=$((SECONDS + READY_TIMEOUT_S))
-
-	shift
-	# There before the sink writes it: head must not fail on it.
-	: >"$tmp/sink.$name.out"
-	"$SINK" --cert "$tmp/pki/server.pem" --key "$tmp/pki/server-key.pem" \
-	    "$@" >"$tmp/sink.$name.out" 2>"$tmp/sink.$name.err" &
-	sink_pid=$!
-	until sink_port=$(field "$(head -n 1 "$tmp/sink.$name.out")" port) &&
-	    [ -n "$sink_port" ]; do
-		if ! kill -0 "$sink_pid" 2>/dev/null; then
-			sink_pid=
-			show_log "$tmp/sink.$name.err"
-			die "apns-sink died at start"
-		fi
-		[ "$SECONDS" -lt "$deadline" ] ||
-		    die "apns-sink gave no port in ${READY_TIMEOUT_S}s"
-		sleep 0.05
-	done
-}
-
-# sink_snapshot NAME: SIGUSR1, wait for the line it prints, set sink_line.
-sink_snapshot() {
-	local n deadline=$((SECONDS + READY_TIMEOUT_S))
-
-	n=$(wc -l <"$tmp/sink.$1.out")
-	kill -USR1 "$sink_pid"
-	until [ "$(wc -l <"$tmp/sink.$1.out")" -gt "$n" ]; do
-		[ "$SECONDS" -lt "$deadline" ] ||
-		    die "apns-sink did not answer SIGUSR1"
-		sleep 0.01
-	done
-	sink_line=$(tail -n 1 "$tmp/sink.$1.out")
-}
-
-# stop_sink NAME: stop it, check its exit status, set sink_line.
-stop_sink() {
-	local status
-
-	stop "$sink_pid"
-	wait "$sink_pid"
-	status=$?
-	sink_pid=
-	[ "$status" -eq 0 ] || problem "apns-sink exited $status"
-	sink_line=$(tail -n 1 "$tmp/sink.$1.out")
-	if [ "$(field "$sink_line" errors)" != 0 ]; then
-		problem "apns-sink $1: $(field "$sink_line" errors) errors"
-		show_log "$tmp/sink.$1.err"
-	fi
 }
 
 # run_ceiling WHEN: h2load against a fresh sink that asks for no client
@@ -398,16 +169,14 @@ run_ceiling() {
 	    -i "$tmp/uris.txt" 2>&1) || rc=$?
 	t1=$EPOCHREALTIME
 	c1=$(field "$(proc_cpu "$sink_pid")" cpu_secs)
-	stop_sink "ceiling.$1"
+	stop_sink
 	grep -E '^(finished in|requests:|status codes:)' <<<"$out"
 	echo "apns-sink $sink_line"
 	# "finished in 3.00s, 190643.67 req/s, 6.58MB/s"
 	ceiling_per_s=$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req.*/\1/p' \
 	    <<<"$out")
 	ceiling_per_s=$(calc 'printf "%.0f", v' -v v="${ceiling_per_s:-0}")
-	ceiling_busy=$(calc 'printf "%.2f", (t > 0 ? c / t : 0)' \
-	    -v c="$(calc 'print b - a' -v a="$c0" -v b="$c1")" \
-	    -v t="$(calc 'print b - a' -v a="$t0" -v b="$t1")")
+	ceiling_busy=$(busy "$c0" "$c1" "$t0" "$t1")
 	ok=$(sed -n 's/^status codes: \([0-9]*\) 2xx.*/\1/p' <<<"$out")
 	if [ "$rc" -ne 0 ] || [ "${ok:-0}" -eq 0 ] ||
 	    [ "$(num "$sink_line" requests)" -lt "${ok:-0}" ]; then
@@ -422,63 +191,28 @@ run_ceiling() {
 	    -v b="$ceiling_busy" -v r="$ceiling_per_s") us per request"
 }
 
-# run_flood_ceiling: notify-flood into a fresh notify-sink (HTTP/1.1,
-# an empty 200 for every request, no work) for CEILING_SECS, with the
-# flood's bodies and connections: the most /notify per second this machine
-# can push through notify-flood and the kernel right now, whatever proxyd
-# does.  Sets flood_ceiling_per_s, flood_ceiling_us (notify-flood's CPU per
-# request) and nsink_busy (the sink's CPU seconds per second).
+# run_flood_ceiling: the load generator's ceiling (flood_ceiling), and
+# checks that notify-sink saw every request. Sets flood_ceiling_per_s,
+# flood_ceiling_us (notify-flood's CPU per request) and nsink_busy.
 run_flood_ceiling() {
-	local line rc=0 t0 t1 c0 c1 deadline=$((SECONDS + READY_TIMEOUT_S))
-	local port='' status
-
-	echo "== load generator ceiling (notify-flood into notify-sink," \
-	    "$CONCURRENCY connections, ${CEILING_SECS}s)"
-	: >"$tmp/nsink.out"
-	"$NSINK" >"$tmp/nsink.out" 2>"$tmp/nsink.err" &
-	nsink_pid=$!
-	until port=$(field "$(head -n 1 "$tmp/nsink.out")" port) &&
-	    [ -n "$port" ]; do
-		if ! kill -0 "$nsink_pid" 2>/dev/null; then
-			nsink_pid=
-			show_log "$tmp/nsink.err"
-			die "notify-sink died at start"
-		fi
-		[ "$SECONDS" -lt "$deadline" ] ||
-		    die "notify-sink gave no port in ${READY_TIMEOUT_S}s"
-		sleep 0.05
-	done
-	c0=$(field "$(proc_cpu "$nsink_pid")" cpu_secs)
-	t0=$EPOCHREALTIME
-	line=$("$FLOOD" --url "http://127.0.0.1:$port/notify" \
-	    --body-file "$tmp/pool.txt" --duration "$CEILING_SECS" \
-	    --concurrency "$CONCURRENCY" 2>"$tmp/nflood.ceiling.err") || rc=$?
-	t1=$EPOCHREALTIME
-	c1=$(field "$(proc_cpu "$nsink_pid")" cpu_secs)
-	stop "$nsink_pid"
-	wait "$nsink_pid"
-	status=$?
-	nsink_pid=
-	echo "$line"
-	nsink_line=$(tail -n 1 "$tmp/nsink.out")
+	flood_ceiling
 	echo "notify-sink $nsink_line"
-	[ "$status" -eq 0 ] || problem "notify-sink exited $status"
-	if [ "$rc" -ne 0 ] || [ "$(num "$nsink_line" errors)" -ne 0 ] ||
+	[ "$nsink_status" -eq 0 ] ||
+	    problem "notify-sink exited $nsink_status"
+	if [ "$nflood_rc" -ne 0 ] || [ "$(num "$nsink_line" errors)" -ne 0 ] ||
 	    [ "$(num "$nsink_line" requests)" -lt \
-	    "$(num "$line" requests)" ]; then
-		problem "load generator ceiling: notify-flood exited $rc," \
-		    "notify-sink counted $(num "$nsink_line" requests)" \
-		    "requests and $(num "$nsink_line" errors) errors"
-		show_log "$tmp/nflood.ceiling.err"
+	    "$(num "$nflood_line" requests)" ]; then
+		problem "load generator ceiling: notify-flood exited" \
+		    "$nflood_rc, notify-sink counted" \
+		    "$(num "$nsink_line" requests) requests and" \
+		    "$(num "$nsink_line" errors) errors"
+		show_log "$tmp/nflood.err"
 		show_log "$tmp/nsink.err"
 	fi
-	flood_ceiling_per_s=$(field "$line" req_per_s)
+	flood_ceiling_per_s=$(field "$nflood_line" req_per_s)
 	flood_ceiling_per_s=${flood_ceiling_per_s:-0}
-	flood_ceiling_us=$(field "$line" cpu_us_per_req)
+	flood_ceiling_us=$(field "$nflood_line" cpu_us_per_req)
 	flood_ceiling_us=${flood_ceiling_us:-0}
-	nsink_busy=$(calc 'printf "%.2f", (t > 0 ? c / t : 0)' \
-	    -v c="$(calc 'print b - a' -v a="$c0" -v b="$c1")" \
-	    -v t="$(calc 'print b - a' -v a="$t0" -v b="$t1")")
 	echo "ceiling: ${flood_ceiling_per_s} requests/s," \
 	    "notify-flood ${flood_ceiling_us} cpu us per request" \
 	    "(notify-sink on a CPU ${nsink_busy} s/s)"
@@ -514,29 +248,8 @@ debounce_bytes=$(field "$debmem_line" bytes_per_token)
 
 # ---- the token pool, the PKI ------------------------------------------------
 
-if [ ! -e "$OPENPGP_JS_DIR/node_modules/openpgp/package.json" ]; then
-	echo "== installing OpenPGP.js 6 into $OPENPGP_JS_DIR (once)"
-	command -v npm >/dev/null || die "npm not found (apt-get install npm)"
-	mkdir -p "$OPENPGP_JS_DIR" &&
-	    npm install --prefix "$OPENPGP_JS_DIR" --no-audit --no-fund \
-	    --silent openpgp@6 >"$tmp/npm.log" 2>&1 ||
-	    { show_log "$tmp/npm.log"; die "npm install openpgp@6 failed"; }
-fi
-echo "== encrypting $POOL random APNs tokens as chatmail core does" \
-    "(not measured)"
-pool_line=$("$NODE" "$HERE/encrypt_tokens.mjs" --modules "$OPENPGP_JS_DIR" \
-    --cert "$CERT" --count "$POOL" --out "$tmp/pool.txt" \
-    --plain "$tmp/plain.txt") || die "encrypt_tokens.mjs failed"
-echo "$pool_line"
-want_digest=$(field "$pool_line" digest)
-
-"$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[1])
-from pki import make_pki
-p = make_pki(sys.argv[2])
-print(p.topic, p.p12_password)' "$REPO/tests/e2e/fakes" "$tmp/pki" \
-    >"$tmp/pki.txt" 2>"$tmp/pki.err" ||
-    { show_log "$tmp/pki.err"; die "cannot make the test PKI"; }
-read -r topic p12_password <"$tmp/pki.txt"
+make_pool
+make_pki
 # The visible push proxyd sends (proxyd/providers/apns/apns.c), for h2load.
 printf '%s' '{"aps":{"alert":{"title":"New messages",' \
     '"body":"You have new messages","title-loc-key":"new_messages",' \
@@ -553,53 +266,6 @@ busy_before=$ceiling_busy
 
 run_flood_ceiling
 
-# start_proxyd WINDOW NAME [ARGS...]: proxyd with --debounce WINDOW, its
-# own database and ARGS, sending to the running sink; sets proxyd_pid,
-# metrics_port, url and log.
-start_proxyd() {
-	local api_port msg window=$1 name=$2
-
-	shift 2
-	api_port=$("$PYTHON" "$helper" free-port)
-	metrics_port=$("$PYTHON" "$helper" free-port)
-	log=$tmp/proxyd.$name.log
-	"$PROXYD" --openpgp-keyring-path "$KEYRING" --port "$api_port" \
-	    --db "$tmp/notifiers.$name.db" \
-	    --metrics "127.0.0.1:$metrics_port" \
-	    --workers "$WORKERS" --cache-size "$CACHE_SIZE" \
-	    --debounce "$window" \
-	    --certificate-file "$tmp/pki/client.p12" \
-	    --password "$p12_password" --ca-file "$tmp/pki/ca.pem" \
-	    --apns-production-url "https://127.0.0.1:$sink_port" \
-	    --log-level warn "$@" 2>"$log" &
-	proxyd_pid=$!
-	if ! msg=$("$PYTHON" "$helper" wait-ready "$proxyd_pid" \
-	    "$metrics_port" "$READY_TIMEOUT_S"); then
-		show_log "$log"
-		die "$msg"
-	fi
-	url=http://127.0.0.1:$api_port/notify
-}
-
-# stop_proxyd: SIGTERM, exit 0 required, no warnings but the expected
-# ones (the bench configures APNs only: the start-up warnings about the
-# other providers' missing credentials are expected).
-stop_proxyd() {
-	local status
-
-	stop "$proxyd_pid"
-	wait "$proxyd_pid"
-	status=$?
-	proxyd_pid=
-	[ "$status" -eq 0 ] || { problem "proxyd exited $status after" \
-	    "SIGTERM"; show_log "$log"; }
-	if grep -v -e 'warn: no FCM key (--fcm-key-path)' \
-	    -e 'warn: no VAPID key (--vapid-key-path)' "$log" | grep -q .; then
-		problem "proxyd logged warnings"
-		show_log "$log"
-	fi
-}
-
 # ---- proxyd -----------------------------------------------------------------
 
 echo "== proxyd: warm pass over the pool, then ${DURATION}s of flood"
@@ -607,46 +273,44 @@ start_sink proxyd --ca "$tmp/pki/ca.pem"
 # Apple's rule, checked once: no client certificate, no connection.
 h2load -n 1 -c 1 "https://127.0.0.1:$sink_port/3/device/00" \
     >"$tmp/h2load.nocert" 2>&1
-sink_snapshot proxyd
+sink_snapshot
 [ "$(field "$sink_line" tls_refused)" = 1 ] &&
     [ "$(field "$sink_line" requests)" = 0 ] ||
     problem "apns-sink let a client without a certificate in: $sink_line"
 
-start_proxyd "$DEBOUNCE" main
+start_proxyds 1 main --debounce "$DEBOUNCE"
 
 # The warm pass: every token decrypted once (by the workers) and cached.
-warm_line=$("$FLOOD" --url "$url" --body-file "$tmp/pool.txt" \
+warm_line=$("$FLOOD" --url "$url/notify" --body-file "$tmp/pool.txt" \
     --requests "$POOL" --concurrency "$CONCURRENCY" 2>"$tmp/warm.err") ||
     show_log "$tmp/warm.err"
 echo "warm pass: $warm_line"
 [ "$(field "$warm_line" codes)" = "200:$POOL" ] ||
     problem "warm pass: not $POOL answers 200"
 # Every window of the warm pass closed: the flood starts from no window.
-m0=$("$PYTHON" "$helper" wait-settled "$metrics_port" "$SETTLE_TIMEOUT_S") ||
-    problem "after the warm pass: $m0"
+m0=$(wait_settled) || problem "after the warm pass: $m0"
 echo "proxyd after the warm pass: $m0"
 [ "$(num "$m0" direct)" -eq "$POOL" ] ||
     problem "warm pass: $(num "$m0" direct) pushes, want $POOL"
-sink_snapshot proxyd
+sink_snapshot
 s0=$sink_line
-p0=$(proc_cpu "$proxyd_pid")
+p0=$(loop_cpu "${proxyd_pids[0]}")
 
 # The measured flood.
-flood_line=$("$FLOOD" --url "$url" --body-file "$tmp/pool.txt" \
+flood_line=$("$FLOOD" --url "$url/notify" --body-file "$tmp/pool.txt" \
     --duration "$DURATION" --concurrency "$CONCURRENCY" 2>"$tmp/flood.err")
 flood_rc=$?
-p1=$(proc_cpu "$proxyd_pid")
+p1=$(loop_cpu "${proxyd_pids[0]}")
 echo "flood: $flood_line"
 [ "$flood_rc" -eq 0 ] || { problem "notify-flood exited $flood_rc"; \
     show_log "$tmp/flood.err"; }
-m1=$("$PYTHON" "$helper" wait-settled "$metrics_port" "$SETTLE_TIMEOUT_S") ||
-    problem "after the flood: $m1"
+m1=$(wait_settled) || problem "after the flood: $m1"
 echo "proxyd after the flood: $m1"
-sink_snapshot proxyd
+sink_snapshot
 s1=$sink_line
 
-stop_proxyd
-stop_sink proxyd
+stop_proxyds
+stop_sink
 echo "apns-sink $sink_line"
 
 # ---- proxyd with owed pushes --------------------------------------------------
@@ -660,45 +324,36 @@ echo "apns-sink $sink_line"
 echo "== proxyd, owed pushes: --debounce $OWED_DEBOUNCE (a cycle through" \
     "the pool is shorter), warm pass, then ${DURATION}s of flood"
 start_sink owed --ca "$tmp/pki/ca.pem"
-start_proxyd "$OWED_DEBOUNCE" owed
-owed_warm=$("$FLOOD" --url "$url" --body-file "$tmp/pool.txt" \
+start_proxyds 1 owed --debounce "$OWED_DEBOUNCE"
+owed_warm=$("$FLOOD" --url "$url/notify" --body-file "$tmp/pool.txt" \
     --requests "$POOL" --concurrency "$CONCURRENCY" 2>"$tmp/owed-warm.err") ||
     show_log "$tmp/owed-warm.err"
 [ "$(field "$owed_warm" codes)" = "200:$POOL" ] ||
     problem "owed warm pass: not $POOL answers 200: $owed_warm"
-mo0=$("$PYTHON" "$helper" wait-settled "$metrics_port" "$SETTLE_TIMEOUT_S") ||
-    problem "after the owed warm pass: $mo0"
-sink_snapshot owed
+mo0=$(wait_settled) || problem "after the owed warm pass: $mo0"
+sink_snapshot
 so0=$sink_line
-po0=$(proc_cpu "$proxyd_pid")
-owed_flood=$("$FLOOD" --url "$url" --body-file "$tmp/pool.txt" \
+po0=$(loop_cpu "${proxyd_pids[0]}")
+owed_flood=$("$FLOOD" --url "$url/notify" --body-file "$tmp/pool.txt" \
     --duration "$DURATION" --concurrency "$CONCURRENCY" \
     2>"$tmp/owed-flood.err")
 owed_rc=$?
-po1=$(proc_cpu "$proxyd_pid")
+po1=$(loop_cpu "${proxyd_pids[0]}")
 echo "flood: $owed_flood"
 [ "$owed_rc" -eq 0 ] || { problem "notify-flood exited $owed_rc"; \
     show_log "$tmp/owed-flood.err"; }
 # Settled: every window closed and nothing owed, so every owed push went
 # out (a window's last push, then its own window, closing silently).
-mo1=$("$PYTHON" "$helper" wait-settled "$metrics_port" \
+mo1=$(wait_settled \
     $((SETTLE_TIMEOUT_S + 3 * $(duration_ms "$OWED_DEBOUNCE") / 1000))) ||
     problem "after the owed flood: $mo1"
 echo "proxyd after the owed flood: $mo1"
-sink_snapshot owed
+sink_snapshot
 so1=$sink_line
-stop_proxyd
-stop_sink owed
+stop_proxyds
+stop_sink
 
 # ---- overload, and debounce windows under load -------------------------------
-
-# code_count LINE STATUS: notify-flood's answers with STATUS.
-code_count() {
-	local n
-
-	n=$(field "$1" codes | tr ',' '\n' | sed -n "s/^$2://p")
-	echo "${n:-0}"
-}
 
 # overload_flood NAME ARGS...: notify-flood ARGS against proxyd, the sink
 # read just before and just after (pushes that reached it while the flood
@@ -709,14 +364,13 @@ overload_flood() {
 	local name=$1 rc=0 s0 m bad
 
 	shift
-	sink_snapshot "$sink_name"
+	sink_snapshot
 	s0=$sink_line
-	oline=$("$FLOOD" --url "$url" --duration "$DURATION" "$@" \
+	oline=$("$FLOOD" --url "$url/notify" --duration "$DURATION" "$@" \
 	    2>"$tmp/flood.$name.err") || rc=$?
-	sink_snapshot "$sink_name"
-	opushes_per_s=$(calc 'printf "%.0f", (s > 0 ? n / s : 0)' \
-	    -v n="$(($(num "$sink_line" requests) - $(num "$s0" requests)))" \
-	    -v s="$(field "$oline" secs)")
+	sink_snapshot
+	opushes_per_s=$(per $(($(num "$sink_line" requests) -
+	    $(num "$s0" requests))) "$(field "$oline" secs)" %.0f)
 	ogaps=$sink_line
 	bad=$(field "$oline" codes | tr ',' '\n' | grep -v -e '^200:' \
 	    -e '^503:' -e '^429:')
@@ -724,8 +378,7 @@ overload_flood() {
 		problem "$name: notify-flood exited $rc, answers $bad"
 		show_log "$tmp/flood.$name.err"
 	fi
-	m=$("$PYTHON" "$helper" wait-settled "$metrics_port" \
-	    "$SETTLE_TIMEOUT_S") || problem "after $name: $m"
+	m=$(wait_settled) || problem "after $name: $m"
 }
 
 # run_overload: proxyd whose push path is APNs limited to OVERLOAD_RATE/s
@@ -743,9 +396,8 @@ run_overload() {
 	    "($OVERLOAD_UNLOADED_CONC connections), then 1x, 4x and 8x" \
 	    "that offered (notify-flood --rate, $OVERLOAD_CLIENTS clients)," \
 	    "${DURATION}s each"
-	sink_name=overload
 	start_sink overload --ca "$tmp/pki/ca.pem"
-	start_proxyd "$DEBOUNCE" overload \
+	start_proxyds 1 overload --debounce "$DEBOUNCE" \
 	    --rate-limit "apns=${OVERLOAD_RATE}/s"
 	overload_flood warm --body-file "$tmp/pool.txt" --concurrency \
 	    "$OVERLOAD_UNLOADED_CONC"
@@ -768,8 +420,8 @@ run_overload() {
 		    started_per_s)/s, $opushes_per_s pushes/s," \
 		    "${o_ratio[k]} of unloaded; flood: $oline"
 	done
-	stop_proxyd
-	stop_sink overload
+	stop_proxyds
+	stop_sink
 }
 
 # run_hammer: HAMMER_POOL tokens, each requested again long before its
@@ -784,9 +436,8 @@ run_hammer() {
 	echo "== debounce windows under load: $HAMMER_POOL tokens from" \
 	    "$HAMMER_CONC connections, --debounce $DEBOUNCE, ${DURATION}s"
 	head -n "$HAMMER_POOL" "$tmp/pool.txt" >"$tmp/hammer.txt"
-	sink_name=hammer
 	start_sink hammer --ca "$tmp/pki/ca.pem"
-	start_proxyd "$DEBOUNCE" hammer
+	start_proxyds 1 hammer --debounce "$DEBOUNCE"
 	overload_flood hammer-warm --body-file "$tmp/hammer.txt" \
 	    --requests "$HAMMER_POOL" --concurrency 64
 	overload_flood hammer --body-file "$tmp/hammer.txt" \
@@ -812,8 +463,8 @@ run_hammer() {
 	[ "$(num "$hammer_gaps" gap_min_us)" -ge $((window_ms * 500)) ] ||
 	    problem "a device got two pushes $(num "$hammer_gaps" \
 	    gap_min_us) us apart, within a ${window_ms} ms window"
-	stop_proxyd
-	stop_sink hammer
+	stop_proxyds
+	stop_sink
 }
 
 declare -a o_pushes o_ratio o_line
@@ -831,16 +482,13 @@ busy_after=$ceiling_busy
 # ---- figures and checks -----------------------------------------------------
 
 flood_secs=$(field "$flood_line" secs)
-ok200=$(field "$flood_line" codes | tr ',' '\n' | sed -n 's/^200://p')
-ok200=${ok200:-0}
+ok200=$(code_count "$flood_line" 200)
 sent=$(($(num "$s1" requests) - $(num "$s0" requests)))
 direct=$(($(num "$m1" direct) - $(num "$m0" direct)))
 debounced=$(($(num "$m1" debounced) - $(num "$m0" debounced)))
 # Guarded divisions: a run where nothing worked still prints its line.
-notify_per_s=$(calc 'printf "%.0f", (s > 0 ? n / s : 0)' -v n="$sent" \
-    -v s="$flood_secs")
-ok_per_s=$(calc 'printf "%.0f", (s > 0 ? n / s : 0)' -v n="$ok200" \
-    -v s="$flood_secs")
+notify_per_s=$(per "$sent" "$flood_secs" %.0f)
+ok_per_s=$(per "$ok200" "$flood_secs" %.0f)
 sink_ceiling=$(calc 'printf "%.0f", (a + b) / 2' -v a="$ceiling_before" \
     -v b="$ceiling_after")
 cpu_us=$(calc 'printf "%.1f", (n > 0 ? (b - a) * 1e6 / n : 0)' \
@@ -904,10 +552,8 @@ errors=$(($(num "$flood_line" errors) + $(num "$m1" push_failures) +
 
 # The owed-push phase.
 owed_secs=$(field "$owed_flood" secs)
-owed_ok=$(field "$owed_flood" codes | tr ',' '\n' | sed -n 's/^200://p')
-owed_ok=${owed_ok:-0}
-owed_ok_per_s=$(calc 'printf "%.0f", (s > 0 ? n / s : 0)' -v n="$owed_ok" \
-    -v s="$owed_secs")
+owed_ok=$(code_count "$owed_flood" 200)
+owed_ok_per_s=$(per "$owed_ok" "$owed_secs" %.0f)
 owed_pushes=$(($(num "$so1" requests) - $(num "$so0" requests)))
 owed_debounced=$(($(num "$mo1" debounced) - $(num "$mo0" debounced)))
 owed_rows=$(($(num "$mo1" owed_sent) - $(num "$mo0" owed_sent)))
@@ -934,18 +580,6 @@ owed_errors=$(($(num "$owed_flood" errors) + $(num "$mo1" push_failures) +
 owed_ratio=$(ratio "$owed_ok_per_s" "$ok_per_s")
 
 # ---- targets and summary ----------------------------------------------------
-
-# target NAME VALUE OP LIMIT TEXT: one line, met or MISSED.
-target() {
-	local verdict
-
-	verdict=$(calc 'print ((op == "ge" ? v >= l : v <= l) ? "met" : \
-	    "MISSED")' \
-	    -v v="$2" -v op="$3" -v l="$4")
-	printf 'target %s: %s %s %s %s: %s\n' "$1" "$2" \
-	    "$([ "$3" = ge ] && echo '>=' || echo '<=')" "$4" "$verdict" \
-	    "${*:5}"
-}
 
 echo "== targets (the issue's requirements; reported, not enforced)"
 target decrypt_ratio "$decrypt_ratio" ge "$TARGET_DECRYPT_RATIO" \

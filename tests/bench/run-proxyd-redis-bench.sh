@@ -72,14 +72,6 @@ WORKERS=${WORKERS:-2}
 CACHE_SIZE=${CACHE_SIZE:-20000}
 CEILING_SECS=${CEILING_SECS:-3}
 TESTDATA=${TESTDATA:-$REPO/tests/data}
-if [ -z "${OPENPGP_JS_DIR:-}" ]; then
-	OPENPGP_JS_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/pushstack-bench
-	OPENPGP_JS_DIR=$OPENPGP_JS_DIR/openpgp-js
-	[ -e "$REPO/tests/e2e/openpgp_js/node_modules/openpgp/package.json" ] &&
-	    OPENPGP_JS_DIR=$REPO/tests/e2e/openpgp_js
-fi
-PYTHON=${PYTHON:-/usr/bin/python3}
-NODE=${NODE:-node}
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
 REDIS_CLI=${REDIS_CLI-$(command -v redis-cli)}
 READY_TIMEOUT_S=10		# start of a daemon, checked by polling
@@ -91,185 +83,48 @@ REUSE_WARM_PASSES=5		# two instances: a token misses one of the
 
 BENCH_NAME=run-proxyd-redis-bench
 # shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+. "$HERE/lib.sh"
+# shellcheck source=proxyd_lib.sh
+. "$HERE/proxyd_lib.sh"
 
 TARGET_REDIS_RATIO=0.70		# pushes/s with --redis, vs embedded
 
-PROXYD=$BINDIR/proxyd
-SINK=$BINDIR/apns-sink
-FLOOD=$BINDIR/notify-flood
-NSINK=$BINDIR/notify-sink
-KEYRING=$TESTDATA/openpgp/keyring-v6.asc
-CERT=$TESTDATA/openpgp/cert-v6.asc
-
-for b in "$PROXYD" "$SINK" "$FLOOD" "$NSINK" "$PYTHON"; do
-	if [ ! -x "$b" ]; then
-		echo "$BENCH_NAME: $b: not found or not executable" >&2
-		exit 2
-	fi
-done
-for p in "$NODE":nodejs "$REDIS_SERVER":redis-server; do
-	if ! command -v "${p%%:*}" >/dev/null; then
-		echo "$BENCH_NAME: ${p%%:*} not found" \
-		    "(apt-get install ${p##*:})" >&2
-		exit 2
-	fi
-done
+need_programs "$PROXYD" "$SINK" "$FLOOD" "$NSINK" "$PYTHON"
+need_commands "$NODE":nodejs "$REDIS_SERVER":redis-server
 if [ -n "$REDIS_CLI" ] && ! command -v "$REDIS_CLI" >/dev/null; then
 	echo "$BENCH_NAME: $REDIS_CLI not found (apt-get install" \
 	    "redis-tools, or REDIS_CLI= for the Python client)" >&2
 	exit 2
 fi
-for f in "$KEYRING" "$CERT"; do
-	if [ ! -r "$f" ]; then
-		echo "$BENCH_NAME: $f: not readable (set TESTDATA)" >&2
-		exit 2
-	fi
-done
-if ! "$PYTHON" -c 'import cryptography' 2>/dev/null; then
-	echo "$BENCH_NAME: $PYTHON lacks the cryptography module" \
-	    "(tests/e2e/fakes/pki.py needs it)" >&2
-	exit 2
-fi
+need_test_data
 [ "$WINDOWS" -le "$POOL" ] || WINDOWS=$POOL
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/proxyd-redis-bench.XXXXXX") || exit 2
-helper=$tmp/helper.py
-proxyd_pids=()
-sink_pid=
-nsink_pid=
-redis_pid=
-
-# Whatever happens, leave no process and no temp dir behind.
-cleanup() {
-	local p
-
-	for p in "${proxyd_pids[@]}"; do
-		stop "$p"
-	done
-	[ -n "$sink_pid" ] && stop "$sink_pid"
-	[ -n "$nsink_pid" ] && stop "$nsink_pid"
-	[ -n "$redis_pid" ] && stop "$redis_pid"
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
+make_tmp proxyd-redis-bench
 problems=0
 
-# /proc, /metrics and, without redis-cli, Redis, in Python.
-cat >"$helper" <<'EOF'
-import os, secrets, socket, sys, time, urllib.request
+# The helper's part of this bench: the registration and Redis counters,
+# each instance's pushes and, without redis-cli, Redis.
+write_proxyd_helper <<'EOF'
+import secrets
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    print(s.getsockname()[1])
-    s.close()
+EXTRA_FIELDS = [
+    ("registrations", "heartbeat_registrations_total"),
+    ("registrations_refused", "registrations_refused_total "
+     "registrations_full_total registrations_rate_limited_total"),
+    ("redis_up", "redis_up"),
+    ("redis_commands", "redis_commands_total"),
+    ("redis_failed", "redis_failed_total"),
+    ("redis_refused", "redis_refused_total"),
+    ("redis_errors", "redis_errors_total"),
+    ("redis_timeouts", "redis_timeouts_total"),
+    ("redis_fallbacks", "redis_fallbacks_total"),
+    ("redis_takeovers", "redis_takeovers_total"),
+    ("direct_each", lambda ms: ",".join(
+        str(int(m.get("direct_notifications_total", 0))) for m in ms)),
+]
 
-def alive(pid):
-    # A child of the shell that died stays a zombie until the shell
-    # waits for it: kill(pid, 0) would still succeed.
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-def cpu(pids):
-    """user + system seconds of all threads of the processes, summed."""
-    total = 0.0
-    for pid in pids:
-        with open("/proc/%d/stat" % pid) as f:
-            st = f.read().rsplit(")", 1)[1].split()
-        total += (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
-    print("cpu_secs=%.2f" % total)
-
-def scrape(port):
-    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
-                                  timeout=5).read().decode()
-    m = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            m[name] = float(value)
-    return m
-
-def metrics_line(ms):
-    """The instances' counters, summed; direct_each: each one's pushes."""
-    g = lambda name: sum(int(m.get(name, 0)) for m in ms)
-    fail = sum(int(v) for m in ms for k, v in m.items()
-               if k.startswith("notification_failures_total"))
-    return ("direct=%d debounced=%d open_windows=%d cache_hits=%d "
-            "decrypt_failures=%d queue_full=%d push_failures=%d owed=%d "
-            "owed_sent=%d registrations=%d registrations_refused=%d "
-            "redis_up=%d redis_commands=%d redis_failed=%d "
-            "redis_refused=%d redis_errors=%d redis_timeouts=%d "
-            "redis_fallbacks=%d redis_takeovers=%d direct_each=%s" % (
-            g("direct_notifications_total"),
-            g("debounced_notifications_total"), g("debounced_set_size"),
-            g("decrypt_cache_hits_total"),
-            g("openpgp_decryption_failures_total"),
-            g("decrypt_queue_full_total"), fail, g("owed_pushes"),
-            g("owed_pushes_sent_total"), g("heartbeat_registrations_total"),
-            g("registrations_refused_total") + g("registrations_full_total")
-            + g("registrations_rate_limited_total"),
-            g("redis_up"), g("redis_commands_total"),
-            g("redis_failed_total"), g("redis_refused_total"),
-            g("redis_errors_total"), g("redis_timeouts_total"),
-            g("redis_fallbacks_total"), g("redis_takeovers_total"),
-            ",".join(str(int(m.get("direct_notifications_total", 0)))
-                     for m in ms)))
-
-def metrics(ports):
-    try:
-        print(metrics_line([scrape(p) for p in ports]))
-    except OSError as e:
-        print("error=metrics-unreadable (%s)" % e)
-        return 1
-    return 0
-
-def wait_ready(pid, port, timeout):
-    """Poll /metrics until it answers: proxyd opens it after its API."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            scrape(port)
-            return 0
-        except OSError:
-            pass
-        if not alive(pid):
-            print("proxyd died at start")
-            return 1
-        if time.monotonic() > deadline:
-            print("proxyd not ready in %ds" % timeout)
-            return 1
-        time.sleep(0.05)
-
-def wait_settled(timeout, ports):
-    """Poll until no instance has a debounce window open or a push owed
-    and the counters stop moving; print the counters."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            ms = [scrape(p) for p in ports]
-        except OSError as e:
-            print("error=metrics-unreadable (%s)" % e)
-            return 1
-        line = metrics_line(ms)
-        if (all(m.get("debounced_set_size", 0) == 0 and
-                m.get("owed_pushes", 0) == 0 for m in ms) and line == last):
-            print(line)
-            return 0
-        if time.monotonic() > deadline:
-            print("error=not-settled " + line)
-            return 1
-        last = line
-        time.sleep(0.05)
-
-def redis(port, args):
+@command("redis", int, str)
+def redis(port, *args):
     """One command, the answer printed as redis-cli prints it to a pipe."""
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     req = b"*%d\r\n" % len(args)
@@ -307,34 +162,13 @@ def redis(port, args):
         print(x)
     return 1 if out and out[0].startswith("(error)") else 0
 
+@command("reg-bodies", int, str)
 def reg_bodies(n, path):
     """n /register bodies, one random plain APNs token each."""
     with open(path, "w") as f:
         for _ in range(n):
             f.write('{"token": "%s"}\n' % secrets.token_hex(32))
-
-cmd = sys.argv[1]
-if cmd == "free-port":
-    free_port()
-elif cmd == "cpu":
-    cpu([int(p) for p in sys.argv[2:]])
-elif cmd == "metrics":
-    sys.exit(metrics([int(p) for p in sys.argv[2:]]))
-elif cmd == "wait-ready":
-    sys.exit(wait_ready(int(sys.argv[2]), int(sys.argv[3]),
-                        float(sys.argv[4])))
-elif cmd == "wait-settled":
-    sys.exit(wait_settled(float(sys.argv[2]), [int(p) for p in sys.argv[3:]]))
-elif cmd == "redis":
-    sys.exit(redis(int(sys.argv[2]), sys.argv[3:]))
-elif cmd == "reg-bodies":
-    reg_bodies(int(sys.argv[2]), sys.argv[3])
 EOF
-
-# proc_cpu PID...: "cpu_secs=..." of running processes, summed.
-proc_cpu() {
-	"$PYTHON" "$helper" cpu "$@" 2>/dev/null || echo "cpu_secs=0"
-}
 
 # rcli ARGS...: one command to our redis-server, its answer on stdout.
 rcli() {
@@ -399,25 +233,20 @@ redis_settled() {
 	echo "$b"
 }
 
-start_redis() {
-	local deadline=$((SECONDS + READY_TIMEOUT_S))
+# redis_up: whether our redis-server answers.
+redis_up() {
+	[ "$(rcli PING 2>/dev/null)" = PONG ]
+}
 
+start_redis() {
 	redis_port=$("$PYTHON" "$helper" free-port)
 	mkdir -p "$tmp/redis"
 	(cd "$tmp/redis" && exec "$REDIS_SERVER" --port "$redis_port" \
 	    --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
 	    --dir "$tmp/redis") >"$tmp/redis.log" 2>&1 &
 	redis_pid=$!
-	until [ "$(rcli PING 2>/dev/null)" = PONG ]; do
-		if ! kill -0 "$redis_pid" 2>/dev/null; then
-			redis_pid=
-			show_log "$tmp/redis.log"
-			die "redis-server died at start"
-		fi
-		[ "$SECONDS" -lt "$deadline" ] ||
-		    die "redis-server not answering in ${READY_TIMEOUT_S}s"
-		sleep 0.05
-	done
+	wait_up redis_pid redis-server "$tmp/redis.log" "not answering" \
+	    redis_up
 	redis_version=$(rcli INFO server | tr -d '\r' |
 	    sed -n 's/^redis_version://p')
 }
@@ -425,10 +254,7 @@ start_redis() {
 stop_redis() {
 	local status
 
-	stop "$redis_pid"
-	wait "$redis_pid"
-	status=$?
-	redis_pid=
+	reap redis_pid
 	[ "$status" -eq 0 ] || { problem "redis-server exited $status"; \
 	    show_log "$tmp/redis.log"; }
 }
@@ -437,123 +263,13 @@ redis_flush() {
 	[ "$(rcli FLUSHALL)" = OK ] || problem "redis FLUSHALL failed"
 }
 
-# start_sink NAME ARGS...: a fresh apns-sink, sets sink_pid and sink_port.
-start_sink() {
-	local name=$1 deadline=$((SECONDS + READY_TIMEOUT_S))
-
-	shift
-	: >"$tmp/sink.$name.out"
-	"$SINK" --cert "$tmp/pki/server.pem" --key "$tmp/pki/server-key.pem" \
-	    "$@" >"$tmp/sink.$name.out" 2>"$tmp/sink.$name.err" &
-	sink_pid=$!
-	until sink_port=$(field "$(head -n 1 "$tmp/sink.$name.out")" port) &&
-	    [ -n "$sink_port" ]; do
-		if ! kill -0 "$sink_pid" 2>/dev/null; then
-			sink_pid=
-			show_log "$tmp/sink.$name.err"
-			die "apns-sink died at start"
-		fi
-		[ "$SECONDS" -lt "$deadline" ] ||
-		    die "apns-sink gave no port in ${READY_TIMEOUT_S}s"
-		sleep 0.05
-	done
-	sink_name=$name
-}
-
-# sink_snapshot: SIGUSR1, wait for the line it prints, set sink_line.
-sink_snapshot() {
-	local n f=$tmp/sink.$sink_name.out deadline=$((SECONDS + READY_TIMEOUT_S))
-
-	n=$(wc -l <"$f")
-	kill -USR1 "$sink_pid"
-	until [ "$(wc -l <"$f")" -gt "$n" ]; do
-		[ "$SECONDS" -lt "$deadline" ] ||
-		    die "apns-sink did not answer SIGUSR1"
-		sleep 0.01
-	done
-	sink_line=$(tail -n 1 "$f")
-}
-
-# stop_sink: stop it, check its exit status and errors, set sink_line.
-stop_sink() {
-	local status
-
-	stop "$sink_pid"
-	wait "$sink_pid"
-	status=$?
-	sink_pid=
-	[ "$status" -eq 0 ] || problem "apns-sink exited $status"
-	sink_line=$(tail -n 1 "$tmp/sink.$sink_name.out")
-	if [ "$(field "$sink_line" errors)" != 0 ]; then
-		problem "apns-sink $sink_name: $(field "$sink_line" errors)" \
-		    "errors"
-		show_log "$tmp/sink.$sink_name.err"
-	fi
-}
-
-# start_proxyds N NAME ARGS...: N proxyd on one API port (ARGS should
-# then hold --reuse-port), each with its own database and metrics port,
-# sending to the running sink. Sets proxyd_pids, metrics_ports, logs, url
-# and api_port.
-start_proxyds() {
-	local n=$1 name=$2 i mport log msg
-
-	shift 2
-	api_port=$("$PYTHON" "$helper" free-port)
-	metrics_ports=()
-	logs=()
-	for i in $(seq "$n"); do
-		mport=$("$PYTHON" "$helper" free-port)
-		log=$tmp/proxyd.$name.$i.log
-		"$PROXYD" --openpgp-keyring-path "$KEYRING" --port "$api_port" \
-		    --db "$tmp/notifiers.$name.$i.db" \
-		    --metrics "127.0.0.1:$mport" \
-		    --workers "$WORKERS" --cache-size "$CACHE_SIZE" \
-		    --certificate-file "$tmp/pki/client.p12" \
-		    --password "$p12_password" --ca-file "$tmp/pki/ca.pem" \
-		    --apns-production-url "https://127.0.0.1:$sink_port" \
-		    --log-level warn "$@" 2>"$log" &
-		proxyd_pids+=($!)
-		metrics_ports+=("$mport")
-		logs+=("$log")
-		if ! msg=$("$PYTHON" "$helper" wait-ready "$!" "$mport" \
-		    "$READY_TIMEOUT_S"); then
-			show_log "$log"
-			die "$msg"
-		fi
-	done
-	url=http://127.0.0.1:$api_port
-}
-
-# stop_proxyds: SIGTERM to each, exit 0 required, no warnings but the
-# expected ones (APNs only is configured).
-stop_proxyds() {
-	local i status
-
-	for i in "${!proxyd_pids[@]}"; do
-		stop "${proxyd_pids[i]}"
-		wait "${proxyd_pids[i]}"
-		status=$?
-		[ "$status" -eq 0 ] || { problem "proxyd exited $status after" \
-		    "SIGTERM"; show_log "${logs[i]}"; }
-		if grep -v -e 'warn: no FCM key (--fcm-key-path)' \
-		    -e 'warn: no VAPID key (--vapid-key-path)' "${logs[i]}" |
-		    grep -q .; then
-			problem "proxyd logged warnings"
-			show_log "${logs[i]}"
-		fi
-	done
-	proxyd_pids=()
-}
-
 # settled [redis]: the instances' counters once every window closed and
 # they stand still. With Redis, read them again after a tick of the
 # shared state (500 ms): the redis_* counters move on that tick only.
 settled() {
 	local line
 
-	line=$("$PYTHON" "$helper" wait-settled "$SETTLE_TIMEOUT_S" \
-	    "${metrics_ports[@]}") || { echo "$line"; return 1; }
+	line=$(wait_settled "$SETTLE_TIMEOUT_S") || { echo "$line"; return 1; }
 	if [ "${1:-}" = redis ]; then
 		sleep 0.6
 		"$PYTHON" "$helper" metrics "${metrics_ports[@]}"
@@ -565,11 +281,6 @@ settled() {
 # delta A B KEY: B's KEY minus A's.
 delta() {
 	echo $(($(num "$2" "$3") - $(num "$1" "$3")))
-}
-
-# per N D [FMT]: N / D with FMT (default %.2f), 0 when D is 0.
-per() {
-	calc "printf \"${3:-%.2f}\", (d > 0 ? n / d : 0)" -v n="$1" -v d="$2"
 }
 
 # run_flood NAME MODE N WARM_PASSES ARGS...: a fresh sink, (with MODE
@@ -620,8 +331,7 @@ run_flood() {
 	stop_sink
 
 	f_secs=$(field "$f_line" secs)
-	f_ok=$(field "$f_line" codes | tr ',' '\n' | sed -n 's/^200://p')
-	f_ok=${f_ok:-0}
+	f_ok=$(code_count "$f_line" 200)
 	f_req_per_s=$(per "$f_ok" "$f_secs" %.0f)
 	f_push_per_s=$(per "$f_pushes" "$f_secs" %.0f)
 	f_cpu=$(calc 'printf "%.2f", b - a' -v a="$(field "$p0" cpu_secs)" \
@@ -690,32 +400,10 @@ echo "== proxyd redis bench: $(date -u +%Y-%m-%dT%H:%M:%SZ)" \
 
 # ---- the token pool, the PKI, Redis -----------------------------------------
 
-if [ ! -e "$OPENPGP_JS_DIR/node_modules/openpgp/package.json" ]; then
-	echo "== installing OpenPGP.js 6 into $OPENPGP_JS_DIR (once)"
-	command -v npm >/dev/null || die "npm not found (apt-get install npm)"
-	mkdir -p "$OPENPGP_JS_DIR" &&
-	    npm install --prefix "$OPENPGP_JS_DIR" --no-audit --no-fund \
-	    --silent openpgp@6 >"$tmp/npm.log" 2>&1 ||
-	    { show_log "$tmp/npm.log"; die "npm install openpgp@6 failed"; }
-fi
-echo "== encrypting $POOL random APNs tokens as chatmail core does" \
-    "(not measured)"
-pool_line=$("$NODE" "$HERE/encrypt_tokens.mjs" --modules "$OPENPGP_JS_DIR" \
-    --cert "$CERT" --count "$POOL" --out "$tmp/pool.txt" \
-    --plain "$tmp/plain.txt") || die "encrypt_tokens.mjs failed"
-echo "$pool_line"
-want_digest=$(field "$pool_line" digest)
+make_pool
 "$PYTHON" "$helper" reg-bodies "$REGISTER" "$tmp/register.txt" ||
     die "cannot write the /register bodies"
-
-"$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[1])
-from pki import make_pki
-p = make_pki(sys.argv[2])
-print(p.topic, p.p12_password)' "$REPO/tests/e2e/fakes" "$tmp/pki" \
-    >"$tmp/pki.txt" 2>"$tmp/pki.err" ||
-    { show_log "$tmp/pki.err"; die "cannot make the test PKI"; }
-read -r topic p12_password <"$tmp/pki.txt"
-: "$topic"
+make_pki
 
 start_redis
 echo "== redis-server $redis_version on 127.0.0.1:$redis_port" \
@@ -725,34 +413,12 @@ echo "== redis-server $redis_version on 127.0.0.1:$redis_port" \
 
 flood_ceiling_per_s=0
 if [ "$CEILING_SECS" != 0 ]; then
-	echo "== load generator ceiling (notify-flood into notify-sink," \
-	    "$CONCURRENCY connections, ${CEILING_SECS}s)"
-	: >"$tmp/nsink.out"
-	"$NSINK" >"$tmp/nsink.out" 2>"$tmp/nsink.err" &
-	nsink_pid=$!
-	deadline=$((SECONDS + READY_TIMEOUT_S))
-	until nport=$(field "$(head -n 1 "$tmp/nsink.out")" port) &&
-	    [ -n "$nport" ]; do
-		kill -0 "$nsink_pid" 2>/dev/null ||
-		    { nsink_pid=; show_log "$tmp/nsink.err"; \
-		    die "notify-sink died at start"; }
-		[ "$SECONDS" -lt "$deadline" ] ||
-		    die "notify-sink gave no port in ${READY_TIMEOUT_S}s"
-		sleep 0.05
-	done
-	rc=0
-	line=$("$FLOOD" --url "http://127.0.0.1:$nport/notify" \
-	    --body-file "$tmp/pool.txt" --duration "$CEILING_SECS" \
-	    --concurrency "$CONCURRENCY" 2>"$tmp/nflood.err") || rc=$?
-	stop "$nsink_pid"
-	wait "$nsink_pid"
-	status=$?
-	nsink_pid=
-	echo "$line"
-	[ "$rc" -eq 0 ] && [ "$status" -eq 0 ] ||
-	    { problem "load generator ceiling: notify-flood exited $rc," \
-	    "notify-sink $status"; show_log "$tmp/nflood.err"; }
-	flood_ceiling_per_s=$(field "$line" req_per_s)
+	flood_ceiling
+	[ "$nflood_rc" -eq 0 ] && [ "$nsink_status" -eq 0 ] ||
+	    { problem "load generator ceiling: notify-flood exited" \
+	    "$nflood_rc, notify-sink $nsink_status"; \
+	    show_log "$tmp/nflood.err"; }
+	flood_ceiling_per_s=$(field "$nflood_line" req_per_s)
 	flood_ceiling_per_s=${flood_ceiling_per_s:-0}
 fi
 
