@@ -107,6 +107,11 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "dictd_bind_notify(bind): False leaves the dictd "
         "fixture's notify socket path free for a real notifierd")
+    config.addinivalue_line(
+        "markers", "not_again_under_san: run by `make e2e`, not again by "
+        "`make e2e-san` (-m 'not not_again_under_san'): a test of the "
+        "harness itself, or a long test of timing whose daemon code paths "
+        "shorter tests run under the sanitizers too")
 
 
 def _register_log(request, title, path):

@@ -26,6 +26,10 @@ from harness import wait_until
 from redis_harness import (HAPROXY_CFG, RedisError, render_haproxy_cfg)
 
 
+# Tests of the harness itself (no daemon of ours): once is enough.
+pytestmark = pytest.mark.not_again_under_san
+
+
 def test_redis_server_ping_set_get_kill_restart(redis_factory):
     r = redis_factory()
     assert r.cli("PING") == "PONG"

@@ -91,6 +91,7 @@ def test_trailing_push_survives_the_instance_that_owed_it(
                for p in (px[0], px[2])) >= 1
 
 
+@pytest.mark.not_again_under_san
 def test_rate_limit_shared(proxyd_factory, redis_factory, fake_apns):
     """--rate-limit apns=20/s on each of three instances: together they
     push at 20/s (within 10 %), not 60/s."""
@@ -166,6 +167,7 @@ def heartbeat_times(fake):
     return out
 
 
+@pytest.mark.not_again_under_san
 def test_heartbeats_once_per_interval_and_taken_over(
         proxyd_factory, redis_factory, fake_apns):
     """1,000 registrations made through three instances are heartbeated
@@ -307,6 +309,7 @@ def cluster(proxyd_factory, haproxy_factory, redis, n=3):
     return ps, haproxy_factory(ps)
 
 
+@pytest.mark.not_again_under_san
 def test_balanced_burst_two_pushes(proxyd_factory, haproxy_factory,
                                    redis_factory, fake_apns):
     """50 /notify for one token through the balancer (round-robin over
