@@ -494,16 +494,22 @@ def redis_factory(tmpdir, request):
 
     def make(name=None, start=True, **options):
         name = name or "redis%s" % (len(made) or "")
-        r = RedisServer(os.path.join(tmpdir, name), name=name,
-                        binary=binary, **options)
-        made.append(r)
-        _register_log(request, "redis log", r.log_path)
-        if start:
-            r.start()
-        return r
+        return _keep(request, made, "redis log", RedisServer(
+            os.path.join(tmpdir, name), name=name, binary=binary,
+            **options), start)
 
     yield make
     _stop_all(made, "redis-server")
+
+
+def _keep(request, made, title, proc, start):
+    """A process of a factory: kept for teardown, its log in the
+    report, started unless start is False."""
+    made.append(proc)
+    _register_log(request, title, proc.log_path)
+    if start:
+        proc.start()
+    return proc
 
 
 @pytest.fixture
@@ -517,13 +523,9 @@ def sentinel_factory(tmpdir, request):
 
     def make(master, name=None, start=True, **options):
         name = name or "sentinel%s" % (len(made) or "")
-        s = RedisSentinel(os.path.join(tmpdir, name), master, name=name,
-                          binary=binary, **options)
-        made.append(s)
-        _register_log(request, "sentinel log", s.log_path)
-        if start:
-            s.start()
-        return s
+        return _keep(request, made, "sentinel log", RedisSentinel(
+            os.path.join(tmpdir, name), master, name=name, binary=binary,
+            **options), start)
 
     yield make
     _stop_all(made, "redis-sentinel")
@@ -548,14 +550,11 @@ def haproxy_factory(tmpdir, request, apns_pki):
                     "127.0.0.1:%d" % s.port))
             else:
                 addrs.append(s)
-        h = HAProxy(os.path.join(tmpdir, name), addrs, apns_pki,
-                    binary=binary, **options)
-        made.append(h)
-        _register_log(request, "haproxy log", h.log_path)
-        if start:
-            h.start()
-            if wait_up:
-                h.wait_servers()
+        h = _keep(request, made, "haproxy log", HAProxy(
+            os.path.join(tmpdir, name), addrs, apns_pki, binary=binary,
+            **options), start)
+        if start and wait_up:
+            h.wait_servers()
         return h
 
     yield make

@@ -30,6 +30,20 @@ def pushes(fake, tok):
     return [r for r in list(fake.requests) if r.token == tok]
 
 
+def two_pushes(send, fake):
+    """A new token, sent by send(tok) (its requests all within one
+    window), gets exactly a leading and a trailing push: a duplicate
+    (two instances sending the trailing push) would come with the
+    second, at the window's end. Returns the pushes."""
+    tok = apns_token()
+    send(tok)
+    fake.wait_for(pred=lambda _r: len(pushes(fake, tok)) >= 2, timeout=15)
+    time.sleep(1.5)
+    got = pushes(fake, tok)
+    assert len(got) == 2, got
+    return got
+
+
 def instances(proxyd_factory, n, redis_url, *extra, **kw):
     out = []
     for i in range(n):
@@ -49,22 +63,18 @@ def test_debounce_shared_across_instances(proxyd_factory, redis_factory,
     instances: one leading and one trailing push, exactly."""
     redis = redis_factory()
     px = instances(proxyd_factory, 3, redis.url, debounce=BURST_WINDOW)
-    tok = apns_token()
-    t0 = time.time()
-    for i in range(50):
-        status, body = px[i % 3].notify(tok)
-        assert status == 200, (i, status, body)
-    assert time.time() - t0 < 3.5, "the burst must fit in one window"
-    fake_apns.wait_for(pred=lambda _r: len(pushes(fake_apns, tok)) >= 2,
-                       timeout=15)
-    # Duplicates (two instances sending the trailing push) would come
-    # with the second, at the window's end.
-    time.sleep(1.5)
-    got = pushes(fake_apns, tok)
-    assert len(got) == 2, got
+
+    def burst(tok):
+        t0 = time.time()
+        for i in range(50):
+            status, body = px[i % 3].notify(tok)
+            assert status == 200, (i, status, body)
+        assert time.time() - t0 < 3.5, "the burst must fit in one window"
+    got = two_pushes(burst, fake_apns)
     # The trailing push comes a window after the leading one.
     assert got[1].t - got[0].t >= 3.9, [r.t for r in got]
     # No key names the token; the window's value holds no clear token.
+    tok = got[0].token
     keys = redis.cli("KEYS", "*")
     assert not any(tok in k for k in keys), keys
 
@@ -149,13 +159,8 @@ def test_redis_down_fails_open_and_comes_back(proxyd_factory, redis_factory,
                timeout=10)
     status, body = px[0].request("GET", "/health")
     assert (status, body) == (200, b"ok\n"), body
-    tok2 = apns_token()
-    for i in range(10):
-        assert px[i % 2].notify(tok2)[0] == 200
-    fake_apns.wait_for(pred=lambda _r: len(pushes(fake_apns, tok2)) >= 2,
-                       timeout=10)
-    time.sleep(3)
-    assert len(pushes(fake_apns, tok2)) == 2
+    two_pushes(lambda tok: [px[i % 2].notify(tok) for i in range(10)],
+               fake_apns)
 
 
 def heartbeat_times(fake):
@@ -257,13 +262,8 @@ def test_sentinel_failover_followed(proxyd_factory, redis_factory,
                                            for t in toks), timeout=15)
     assert replica.role() == "master"
     # The new master holds the shared state now.
-    tok = apns_token()
-    for i in range(6):
-        assert px[i % 2].notify(tok)[0] == 200
-    fake_apns.wait_for(pred=lambda _r: len(pushes(fake_apns, tok)) >= 2,
-                       timeout=10)
-    time.sleep(1.5)
-    assert len(pushes(fake_apns, tok)) == 2
+    two_pushes(lambda tok: [px[i % 2].notify(tok) for i in range(6)],
+               fake_apns)
     assert followed < 20, followed
 
 
@@ -315,18 +315,16 @@ def test_balanced_burst_two_pushes(proxyd_factory, haproxy_factory,
     """50 /notify for one token through the balancer (round-robin over
     three instances) within one window: exactly two pushes."""
     ps, h = cluster(proxyd_factory, haproxy_factory, redis_factory())
-    tok = apns_token()
-    t0 = time.time()
-    for i in range(50):
-        assert h.notify(tok) == (200, b""), i
-    assert time.time() - t0 < 3.5
-    # (the counters follow the connection twice a second)
+
+    def burst(tok):
+        t0 = time.time()
+        for i in range(50):
+            assert h.notify(tok) == (200, b""), i
+        assert time.time() - t0 < 3.5
+    two_pushes(burst, fake_apns)
+    # Every instance took part (its counters follow twice a second).
     wait_until(lambda: all(p.metric("redis_commands_total") > 0
                            for p in ps), timeout=5)
-    fake_apns.wait_for(pred=lambda _r: len(pushes(fake_apns, tok)) >= 2,
-                       timeout=15)
-    time.sleep(1.5)             # a duplicate would come with the second
-    assert len(pushes(fake_apns, tok)) == 2
 
 
 def test_balanced_burst_owner_killed(proxyd_factory, haproxy_factory,
