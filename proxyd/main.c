@@ -37,7 +37,9 @@ static const char proxyd_usage[] =
 "      --db PATH               heartbeat registrations and owed pushes\n"
 "                              (default notifiers.db)\n"
 "      --metrics HOST:PORT     serve OpenMetrics at http://HOST:PORT/metrics\n"
-"      --interval DURATION     heartbeat period (default 20m)\n"
+"      --interval DURATION     heartbeat period (default 20m; 0: no\n"
+"                              heartbeats, /register answers 200, stores\n"
+"                              nothing)\n"
 "      --debounce DURATION     one push per token per window (default 10s)\n"
 "      --owed-deadline DURATION  keep retrying a push a 200 promised this\n"
 "                              long (default 5h), then drop it (logged)\n"
@@ -375,6 +377,18 @@ proxyd_fit_nofile(struct api_limits *l)
 	l->max_connections = fit > 0 ? (unsigned int)fit : 1;
 }
 
+/* --interval: a duration, or 0 (with or without a unit): no heartbeats. */
+static int64_t
+proxyd_interval(const char *arg)
+{
+	char err[ERR_LEN];
+	int64_t ms = -1;
+
+	if (cli_parse_duration_ms(arg, &ms, err) == 0 && ms == 0)
+		return 0;
+	return cliopt_duration_ms("interval", arg);
+}
+
 /* --redis-password-file: "PASSWORD" or "USER:PASSWORD" on its first
  * line. */
 static void
@@ -598,7 +612,7 @@ proxyd_parse(int argc, char **argv, struct proxyd_options *o)
 		case OPT_DB: c->db_path = optarg; break;
 		case OPT_METRICS: c->metrics_addr = optarg; break;
 		case OPT_INTERVAL:
-			c->interval_ms = cliopt_duration_ms("interval", optarg);
+			c->interval_ms = proxyd_interval(optarg);
 			break;
 		case OPT_DEBOUNCE:
 			c->debounce_ms = cliopt_duration_ms("debounce", optarg);

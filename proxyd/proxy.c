@@ -428,8 +428,13 @@ proxy_on_push_done(void *ctx, const struct provider_result *res, void *arg)
 		break;
 	case VERDICT_CONFIG:
 		proxy_count_failure(px, prov, "config", res->reason);
-		log_err("proxy %s refused our request: %s (check the "
-		    "credentials and configuration)", prov, res->reason);
+		if (res->logged)	/* once per episode, by the engine */
+			log_debug("proxy push token=%s provider=%s refused: "
+			    "%s", digest, prov, res->reason);
+		else
+			log_err("proxy %s refused our request: %s (check the "
+			    "credentials and configuration)", prov,
+			    res->reason);
 		proxy_reply(j, 500, "provider configuration error\n");
 		break;
 	case VERDICT_OVERLOAD:
@@ -645,8 +650,8 @@ proxy_on_hb_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (px->stopping)
-		return;
+	if (px->stopping || px->cfg.interval_ms == 0)
+		return;		/* (--interval 0: heartbeats off) */
 	if (push_in_flight(px->push) >= PROXY_HEARTBEAT_IN_FLIGHT) {
 		proxy_hb_arm(px, 50);
 		return;
@@ -792,6 +797,15 @@ proxy_on_request(struct api_request *req, enum api_route route,
 		proxy_start(j);
 		return;
 	}
+	/* --interval 0: heartbeats are off (chatmail core stopped sending
+	 * /register in 2.57; a heartbeat tells the proxy's operator a
+	 * device's address every interval). 200 without storing anything:
+	 * an older client takes it as done and does not retry. */
+	if (px->cfg.interval_ms == 0) {
+		metric_inc(px->st.registrations_ignored);
+		api_reply(req, 200, "");
+		return;
+	}
 	/* Without APNs credentials a registration could never be used:
 	 * refused before any work (docs/proxyd.md, 503: the service, not
 	 * the request, is missing something). */
@@ -904,6 +918,10 @@ proxy_register_metrics(struct proxy *px)
 	    "registrations_refused",
 	    "Registrations refused: no credentials for their provider",
 	    NULL);
+	st->registrations_ignored = metrics_counter(m,
+	    "registrations_ignored",
+	    "Registrations answered 200 and not stored: heartbeats are off "
+	    "(--interval 0)", NULL);
 	st->registrations_full = metrics_counter(m, "registrations_full",
 	    "New registrations refused at --max-registrations", NULL);
 	st->registrations_limited = metrics_counter(m,

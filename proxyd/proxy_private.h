@@ -68,6 +68,7 @@ struct proxy_stats {
 	/* the bounds on what a client can make us hold */
 	struct metric	*cache_evicted_bytes, *cache_bytes, *plain_refused;
 	struct metric	*registrations_refused, *registrations_full;
+	struct metric	*registrations_ignored;	/* --interval 0 */
 	struct metric	*registrations_limited, *register_clients;
 	struct metric	*register_clients_forgotten;
 	/* owed pushes */

@@ -77,6 +77,9 @@ struct provider_result {
 	 * (wall clock, ms); 0 if it never did. A debounce window runs from
 	 * there (promise.c). */
 	int64_t			 sent_ms;
+	/* Set by the engine: it logged this failure's episode already
+	 * (a credential refused): the caller logs the push at debug. */
+	bool			 logged;
 };
 
 /* An answer as a provider reads it (the transport's, in its terms). */

@@ -58,6 +58,7 @@ struct push_provider_metrics {
 	struct metric		*paused;
 	struct metric		*queue;
 	struct metric		*clients;
+	struct metric		*credential_refused;
 };
 
 /* A provider in the engine: its state and what the engine keeps for it. */
@@ -69,6 +70,10 @@ struct push_provider {
 	struct transport		*t;
 	struct ratelimit		*gate;
 	struct push_provider_metrics	 m;
+	/* Our credential refused even when just made (APNs'
+	 * ExpiredProviderToken for a JWT minutes old: the host's clock),
+	 * until the provider takes a push again: one error line each. */
+	bool				 credential_refused;
 	/* A credential renewal (ops->renewal_start): its transport, the
 	 * request in flight, and the pushes waiting for it. */
 	const struct transport_ops	*renewal_tops;
@@ -244,6 +249,26 @@ push_apply_pause(struct push_engine *e, const char *scope, int64_t ms)
 	}
 }
 
+/* The provider refuses a credential it would not let us renew, or the
+ * renewed one too: APNs says ExpiredProviderToken for a JWT made minutes
+ * ago almost only when this host's clock is off (by about an hour). No
+ * retry helps and every push of the provider fails: a configuration
+ * failure, one error line per episode, and a counter for the alert. */
+static void
+push_credential_refused(struct push_provider *pp, struct provider_result *res)
+{
+	res->verdict = VERDICT_CONFIG;
+	res->logged = true;
+	metric_inc(pp->m.credential_refused);
+	if (pp->credential_refused)
+		return;
+	pp->credential_refused = true;
+	log_err("push %s refuses the credential we just made (%s): every %s "
+	    "push fails until it is fixed (APNs' ExpiredProviderToken: this "
+	    "host's clock is off, usually by an hour; check NTP)",
+	    pp->ops->label, res->reason, pp->ops->label);
+}
+
 /* A transport's answer in the providers' terms. */
 static void
 push_answer(const struct httpc_response *resp, struct provider_answer *a)
@@ -315,7 +340,11 @@ push_on_answer(void *ctx, const struct httpc_response *resp, void *arg)
 		}
 	}
 	if (res.verdict == VERDICT_RENEW_AUTH)
-		res.verdict = VERDICT_TEMPORARY;
+		push_credential_refused(pp, &res);
+	else if (res.verdict == VERDICT_OK && pp->credential_refused) {
+		pp->credential_refused = false;
+		log_info("push %s takes our credential again", pp->ops->label);
+	}
 	if (res.verdict == VERDICT_PAUSE) {
 		if (res.retry_after_ms > 0)
 			retry_ms = res.retry_after_ms;
@@ -689,6 +718,10 @@ push_metrics_new(struct push_provider *pp, struct metrics *m)
 	    "have waited, or waited, too long", labels);
 	pp->m.paused = metrics_counter(m, "provider_paused",
 	    "Times the provider asked us to wait (Retry-After)", labels);
+	pp->m.credential_refused = metrics_counter(m,
+	    "provider_credential_refused", "Pushes refused because the provider "
+	    "refused a credential we had just made (APNs ExpiredProviderToken: "
+	    "the host's clock)", labels);
 	pp->m.queue = metrics_gauge(m, "provider_queue_depth",
 	    "Pushes waiting for the provider's rate limit or pause", labels);
 	pp->m.clients = metrics_gauge(m, "provider_queue_clients",

@@ -339,6 +339,29 @@ def test_apns_gone_and_failure_answers(proxyd_factory, fake_apns):
 # ---- /register and heartbeats -----------------------------------------------
 
 
+def test_interval_0_turns_heartbeats_off(proxyd_factory, fake_apns):
+    """--interval 0: /register answers 200 (an older client stops there)
+    and stores nothing; no heartbeat goes out, also for a registration
+    stored before heartbeats were turned off."""
+    p = proxyd_factory(interval="1s")
+    old = random_apns_token()
+    assert p.register(old)[0] == 200
+    assert [t for t, _ in p.db_rows()] == [old]
+    p.stop()
+    def heartbeats():
+        return [r for r in list(fake_apns.requests)
+                if r.headers.get("apns-push-type") == "background"]
+    p = proxyd_factory(interval="0", name="proxyd")
+    before = len(heartbeats())
+    tok = random_apns_token()
+    assert p.register(tok) == (200, b"")
+    assert [t for t, _ in p.db_rows()] == [old]      # nothing new
+    assert p.metric("registrations_ignored_total") == 1
+    time.sleep(2.5)
+    assert len(heartbeats()) == before
+    assert p.notify(tok)[0] == 200                   # pushes still go
+
+
 def test_register_heartbeats_survive_restart_until_gone(proxyd_factory,
                                                         fake_apns, apns_pki):
     """/register stores the decrypted APNs token; silent pushes follow every
@@ -515,6 +538,30 @@ def test_certificate_refused_by_apple_is_500_not_410(proxyd_factory,
     assert fake_apns.requests == []
     assert fake_apns.tls_failures, "the fake saw no handshake"
     assert p.metric("direct_notifications_total") == 0
+
+
+def test_clock_an_hour_off_is_a_configuration_error(proxyd_factory,
+                                                     fake_apns_factory):
+    """APNs answers ExpiredProviderToken for the JWT proxyd just made (the
+    fake judges iat as a host whose clock is an hour behind would make
+    it): every push fails, so each is a configuration failure (500, never
+    410), counted, and one error line says what to check, once for the
+    whole episode; the first push Apple takes again ends it."""
+    fake = fake_apns_factory("token", token_max_age=-3600)
+    p = proxyd_factory(apns=fake, auth="token")
+    for _ in range(5):
+        assert p.notify(random_apns_token())[0] == 500
+    failures = p.failures()
+    assert sum(v for (prov, reason, det), v in failures.items()
+               if prov == "APNS" and reason == "config") == 5, failures
+    assert p.metric('provider_credential_refused_total{provider="APNS"}'
+                    ) == 5
+    log = p.log_text()
+    assert log.count("check NTP") == 1, log
+    assert "error: push APNS refuses the credential we just made" in log
+    fake.token_max_age = 3600                   # the clock fixed
+    assert p.notify(random_apns_token())[0] == 200
+    assert "push APNS takes our credential again" in p.log_text()
 
 
 def test_no_credentials_warns_and_answers_500(proxyd_factory, fake_apns):
