@@ -1146,7 +1146,10 @@ proxy_free(struct proxy *px)
 	if (px == NULL)
 		return;
 	/* Everything that may hold a waiting request answers it before the
-	 * API goes; what is still owed is stored for the next start. */
+	 * API goes; what is still owed is stored for the next start. The
+	 * shared state first: its answers still due (a heartbeat claim, a
+	 * window) reach a proxy that is still whole. */
+	state_close(px->state);
 	push_engine_free(px->push, proxy_on_push_cancel);
 	workq_free(px->decrypt);
 	proxy_owed_final_commit(px);

@@ -156,6 +156,10 @@ struct state_ops {
 	 * balancer, so it does no I/O: it tells what the backend already
 	 * knows. */
 	const char *(*degraded)(struct state *);
+	/* Optional: stop using any server before the caller tears itself
+	 * down: every answer still due is given now, later calls are
+	 * answered before they return. NULL: nothing to do. */
+	void	(*close)(struct state *);
 };
 
 /* Every backend's handle starts with this. */
@@ -250,6 +254,13 @@ static inline const char *
 state_degraded(struct state *s)
 {
 	return s->ops->degraded != NULL ? s->ops->degraded(s) : NULL;
+}
+
+static inline void
+state_close(struct state *s)
+{
+	if (s != NULL && s->ops->close != NULL)
+		s->ops->close(s);
 }
 
 static inline void

@@ -93,6 +93,13 @@ state_redis(struct state *s)
 	return (struct state_redis *)s;
 }
 
+/* Connected, and not closed (state_close). */
+static bool
+state_redis_up(const struct state_redis *r)
+{
+	return r->rc != NULL && redis_conn_up(r->rc);
+}
+
 static struct state_redis_ask *
 state_redis_ask_new(struct state_redis *r, const char *token, size_t len,
     const char *input, size_t input_len, void *arg)
@@ -224,7 +231,7 @@ state_redis_window_hit(struct state *s, const char *token, size_t len,
 	struct state_redis_key k;
 	struct redis_args args;
 
-	if (!redis_conn_up(r->rc)) {
+	if (!state_redis_up(r)) {
 		state_redis_fallback(r);
 		state_window_hit(r->local, token, len, input, input_len, now_ms,
 		    fn, arg);
@@ -259,7 +266,7 @@ state_redis_out(struct state_redis *r, const char *token, size_t len,
 	struct state_redis_key k;
 	struct redis_args args;
 
-	if (!redis_conn_up(r->rc))
+	if (!state_redis_up(r))
 		return;
 	state_redis_key(r, "w:", token, len, &k);
 	redis_args_init(&args);
@@ -280,7 +287,7 @@ state_redis_window_cancel(struct state *s, const char *token, size_t len)
 	struct redis_args args;
 
 	state_window_cancel(r->local, token, len);
-	if (!redis_conn_up(r->rc))
+	if (!state_redis_up(r))
 		return;
 	state_redis_key(r, "w:", token, len, &k);
 	redis_args_init(&args);
@@ -377,7 +384,7 @@ state_redis_heartbeat_put(struct state *s, const char *token,
 	/* The embedded backend answers before it returns. */
 	state_heartbeat_put(r->local, token, next_at_ms, max_tokens,
 	    state_redis_on_local_put, &p);
-	if (p.res != STATE_STORED || !redis_conn_up(r->rc)) {
+	if (p.res != STATE_STORED || !state_redis_up(r)) {
 		fn(arg, p.res, p.res == STATE_FAILED ? p.err : NULL);
 		return;
 	}
@@ -399,7 +406,7 @@ state_redis_heartbeat_remove(struct state *s, const char *token)
 	struct redis_args args;
 
 	state_heartbeat_remove(r->local, token);
-	if (!redis_conn_up(r->rc))
+	if (!state_redis_up(r))
 		return;
 	state_redis_key(r, "hb:", token, strlen(token), &k);
 	redis_args_init(&args);
@@ -450,7 +457,7 @@ state_redis_heartbeat_claim(struct state *s, int64_t now_ms, size_t max,
 	struct state_redis_ask *a;
 	struct redis_args args;
 
-	if (!redis_conn_up(r->rc)) {
+	if (!state_redis_up(r)) {
 		/* Paused: other instances may be sending them all. */
 		fn(arg, NULL, 0, 0, NULL);
 		return;
@@ -499,7 +506,7 @@ state_redis_seed_step(struct state_redis *r)
 
 	if (!r->seeding)
 		return;
-	if (hb == NULL || !redis_conn_up(r->rc) || (n = heartbeat_store_scan(
+	if (hb == NULL || !state_redis_up(r) || (n = heartbeat_store_scan(
 	    hb, r->seed_after, STATE_REDIS_SEED_BATCH, rows, err)) <= 0) {
 		if (r->seeded > 0)
 			log_info("redis: %" PRIu64 " heartbeat registrations "
@@ -560,7 +567,7 @@ state_redis_bucket_take(struct state *s, const char *name, double rate,
 		fn(arg, 0);
 		return;
 	}
-	if (!redis_conn_up(r->rc)) {
+	if (!state_redis_up(r)) {
 		state_redis_fallback(r);
 		state_bucket_take(r->local, name, rate, burst, now_ms, fn, arg);
 		return;
@@ -592,7 +599,7 @@ state_redis_bucket_pause(struct state *s, const char *name, int64_t ms,
 	struct redis_args args;
 
 	state_bucket_pause(r->local, name, ms, now_ms);
-	if (!redis_conn_up(r->rc))
+	if (!state_redis_up(r))
 		return;
 	snprintf(key, sizeof(key), "%sb:%.40s", STATE_REDIS_PREFIX, name);
 	redis_args_init(&args);
@@ -608,7 +615,7 @@ state_redis_scope_pause(struct state *s, const char *scope, int64_t ms)
 	struct state_redis *r = state_redis(s);
 	struct redis_args args;
 
-	if (!redis_conn_up(r->rc) || ms <= 0)
+	if (!state_redis_up(r) || ms <= 0)
 		return;
 	redis_args_init(&args);
 	redis_args_str(&args, STATE_REDIS_PREFIX "pauses");
@@ -675,8 +682,10 @@ state_redis_sync_metrics(struct state_redis *r)
 {
 	struct redis_conn_stats st;
 
+	if (r->rc == NULL)
+		return;
 	redis_conn_get_stats(r->rc, &st);
-	metric_set(r->m.up, redis_conn_up(r->rc));
+	metric_set(r->m.up, state_redis_up(r));
 	metric_set(r->m.pending, (int64_t)st.pending);
 	metric_add(r->m.commands, st.commands - r->last.commands);
 	metric_add(r->m.failed, st.failed - r->last.failed);
@@ -699,7 +708,9 @@ state_redis_on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	state_redis_sync_metrics(r);
-	if (!redis_conn_up(r->rc)) {
+	if (r->rc == NULL)
+		return;				/* closed */
+	if (!state_redis_up(r)) {
 		if (!r->down_logged) {	/* never up since the start */
 			r->down_logged = true;
 			log_warnx("redis unreachable (%s): serving alone, "
@@ -779,10 +790,10 @@ state_redis_degraded(struct state *s)
 {
 	struct state_redis *r = state_redis(s);
 
-	if (redis_conn_up(r->rc))
+	if (state_redis_up(r))
 		return NULL;
 	snprintf(r->degraded, sizeof(r->degraded), "redis unreachable (%s)",
-	    redis_conn_why(r->rc));
+	    r->rc != NULL ? redis_conn_why(r->rc) : "closed");
 	return r->degraded;
 }
 
@@ -794,15 +805,26 @@ state_redis_get_stats(struct state *s, struct state_stats *out)
 	state_get_stats(state_redis(s)->local, out);
 }
 
+/* No more Redis: every call waiting for it is answered now (by the
+ * embedded backend, as redis_conn answers each command NULL), while the
+ * caller is still whole; later calls are answered before they return. */
+static void
+state_redis_close(struct state *s)
+{
+	struct state_redis *r = state_redis(s);
+	struct redis_conn *rc = r->rc;
+
+	r->seeding = false;
+	r->rc = NULL;
+	redis_conn_free(rc);
+}
+
 static void
 state_redis_free(struct state *s)
 {
 	struct state_redis *r = state_redis(s);
 
-	/* Every call waiting for Redis is answered (by the fallback) as
-	 * redis_conn answers its commands NULL. */
-	r->seeding = false;
-	redis_conn_free(r->rc);
+	state_redis_close(s);
 	if (r->tick != NULL)
 		event_free(r->tick);
 	state_free(r->local);
@@ -826,6 +848,7 @@ static const struct state_ops state_redis_ops = {
 	.client_take = state_redis_client_take,
 	.get_stats = state_redis_get_stats,
 	.degraded = state_redis_degraded,
+	.close = state_redis_close,
 	.free = state_redis_free,
 };
 
