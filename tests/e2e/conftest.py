@@ -114,6 +114,16 @@ def pytest_configure(config):
         "shorter tests run under the sanitizers too")
 
 
+def pytest_collection_modifyitems(config, items):
+    """The fakes' own tests (fakes/tests/) run none of our daemons: once
+    is enough, not again under the sanitizers."""
+    fakes = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                         "fakes", "tests") + os.sep
+    for item in items:
+        if str(item.fspath).startswith(fakes):
+            item.add_marker(pytest.mark.not_again_under_san)
+
+
 def _register_log(request, title, path):
     logs = getattr(request.node, "_e2e_logs", [])
     logs.append((title, path))
