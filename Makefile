@@ -6,6 +6,10 @@
 #   make unit | san | fuzz-smoke | e2e | docker-test   the parts of make test
 #   make fuzz            longer libFuzzer runs (FUZZ_SECONDS each)
 #   make bench           benchmarks under tests/bench/
+#   make alerts-test     the Prometheus rules' unit tests and the metric
+#                        names of the rules and the Grafana dashboard
+#   make plots           PNG charts of the benchmarks' committed logs
+#                        (BENCH=1: run the benchmarks first)
 #   make install PREFIX=/usr/local DESTDIR=
 #
 # The sanitizer build is the same Makefile with BUILD=build-san and
@@ -55,7 +59,7 @@ COMMON_SRCS = common/log.c common/cli.c common/db.c common/clock.c \
 	common/err.c common/buf.c common/relay_db.c common/db_checkpoint.c \
 	common/backoff.c common/unixsock.c common/base64.c \
 	common/httpc.c common/cliopt.c common/log_limit.c \
-	common/accept_pause.c
+	common/accept_pause.c common/ini.c common/chatmail_ini.c
 DICTD_LIB_SRCS = metadata-dictd/dict_proto.c metadata-dictd/dict_store.c \
 	metadata-dictd/dict_cmd.c metadata-dictd/dict_conn.c metadata-dictd/dict_key.c \
 	metadata-dictd/dict_server.c metadata-dictd/dict_vendor.c \
@@ -286,6 +290,8 @@ FUZZ_LIB_fcm_answer = $(FUZZ_LIB_fcm_key) proxyd/providers/fcm/fcm.c \
 FUZZ_LIB_api_headers = proxyd/api/api_headers.c
 FUZZ_LIB_api_addr = proxyd/api/api_addr.c common/err.c
 FUZZ_LIB_redis_addr = proxyd/redis/redis_addr.c common/err.c
+FUZZ_LIB_ini = common/ini.c common/chatmail_ini.c common/err.c \
+	common/xmalloc.c
 
 $(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBDICTD) \
     $(LIBPROXYD) $(LIBCOMMON)
@@ -357,6 +363,13 @@ testdata-check: $(BUILD)/tests/proxyd/test_openpgp
 docker-test:
 	scripts/docker-test.sh
 
+# The Debian packages (debian/): built in a temporary copy of the tree,
+# lintian, installed, checked, removed and purged
+# (tests/packaging/test-packages.sh; root, Debian 12).
+.PHONY: package-test
+package-test:
+	tests/packaging/test-packages.sh
+
 bench: all
 	tests/bench/run-dictd-bench.sh $(BUILD)/bin
 	tests/bench/run-notifierd-bench.sh $(BUILD)/bin
@@ -367,11 +380,36 @@ bench: all
 bench-redis: all
 	tests/bench/run-proxyd-redis-bench.sh $(BUILD)/bin
 
+# Charts of the benchmarks (docs/plots/*.png, shown in README.md) from the
+# committed logs of one run of each (docs/plots/data/*.log): a few seconds,
+# no benchmark run. bench-logs (or make plots BENCH=1) runs the four bench
+# scripts one after the other to refresh the logs first (about 4 minutes;
+# needs what bench and bench-redis need). tests/bench/plots.py says more.
+.PHONY: plots bench-logs
+plots: $(if $(filter 1,$(BENCH)),bench-logs)
+	$(PYTHON) tests/bench/plots.py docs/plots/data docs/plots
+
+bench-logs: all
+	$(PYTHON) tests/bench/plots.py --run-benches $(BUILD)/bin docs/plots/data
+
+# deploy/prometheus's alert rules pass promtool's check and their unit
+# tests (tests/prometheus/), and every metric the rules and
+# deploy/grafana's dashboard use is one a daemon registers (read from the
+# sources, and checked against the three daemons' /metrics).
+PROMTOOL ?= promtool
+.PHONY: alerts-test
+alerts-test: $(BUILD)/bin/metadata-dictd $(BUILD)/bin/notifierd \
+    $(BUILD)/bin/proxyd
+	$(PROMTOOL) check rules deploy/prometheus/chatmail-push.rules.yml
+	$(PROMTOOL) test rules tests/prometheus/chatmail-push.rules.test.yml
+	$(PYTHON) tests/prometheus/check_names.py --scrape $(BUILD)/bin
+
 # Build in parallel (make -j2 test), run one suite after the other.
 test:
 	$(MAKE) all
 	$(MAKE) unit-run
 	$(MAKE) testdata-check
+	$(MAKE) alerts-test
 	$(MAKE) san
 	$(MAKE) fuzz-smoke
 	$(MAKE) e2e-san
@@ -414,7 +452,8 @@ install: $(PROGRAMS)
 	install -m 644 $(OPERATOR_DOCS) $(DESTDIR)$(DOCDIR)/
 	install -d $(DESTDIR)$(DOCDIR)/examples
 	install -m 644 deploy/haproxy/haproxy.cfg \
-		$(DESTDIR)$(DOCDIR)/examples/haproxy.cfg
+		deploy/prometheus/chatmail-push.rules.yml \
+		deploy/grafana/chatmail-push.json $(DESTDIR)$(DOCDIR)/examples/
 
 clean:
 	rm -rf build build-san build-fuzz build-*

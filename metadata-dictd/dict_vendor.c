@@ -76,10 +76,12 @@ dict_vendor_config_check(const struct dict_vendor_config *cfg,
 	if (cfg->turn_host != NULL) {
 		const char *h = cfg->turn_host;
 
-		/* The client splits the value at ':', so no IPv6 literal. */
+		/* The client splits the value at ':', so no IPv6 literal.
+		 * '_': chatmail relays for tests have names like
+		 * _chat.example.org (chatmail.ini's mail_domain). */
 		if (!dict_vendor_printable(h, DICT_VENDOR_HOST_MAX_BYTES) ||
 		    strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV"
-		    "WXYZ0123456789.-") != strlen(h)) {
+		    "WXYZ0123456789.-_") != strlen(h)) {
 			err_set(err, "--turn-host: expected a host name or "
 			    "IPv4 address");
 			return -1;

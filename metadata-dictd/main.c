@@ -10,6 +10,7 @@
 
 #include <event2/event.h>
 
+#include "chatmail_ini.h"
 #include "cli.h"
 #include "cliopt.h"
 #include "dictd.h"
@@ -27,7 +28,7 @@
 #define DICTD_WANT_NOFILE	65536
 
 static const char dictd_usage[] =
-"usage: metadata-dictd --socket PATH --db PATH [options]\n"
+"usage: metadata-dictd --socket PATH --db PATH [--config CHATMAIL_INI] [options]\n"
 "       metadata-dictd --db PATH --import-chatmaild VMAIL_DIR\n"
 "\n"
 "Dovecot dict server for chatmail relays: stores IMAP METADATA (device\n"
@@ -45,6 +46,10 @@ static const char dictd_usage[] =
 "                            crashes, full also power loss (default normal)\n"
 "  -M, --metrics HOST:PORT   serve OpenMetrics at http://HOST:PORT/metrics\n"
 "  -l, --log-level LEVEL     error, warn, info, debug (default info)\n"
+"      --config PATH         chatmail relay's chatmail.ini (e.g.\n"
+"                            " CHATMAIL_INI_PATH "):\n"
+"                            iroh relay, TURN host and socket from its\n"
+"                            [params] as chatmaild takes them; flags win\n"
 "  -h, --help                show this help\n"
 "\n"
 "Bounds (each counted in a metric when hit; sizes 512, 64k, 1M, 1MiB):\n"
@@ -72,13 +77,15 @@ static const char dictd_usage[] =
 "\n"
 "Server entries for GETMETADATA \"\" /shared/vendor/deltachat/<name>\n"
 "(read-only to clients; NIL when not set):\n"
-"      --iroh-relay URL          irohrelay: the iroh relay URL\n"
+"      --iroh-relay URL          irohrelay: the iroh relay URL (\"\": none,\n"
+"                                whatever --config says)\n"
 "      --max-smtp-recipients N   maxsmtprecipients: recipients per mail\n"
 "                                the MTA accepts (default 1000, as chatmaild)\n"
 "      --appversions FILE        appversions: a JSON object, re-read when\n"
 "                                it changes, sent as one compact line\n"
 "      --turn-host HOST          turn: HOST:PORT:<credentials> with fresh\n"
-"                                credentials from the TURN helper\n"
+"                                credentials from the TURN helper (\"\":\n"
+"                                none, whatever --config says)\n"
 "      --turn-port PORT          TURN server port (default 3478)\n"
 "      --turn-socket PATH        the TURN helper's socket (default\n"
 "                                /run/chatmail-turn/turn.socket)\n"
@@ -108,6 +115,7 @@ enum {
 	DICTD_OPT_MAX_KEYS,
 	DICTD_OPT_MAX_CONNS,
 	DICTD_OPT_LINE_TIMEOUT,
+	DICTD_OPT_CONFIG,
 };
 
 /* The bounds' flags take at most this much: past 1 GiB of transactions
@@ -125,8 +133,19 @@ struct dictd_options {
 	struct dict_server_config	 server;
 	const char			*db_path;
 	const char			*import_dir;	/* chatmaild's */
+	const char			*config_path;	/* chatmail.ini */
 	enum db_sync			 sync;
 	enum log_level			 log_level;
+	/* --config's file and what it gave; the vendor strings point here */
+	struct ini			 ini;
+	struct chatmail_ini_vendor	 ini_vendor;
+};
+
+/* Which of the flags that chatmail.ini may also set were given. */
+struct dictd_flags_given {
+	bool	iroh_relay;
+	bool	turn_host;
+	bool	turn_socket;
 };
 
 static _Noreturn void
@@ -134,6 +153,53 @@ dictd_usage_exit(int status)
 {
 	fputs(dictd_usage, status == 0 ? stdout : stderr);
 	exit(status);
+}
+
+/*
+ * --config: chatmail.ini's [params], taken as chatmaild's metadata.py
+ * takes them, for each of these flags that was not given:
+ * mail_domain -> --turn-host, iroh_relay (absent: https://<mail_domain>,
+ * empty: none) -> --iroh-relay, turn_socket_path -> --turn-socket. Every
+ * other key gets one debug line. A file that cannot be read or parsed,
+ * or a value that does not fit its flag, stops the start.
+ */
+static void
+dictd_apply_config(struct dictd_options *o,
+    const struct dictd_flags_given *given)
+{
+	struct dict_vendor_config *v = &o->server.vendor;
+	struct chatmail_ini_vendor *cv = &o->ini_vendor;
+	const struct ini_entry *e;
+	char err[ERR_LEN];
+	char flags[sizeof(",iroh_relay,turn_host,turn_socket")];
+	size_t pos = 0;
+
+	if (chatmail_ini_load(&o->ini, o->config_path, err) < 0 ||
+	    chatmail_ini_vendor(&o->ini, cv, err) < 0)
+		fatalx("--config: %s", err);
+	if (!given->iroh_relay)
+		v->iroh_relay = cv->iroh_relay;
+	if (!given->turn_host)
+		v->turn_host = cv->turn_host;
+	if (!given->turn_socket)
+		v->turn_socket = cv->turn_socket;
+	while ((e = ini_next_unused(&o->ini, &pos)) != NULL)
+		log_debug("config key not used file=%s line=%u section=%s "
+		    "key=%s", o->config_path, e->line, e->section, e->key);
+	/* What the daemon answers, and which of it flags set. */
+	flags[0] = '\0';
+	if (given->iroh_relay)
+		strcat(flags, ",iroh_relay");
+	if (given->turn_host)
+		strcat(flags, ",turn_host");
+	if (given->turn_socket)
+		strcat(flags, ",turn_socket");
+	log_info("config file=%s mail_domain=%s iroh_relay=%s turn_host=%s "
+	    "turn_socket=%s flags_over_file=%s", o->config_path,
+	    cv->mail_domain,
+	    v->iroh_relay != NULL ? v->iroh_relay : "none",
+	    v->turn_host != NULL ? v->turn_host : "none", v->turn_socket,
+	    flags[0] != '\0' ? flags + 1 : "none");
 }
 
 static void
@@ -176,9 +242,11 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 		    DICTD_OPT_MAX_CONNS },
 		{ "line-timeout", required_argument, NULL,
 		    DICTD_OPT_LINE_TIMEOUT },
+		{ "config", required_argument, NULL, DICTD_OPT_CONFIG },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct dict_vendor_config *v = &o->server.vendor;
+	struct dictd_flags_given given = { false, false, false };
 	bool turn_opts = false;
 	char err[ERR_LEN];
 	mode_t mode;
@@ -231,9 +299,17 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 				    "info or debug");
 			break;
 		case DICTD_OPT_IMPORT: o->import_dir = optarg; break;
-		case DICTD_OPT_IROH: v->iroh_relay = optarg; break;
+		case DICTD_OPT_CONFIG: o->config_path = optarg; break;
+		case DICTD_OPT_IROH:
+			/* "" says none, over the file's */
+			v->iroh_relay = optarg[0] != '\0' ? optarg : NULL;
+			given.iroh_relay = true;
+			break;
 		case DICTD_OPT_APPVERSIONS: v->appversions_path = optarg; break;
-		case DICTD_OPT_TURN_HOST: v->turn_host = optarg; break;
+		case DICTD_OPT_TURN_HOST:
+			v->turn_host = optarg[0] != '\0' ? optarg : NULL;
+			given.turn_host = true;
+			break;
 		case DICTD_OPT_MAX_RCPT:
 			v->max_smtp_recipients = cliopt_uint(
 			    "max-smtp-recipients", optarg, 1, 1000000);
@@ -245,6 +321,7 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 			break;
 		case DICTD_OPT_TURN_SOCKET:
 			v->turn_socket = optarg;
+			given.turn_socket = true;
 			turn_opts = true;
 			break;
 		case DICTD_OPT_TURN_TIMEOUT:
@@ -297,6 +374,10 @@ dictd_parse_options(int argc, char **argv, struct dictd_options *o)
 		    "required (--db alone with --import-chatmaild)\n");
 		dictd_usage_exit(2);
 	}
+	/* Now, so that the file's unused keys show at debug. */
+	log_set_level(o->log_level);
+	if (o->config_path != NULL)
+		dictd_apply_config(o, &given);
 	if (turn_opts && v->turn_host == NULL)
 		fatalx("--turn-port, --turn-socket and --turn-timeout need "
 		    "--turn-host");
@@ -343,9 +424,13 @@ main(int argc, char **argv)
 	log_init("metadata-dictd", LOG_LEVEL_INFO);
 	dictd_parse_options(argc, argv, &o);
 	log_set_level(o.log_level);
-	if (o.import_dir != NULL)
-		return chatmaild_import_main(o.db_path, o.sync,
+	if (o.import_dir != NULL) {
+		int rc = chatmaild_import_main(o.db_path, o.sync,
 		    o.server.token_ttl_ms, o.import_dir);
+
+		ini_clear(&o.ini);
+		return rc;
+	}
 
 	nofile = evloop_raise_nofile(DICTD_WANT_NOFILE);
 	/* Not fatal: the listener then pauses on EMFILE instead, which is
@@ -374,6 +459,7 @@ main(int argc, char **argv)
 	dict_server_free(srv);
 	evloop_signals_free(sigs);
 	event_base_free(base);
+	ini_clear(&o.ini);
 	log_info("dict stopped");
 	return 0;
 }

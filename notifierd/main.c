@@ -10,6 +10,7 @@
 
 #include <event2/event.h>
 
+#include "chatmail_ini.h"
 #include "cliopt.h"
 #include "evloop.h"
 #include "log.h"
@@ -50,6 +51,10 @@ static const char notifierd_usage[] =
 "  -S, --sync normal|full    SQLite durability (default normal)\n"
 "  -M, --metrics HOST:PORT   serve OpenMetrics at http://HOST:PORT/metrics\n"
 "  -l, --log-level LEVEL     error, warn, info, debug (default info)\n"
+"      --config PATH         chatmail relay's chatmail.ini, checked and\n"
+"                            read: it has no setting of notifierd's (the\n"
+"                            proxy URL is not in it), so each of its keys\n"
+"                            is logged at debug as not used\n"
 "  -h, --help                show this help\n"
 "\n"
 "Durations: 250ms, 10s, 20m, 5h, 90d.\n";
@@ -61,6 +66,36 @@ notifierd_usage_exit(int status)
 	exit(status);
 }
 
+
+enum {
+	NOTIFIERD_OPT_CONFIG = 256,
+};
+
+/*
+ * --config: chatmail relay's chatmail.ini, for symmetry with
+ * metadata-dictd (one file named in both units). chatmaild's notifier
+ * takes nothing from it (notifier.py's URL is a constant; chatmail.ini
+ * has no proxy URL, timeout or CA), and neither do we: the file is
+ * checked as metadata-dictd checks it, so that a damaged one shows in
+ * both, and each key gets one debug line.
+ */
+static void
+notifierd_check_config(const char *path)
+{
+	const struct ini_entry *e;
+	char err[ERR_LEN];
+	struct ini ini;
+	size_t pos = 0;
+
+	if (chatmail_ini_load(&ini, path, err) < 0)
+		fatalx("--config: %s", err);
+	while ((e = ini_next_unused(&ini, &pos)) != NULL)
+		log_debug("config key not used file=%s line=%u section=%s "
+		    "key=%s", path, e->line, e->section, e->key);
+	log_info("config file=%s keys=%zu (none used by notifierd)", path,
+	    ini.n);
+	ini_clear(&ini);
+}
 
 static void
 notifierd_parse_options(int argc, char **argv, struct notifier_config *c,
@@ -82,8 +117,10 @@ notifierd_parse_options(int argc, char **argv, struct notifier_config *c,
 		{ "metrics", required_argument, NULL, 'M' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "config", required_argument, NULL, NOTIFIERD_OPT_CONFIG },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *config_path = NULL;
 	int ch;
 
 	memset(c, 0, sizeof(*c));
@@ -109,6 +146,7 @@ notifierd_parse_options(int argc, char **argv, struct notifier_config *c,
 			    "wake-interval", optarg);
 			break;
 		case 'C': c->http.ca_file = optarg; break;
+		case NOTIFIERD_OPT_CONFIG: config_path = optarg; break;
 		case 'M': c->metrics_addr = optarg; break;
 		case 'c':
 			c->concurrency = (unsigned int)cliopt_uint(
@@ -150,6 +188,9 @@ notifierd_parse_options(int argc, char **argv, struct notifier_config *c,
 		fprintf(stderr, "notifierd: --db is required\n");
 		notifierd_usage_exit(2);
 	}
+	log_set_level(*level);
+	if (config_path != NULL)
+		notifierd_check_config(config_path);
 	if (strncmp(c->proxy_url, "https://", 8) != 0 &&
 	    strncmp(c->proxy_url, "http://", 7) != 0)
 		fatalx("--proxy-url: expected an http:// or https:// URL");

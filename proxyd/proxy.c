@@ -906,7 +906,7 @@ proxy_register_metrics(struct proxy *px)
 	    "Requests refused because every decryption worker was busy",
 	    NULL);
 	st->cache_evicted_bytes = metrics_counter(m,
-	    "decrypt_cache_evicted_bytes",
+	    "decrypt_cache_byte_evictions",
 	    "Decryption cache entries evicted to stay within --cache-bytes",
 	    NULL);
 	st->cache_bytes = metrics_gauge(m, "decrypt_cache_bytes",

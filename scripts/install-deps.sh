@@ -12,12 +12,15 @@ BUILD_PACKAGES="build-essential pkg-config
 libsqlite3-dev libevent-dev libmicrohttpd-dev libcurl4-openssl-dev
 libssl-dev libnghttp2-dev libjansson-dev zlib1g-dev libhiredis-dev"
 # redis-server, redis-sentinel, haproxy: several proxyd sharing state
-# behind a balancer (issue 15), as the e2e tests run them.
+# behind a balancer (issue 15), as the e2e tests run them. prometheus:
+# its promtool, for make alerts-test (no server is run).
 PACKAGES="$BUILD_PACKAGES clang libcmocka-dev sqlite3
 dovecot-core dovecot-imapd dovecot-lmtpd
 redis-server redis-sentinel haproxy
 python3-pytest python3-h2 python3-cryptography python3-jwt
-iproute2 valgrind openssl curl nghttp2-client"
+python3-matplotlib
+iproute2 valgrind openssl curl nghttp2-client
+prometheus python3-yaml"
 build_only=false
 if [ "${1:-}" = "--build" ]; then
 	build_only=true

@@ -196,7 +196,7 @@ def test_cache_keeps_no_plaintext_that_is_no_token(proxyd_factory, pgp):
 def test_cache_bytes_bound_evicts_tokens(proxyd_factory, fake_apns, pgp):
     """Real tokens (200-hex APNs tokens, the longest kind APNs takes)
     within --cache-bytes 64k: the cache holds at most that, evicting the
-    least recently used, counted in decrypt_cache_evicted_bytes_total."""
+    least recently used, counted in decrypt_cache_byte_evictions_total."""
     fpr, pub = pgp
     p = start(proxyd_factory, ["--cache-bytes", "64k", "--debounce", "1ms"])
     toks = [secrets.token_hex(100) for _ in range(600)]
@@ -208,7 +208,7 @@ def test_cache_bytes_bound_evicts_tokens(proxyd_factory, fake_apns, pgp):
         assert p.notify(body)[0] == 200
     m = p.metrics()
     assert 0 < m["decrypt_cache_bytes"] <= 64 * 1024, m
-    assert m["decrypt_cache_evicted_bytes_total"] > 0, m
+    assert m["decrypt_cache_byte_evictions_total"] > 0, m
     fake_apns.wait_for(len(toks))
 
 

@@ -164,6 +164,8 @@ test_config_check(void **state)
 		{ "", NULL, 0, NULL, -1, "--iroh-relay" },
 		{ NULL, "example.org", 3478, "/s", 0, NULL },
 		{ NULL, "192.0.2.1", 3478, "/s", 0, NULL },
+		/* chatmail.ini's mail_domain of a test relay */
+		{ NULL, "_chat.example.org", 3478, "/s", 0, NULL },
 		{ NULL, "ex ample.org", 3478, "/s", -1, "--turn-host" },
 		{ NULL, "example.org:3478", 3478, "/s", -1, "--turn-host" },
 		{ NULL, "[::1]", 3478, "/s", -1, "--turn-host" },
