@@ -4,6 +4,8 @@
 #   make test            unit tests, unit tests under ASan+UBSan, fuzz
 #                        replay (and a short libFuzzer run with clang), e2e
 #   make unit | san | fuzz-smoke | e2e | docker-test   the parts of make test
+#   make package-test    the Debian packages built, linted, installed,
+#                        removed and purged (part of make test)
 #   make fuzz            longer libFuzzer runs (FUZZ_SECONDS each)
 #   make bench           benchmarks under tests/bench/
 #   make alerts-test     the Prometheus rules' unit tests and the metric
@@ -365,7 +367,8 @@ docker-test:
 
 # The Debian packages (debian/): built in a temporary copy of the tree,
 # lintian, installed, checked, removed and purged
-# (tests/packaging/test-packages.sh; root, Debian 12).
+# (tests/packaging/test-packages.sh; root, Debian 12; about 30 s, plus
+# installing debhelper and lintian the first time).
 .PHONY: package-test
 package-test:
 	tests/packaging/test-packages.sh
@@ -414,6 +417,7 @@ test:
 	$(MAKE) fuzz-smoke
 	$(MAKE) e2e-san
 	$(MAKE) e2e
+	$(MAKE) package-test
 	$(MAKE) docker-test
 
 deps:

@@ -20,7 +20,8 @@ redis-server redis-sentinel haproxy
 python3-pytest python3-h2 python3-cryptography python3-jwt
 python3-matplotlib
 iproute2 valgrind openssl curl nghttp2-client
-prometheus python3-yaml"
+prometheus python3-yaml
+debhelper dpkg-dev fakeroot lintian"
 build_only=false
 if [ "${1:-}" = "--build" ]; then
 	build_only=true
