@@ -413,6 +413,7 @@ test:
 	$(MAKE) unit-run
 	$(MAKE) testdata-check
 	$(MAKE) alerts-test
+	$(MAKE) plots
 	$(MAKE) san
 	$(MAKE) fuzz-smoke
 	$(MAKE) e2e-san
