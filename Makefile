@@ -292,8 +292,8 @@ FUZZ_LIB_fcm_answer = $(FUZZ_LIB_fcm_key) proxyd/providers/fcm/fcm.c \
 FUZZ_LIB_api_headers = proxyd/api/api_headers.c
 FUZZ_LIB_api_addr = proxyd/api/api_addr.c common/err.c
 FUZZ_LIB_redis_addr = proxyd/redis/redis_addr.c common/err.c
-FUZZ_LIB_ini = common/ini.c common/chatmail_ini.c common/err.c \
-	common/xmalloc.c
+FUZZ_LIB_ini = common/ini.c common/chatmail_ini.c common/cli.c \
+	common/err.c common/xmalloc.c
 
 $(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBDICTD) \
     $(LIBPROXYD) $(LIBCOMMON)

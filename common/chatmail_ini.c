@@ -4,6 +4,7 @@
 #include <sys/un.h>
 
 #include "chatmail_ini.h"
+#include "cli.h"
 
 /* The [params] entry of key, without marking it used. */
 static const struct ini_entry *
@@ -51,19 +52,6 @@ chatmail_ini_load(struct ini *ini, const char *path, char err[ERR_LEN])
 	return 0;
 }
 
-static bool
-chatmail_ini_printable(const char *s, size_t max)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > max)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
-			return false;
-	return true;
-}
-
 int
 chatmail_ini_vendor(struct ini *ini, struct chatmail_ini_vendor *out,
     char err[ERR_LEN])
@@ -82,7 +70,7 @@ chatmail_ini_vendor(struct ini *ini, struct chatmail_ini_vendor *out,
 	 * answers such a relay's TURN host as "[1.2.3.4]"; the client splits
 	 * the entry at ':', so we answer the plain address, as --turn-host
 	 * takes it. No ':' (so no IPv6 literal) and no '/'. */
-	if (!chatmail_ini_printable(d, CHATMAIL_INI_HOST_MAX) ||
+	if (!cli_printable(d, CHATMAIL_INI_HOST_MAX) ||
 	    strspn(d, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 	    "0123456789._-") != strlen(d)) {
 		err_set(err, "%s:%u: mail_domain: expected a domain name or "
@@ -100,7 +88,7 @@ chatmail_ini_vendor(struct ini *ini, struct chatmail_ini_vendor *out,
 		out->iroh_relay = out->iroh_default;
 	} else if (iroh->value[0] == '\0') {
 		out->iroh_relay = NULL;	/* metadata.py: NIL when empty */
-	} else if (!chatmail_ini_printable(iroh->value, CHATMAIL_INI_URL_MAX) ||
+	} else if (!cli_printable(iroh->value, CHATMAIL_INI_URL_MAX) ||
 	    (strncmp(iroh->value, "https://", 8) != 0 &&
 	    strncmp(iroh->value, "http://", 7) != 0)) {
 		err_set(err, "%s:%u: iroh_relay: expected an http:// or "

@@ -178,3 +178,16 @@ bad:
 	err_set(err, "invalid mode \"%s\" (expected octal, e.g. 0660)", s);
 	return -1;
 }
+
+bool
+cli_printable(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+			return false;
+	return true;
+}

@@ -6,6 +6,8 @@
 #ifndef CLI_H
 #define CLI_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -25,5 +27,8 @@ int	cli_parse_hostport(const char *, char **host_out, uint16_t *port_out,
 	    char err[ERR_LEN]);
 /* Octal permission bits, e.g. "0660". */
 int	cli_parse_mode(const char *, mode_t *mode_out, char err[ERR_LEN]);
+/* A value of 1 to max bytes, each printable ASCII and no space: what a
+ * URL or a host name given to a client may hold. */
+bool	cli_printable(const char *, size_t max);
 
 #endif

@@ -27,6 +27,7 @@
 
 #include <jansson.h>
 
+#include "cli.h"
 #include "dictd.h"
 #include "xmalloc.h"
 
@@ -46,26 +47,13 @@ struct dict_vendor {
 	char		 av_reported[ERR_LEN];
 };
 
-static bool
-dict_vendor_printable(const char *s, size_t max)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > max)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
-			return false;
-	return true;
-}
-
 int
 dict_vendor_config_check(const struct dict_vendor_config *cfg,
     char err[ERR_LEN])
 {
 	const char *u = cfg->iroh_relay;
 
-	if (u != NULL && (!dict_vendor_printable(u, DICT_VENDOR_URL_MAX_BYTES)
+	if (u != NULL && (!cli_printable(u, DICT_VENDOR_URL_MAX_BYTES)
 	    || (strncmp(u, "https://", 8) != 0 &&
 	    strncmp(u, "http://", 7) != 0))) {
 		err_set(err, "--iroh-relay: expected an http:// or https:// "
@@ -79,7 +67,7 @@ dict_vendor_config_check(const struct dict_vendor_config *cfg,
 		/* The client splits the value at ':', so no IPv6 literal.
 		 * '_': chatmail relays for tests have names like
 		 * _chat.example.org (chatmail.ini's mail_domain). */
-		if (!dict_vendor_printable(h, DICT_VENDOR_HOST_MAX_BYTES) ||
+		if (!cli_printable(h, DICT_VENDOR_HOST_MAX_BYTES) ||
 		    strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV"
 		    "WXYZ0123456789.-_") != strlen(h)) {
 			err_set(err, "--turn-host: expected a host name or "
