@@ -861,13 +861,13 @@ state_redis_metrics(struct state_redis *r, struct metrics *m)
 	    "Redis commands waiting for their answer", NULL);
 	r->m.commands = metrics_counter(m, "redis_commands",
 	    "Redis commands sent", NULL);
-	r->m.failed = metrics_counter(m, "redis_failed",
+	r->m.failed = metrics_counter(m, "redis_commands_failed",
 	    "Redis commands without an answer (connection dropped or timed "
 	    "out)", NULL);
-	r->m.refused = metrics_counter(m, "redis_refused",
+	r->m.refused = metrics_counter(m, "redis_commands_refused",
 	    "Redis commands not sent: not connected, or --redis-max-pending "
 	    "in flight", NULL);
-	r->m.errors = metrics_counter(m, "redis_errors",
+	r->m.errors = metrics_counter(m, "redis_command_errors",
 	    "Redis commands answered with an error", NULL);
 	r->m.timeouts = metrics_counter(m, "redis_timeouts",
 	    "Redis connections dropped for an answer later than "

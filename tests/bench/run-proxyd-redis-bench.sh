@@ -113,9 +113,9 @@ EXTRA_FIELDS = [
      "registrations_full_total registrations_rate_limited_total"),
     ("redis_up", "redis_up"),
     ("redis_commands", "redis_commands_total"),
-    ("redis_failed", "redis_failed_total"),
-    ("redis_refused", "redis_refused_total"),
-    ("redis_errors", "redis_errors_total"),
+    ("redis_commands_failed", "redis_commands_failed_total"),
+    ("redis_commands_refused", "redis_commands_refused_total"),
+    ("redis_command_errors", "redis_command_errors_total"),
     ("redis_timeouts", "redis_timeouts_total"),
     ("redis_fallbacks", "redis_fallbacks_total"),
     ("redis_takeovers", "redis_takeovers_total"),
@@ -377,9 +377,9 @@ run_flood() {
 		# fallback, and at least one command per /notify.
 		[ "$(num "$m1" redis_up)" -eq "$n" ] &&
 		    [ "$(delta "$m0" "$m1" redis_fallbacks)" -eq 0 ] &&
-		    [ $(($(delta "$m0" "$m1" redis_failed) +
-		    $(delta "$m0" "$m1" redis_refused) +
-		    $(delta "$m0" "$m1" redis_errors) +
+		    [ $(($(delta "$m0" "$m1" redis_commands_failed) +
+		    $(delta "$m0" "$m1" redis_commands_refused) +
+		    $(delta "$m0" "$m1" redis_command_errors) +
 		    $(delta "$m0" "$m1" redis_timeouts))) -eq 0 ] ||
 		    problem "$name: Redis not used throughout: $m1"
 		[ "$(delta "$m0" "$m1" redis_commands)" -ge "$f_ok" ] ||
