@@ -291,8 +291,8 @@ class Stack:
             return "device token matches: %s, apns-push-type %s" % (
                 req.token == plain, req.push_type)
         if provider == "FCM":
-            return ("registration token matches, HTTP/%s, priority %s; the "
-                    "first push waits for the OAuth2 access token" % (
+            return ("registration token matches, HTTP/%s, priority %s; "
+                    "proxyd fetched its OAuth2 access token at start" % (
                         req.http,
                         req.info["message"]["android"]["priority"]))
         if provider == "Web Push":
